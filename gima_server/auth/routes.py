@@ -1,0 +1,90 @@
+"""POST /api/auth/signup, /login, /logout and GET /api/auth/me."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from email_validator import EmailNotValidError, validate_email
+
+from .. import appkeys
+from ..errors import ApiError, invalid
+from ..store.base import DuplicateError, User
+from ..validation import Field, read_json
+from .passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, hash_password, verify_password
+from .sessions import csrf_token, end_cookie_session, require_user, start_cookie_session
+
+MAX_EMAIL_CHARS = 254
+MAX_NAME_CHARS = 100
+
+_SIGNUP = {
+    "email": Field(str, required=True, max_chars=MAX_EMAIL_CHARS),
+    "password": Field(str, required=True, max_chars=MAX_PASSWORD_CHARS),
+    "name": Field(str, max_chars=MAX_NAME_CHARS),
+}
+_LOGIN = {
+    "email": Field(str, required=True, max_chars=MAX_EMAIL_CHARS),
+    "password": Field(str, required=True, max_chars=MAX_PASSWORD_CHARS),
+}
+
+
+def normalize_email(raw: str) -> str:
+    """Validated and lower-cased, so one mailbox is one account whatever case it is typed in."""
+    try:
+        return validate_email(raw.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise invalid(f"email is not valid: {exc}") from None
+
+
+async def _login_response(request: web.Request, user: User, status: int) -> web.Response:
+    store = request.app[appkeys.STORE]
+    settings = request.app[appkeys.SETTINGS]
+    session = await store.create_session(user.id, settings.session_ttl_s)
+    csrf = await start_cookie_session(request, session.id)
+    tokens = request.app[appkeys.TOKENS]
+    body = {"user": user.public(), "accessToken": tokens.issue(user.id, session.id), "expiresIn": tokens.ttl_s, "csrfToken": csrf}
+    return web.json_response(body, status=status)
+
+
+async def signup(request: web.Request) -> web.Response:
+    body = await read_json(request, _SIGNUP)
+    email = normalize_email(body["email"])
+    password: str = body["password"]
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise invalid(f"password must have at least {MIN_PASSWORD_CHARS} characters")
+    name = (body["name"] or "").strip() or email.split("@", 1)[0]
+    store = request.app[appkeys.STORE]
+    try:
+        user = await store.create_user(email, await hash_password(password), name, ("user",))
+    except DuplicateError:
+        raise ApiError(409, "conflict", "an account with this email already exists") from None
+    return await _login_response(request, user, 201)
+
+
+async def login(request: web.Request) -> web.Response:
+    body = await read_json(request, _LOGIN)
+    email = normalize_email(body["email"])
+    user = await request.app[appkeys.STORE].get_user_by_email(email)
+    if not await verify_password(user.password_hash if user else None, body["password"]) or user is None:
+        raise ApiError(401, "unauthorized", "email or password is wrong")
+    return await _login_response(request, user, 200)
+
+
+async def logout(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    await request.app[appkeys.STORE].revoke_session(principal.session_id)
+    await end_cookie_session(request)
+    return web.Response(status=204)
+
+
+async def me(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    body: dict[str, object] = {"user": principal.user.public()}
+    if principal.via == "cookie":
+        body["csrfToken"] = await csrf_token(request)
+    return web.json_response(body)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/auth/signup", signup)
+    app.router.add_post("/api/auth/login", login)
+    app.router.add_post("/api/auth/logout", logout)
+    app.router.add_get("/api/auth/me", me)

@@ -1,0 +1,100 @@
+"""Who is calling: a Bearer JWT or the cookie session, both bound to a revocable login session."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp_session import get_session, new_session
+
+from .. import appkeys
+from ..errors import ApiError
+from ..store.base import User
+
+COOKIE_NAME = "gima_session"
+_PRINCIPAL = "gima_principal"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user: User
+    session_id: str
+    via: str  # "bearer" or "cookie"
+
+
+def _unauthorized(message: str = "authentication required") -> ApiError:
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="gima"'})
+
+
+async def _principal_for(request: web.Request, user_id: str | None, session_id: str, via: str) -> Principal | None:
+    store = request.app[appkeys.STORE]
+    session = await store.get_session(session_id)
+    if session is None or session.revoked or session.expires_at < time.time():
+        return None
+    if user_id is not None and session.user_id != user_id:
+        return None
+    user = await store.get_user(session.user_id)
+    return Principal(user, session.id, via) if user else None
+
+
+async def authenticate(request: web.Request) -> Principal | None:
+    """Resolve the caller once per request; a bad Bearer token is a 401, never a fall-back to the cookie."""
+    if _PRINCIPAL in request:
+        cached: Principal | None = request[_PRINCIPAL]
+        return cached
+    principal: Principal | None = None
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        claims = request.app[appkeys.TOKENS].verify(token.strip()) if scheme.lower() == "bearer" else None
+        if claims is None:
+            raise _unauthorized("invalid or expired access token")
+        principal = await _principal_for(request, claims.user_id, claims.session_id, "bearer")
+        if principal is None:
+            raise _unauthorized("session has ended")
+    elif COOKIE_NAME in request.cookies:
+        cookie = await get_session(request)
+        session_id = cookie.get("sid")
+        if isinstance(session_id, str):
+            principal = await _principal_for(request, None, session_id, "cookie")
+    request[_PRINCIPAL] = principal
+    return principal
+
+
+async def require_user(request: web.Request) -> Principal:
+    principal = await authenticate(request)
+    if principal is None:
+        raise _unauthorized()
+    return principal
+
+
+async def start_cookie_session(request: web.Request, session_id: str) -> str:
+    """Put the login in a fresh cookie session (new cookie, no fixation); return its CSRF token."""
+    cookie = await new_session(request)
+    csrf_token = secrets.token_urlsafe(24)
+    cookie["sid"] = session_id
+    cookie["csrf"] = csrf_token
+    return csrf_token
+
+
+async def end_cookie_session(request: web.Request) -> None:
+    if COOKIE_NAME in request.cookies:
+        (await get_session(request)).invalidate()
+
+
+async def csrf_token_matches(request: web.Request) -> bool:
+    sent = request.headers.get("X-CSRF-Token")
+    if not sent or COOKIE_NAME not in request.cookies:
+        return False
+    expected = (await get_session(request)).get("csrf")
+    return isinstance(expected, str) and hmac.compare_digest(sent, expected)
+
+
+async def csrf_token(request: web.Request) -> str | None:
+    if COOKIE_NAME not in request.cookies and _PRINCIPAL not in request:
+        return None
+    value = (await get_session(request)).get("csrf")
+    return value if isinstance(value, str) else None

@@ -1,0 +1,52 @@
+"""Access tokens: HS256 JWTs carrying sub (user) and sid (session), signed by a key ring for rotation."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+import jwt
+
+_ALGORITHM = "HS256"
+_ISSUER = "gima-server"
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: str
+    session_id: str
+
+
+def _kid(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+class TokenIssuer:
+    """Signs with the first key; verifies with any key of the ring (matched by kid)."""
+
+    def __init__(self, keys: tuple[str, ...], ttl_s: int) -> None:
+        if not keys:
+            raise ValueError("at least one signing key is required")
+        self._signing_key = keys[0]
+        self._keys = {_kid(k): k for k in keys}
+        self.ttl_s = ttl_s
+
+    def issue(self, user_id: str, session_id: str, now: float | None = None) -> str:
+        issued = int(now if now is not None else time.time())
+        claims = {"sub": user_id, "sid": session_id, "iat": issued, "exp": issued + self.ttl_s, "iss": _ISSUER}
+        return jwt.encode(claims, self._signing_key, algorithm=_ALGORITHM, headers={"kid": _kid(self._signing_key)})
+
+    def verify(self, token: str) -> AccessClaims | None:
+        try:
+            key = self._keys.get(jwt.get_unverified_header(token).get("kid", ""))
+            if key is None:
+                return None
+            claims = jwt.decode(
+                token, key, algorithms=[_ALGORITHM], issuer=_ISSUER, options={"require": ["sub", "sid", "exp", "iat"]}
+            )
+        except jwt.PyJWTError:
+            return None
+        if not isinstance(claims.get("sub"), str) or not isinstance(claims.get("sid"), str):
+            return None
+        return AccessClaims(claims["sub"], claims["sid"])

@@ -1,0 +1,69 @@
+"""Chats and history: POST/GET /api/chats, GET /api/chats/{chatId}/messages, DELETE /api/chats/{chatId}."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from . import appkeys
+from .auth.sessions import require_user
+from .errors import invalid, not_found
+from .ids import is_valid_id, path_id
+from .validation import Field, read_json
+
+MAX_TITLE_CHARS = 200
+DEFAULT_PAGE = 50
+MAX_PAGE = 100
+
+
+async def create_chat(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    body = await read_json(request, {"title": Field(str, max_chars=MAX_TITLE_CHARS)})
+    title = (body["title"] or "").strip() or "New chat"
+    chat = await request.app[appkeys.STORE].create_chat(principal.user.id, title)
+    return web.json_response({"chat": chat.public()}, status=201)
+
+
+def _page_limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_PAGE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise invalid(f"limit must be a whole number from 1 to {MAX_PAGE}")
+    return int(raw)
+
+
+async def list_chats(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    limit = _page_limit(request.query.get("limit"))
+    before = request.query.get("before")
+    if before is not None and not is_valid_id(before):
+        raise invalid("before must be a chat id")
+    chats = await request.app[appkeys.STORE].list_chats(principal.user.id, before, limit)
+    body: dict[str, object] = {"chats": [c.public() for c in chats]}
+    body["nextCursor"] = chats[-1].id if len(chats) == limit else None
+    return web.json_response(body)
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    chat_id = path_id(request.match_info["chatId"], "chat")
+    store = request.app[appkeys.STORE]
+    if await store.get_chat(principal.user.id, chat_id) is None:
+        raise not_found("chat")
+    messages = await store.list_messages(principal.user.id, chat_id)
+    return web.json_response({"messages": [m.public() for m in messages]})
+
+
+async def delete_chat(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    chat_id = path_id(request.match_info["chatId"], "chat")
+    request.app[appkeys.REGISTRY].cancel_chat(principal.user.id, chat_id)
+    if not await request.app[appkeys.STORE].delete_chat(principal.user.id, chat_id):
+        raise not_found("chat")
+    return web.Response(status=204)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/chats", create_chat)
+    app.router.add_get("/api/chats", list_chats)
+    app.router.add_get("/api/chats/{chatId}/messages", list_messages)
+    app.router.add_delete("/api/chats/{chatId}", delete_chat)

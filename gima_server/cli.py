@@ -1,0 +1,147 @@
+"""The gima-server command: serve (default), user add / user role, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from aiohttp import web
+
+from .config import ConfigError, Settings
+from .observability.logs import configure_logging
+
+ROLES = ("user", "alpha", "admin")
+log = logging.getLogger("gima.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gima-server", description="Self-hosted streaming chat server.")
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="run the server (the default)")
+    for p in (parser, serve):
+        p.add_argument("--host", help="listen address (GIMA_HOST, default 127.0.0.1)")
+        p.add_argument("--port", type=int, help="listen port (GIMA_PORT, default 8080)")
+        p.add_argument("--data-dir", help="SQLite file and local state (GIMA_DATA_DIR, default ./data)")
+        p.add_argument("--drain-s", type=float, help="graceful shutdown drain time (GIMA_DRAIN_S, default 120)")
+    sub.add_parser("check-config", help="validate the configuration and exit")
+    user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
+    add = user.add_parser("add", help="create a user (a password is generated unless --password-stdin)")
+    add.add_argument("email")
+    add.add_argument("--role", choices=ROLES[1:], action="append", default=[])
+    add.add_argument("--name", default="")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    role = user.add_parser("role", help="grant a role to a user (or --revoke it)")
+    role.add_argument("email")
+    role.add_argument("role", choices=ROLES[1:])
+    role.add_argument("--revoke", action="store_true")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        data_dir=Path(args.data_dir) if getattr(args, "data_dir", None) else None,
+        drain_s=getattr(args, "drain_s", None),
+    )
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def serve(settings: Settings) -> None:
+    from .app import create_app
+
+    app = create_app(settings)
+    url = f"http://{settings.host}:{settings.port}/"
+
+    def announce(*_: object) -> None:
+        print(f"gima-server is running: open {url} in your browser (Ctrl+C to stop)", flush=True)
+
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        print=announce,
+        loop=_new_loop(),
+        shutdown_timeout=settings.drain_s,
+        access_log=None,
+    )
+
+
+async def _user_command(settings: Settings, args: argparse.Namespace) -> int:
+    from .auth.passwords import MIN_PASSWORD_CHARS, hash_password
+    from .auth.routes import normalize_email
+    from .errors import ApiError
+    from .store import open_store
+    from .store.base import DuplicateError
+
+    try:
+        email = normalize_email(args.email)
+    except ApiError as exc:
+        print(f"gima-server: {exc.message}", file=sys.stderr)
+        return 2
+    store = open_store(settings)
+    await store.open()
+    try:
+        if args.user_command == "add":
+            generated = not args.password_stdin
+            password = secrets.token_urlsafe(12) if generated else sys.stdin.readline().rstrip("\n")
+            if len(password) < MIN_PASSWORD_CHARS:
+                print(f"gima-server: the password must have at least {MIN_PASSWORD_CHARS} characters", file=sys.stderr)
+                return 2
+            roles = ("user", *dict.fromkeys(args.role))
+            try:
+                user = await store.create_user(email, await hash_password(password), args.name or email.split("@")[0], roles)
+            except DuplicateError:
+                print(f"gima-server: a user with email {email} already exists", file=sys.stderr)
+                return 1
+            print(f"created user {user.email} ({user.id}) with roles {', '.join(user.roles)}")
+            if generated:
+                print(f"password: {password}")
+            return 0
+        user = await store.get_user_by_email(email)
+        if user is None:
+            print(f"gima-server: no user with email {email}", file=sys.stderr)
+            return 1
+        roles = [r for r in user.roles if r != args.role] if args.revoke else [*user.roles, args.role]
+        updated = await store.set_roles(user.id, list(dict.fromkeys(["user", *roles])))
+        assert updated is not None
+        print(f"{updated.email} now has roles {', '.join(updated.roles)}")
+        return 0
+    finally:
+        await store.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        print(f"gima-server: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    if args.command == "check-config":
+        print("configuration is valid")
+        return 0
+    if args.command == "user":
+        return asyncio.run(_user_command(settings, args))
+    try:
+        serve(settings)
+    except ConfigError as exc:
+        print(f"gima-server: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"gima-server: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,173 @@
+"""Settings: one frozen object built once from GIMA_* variables and CLI flags, validated at start."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value; the message names the variable."""
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be one of on/off, true/false, 1/0")
+
+
+def _parse_csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("./data")
+    store_url: str = ""
+    redis_url: str = ""
+    secret_keys: tuple[str, ...] = ()
+    public_origin: str = ""
+    allowed_origins: tuple[str, ...] = ()
+    cookie_secure: bool = False
+    agent: str = "demo"
+    demo_tokens_per_s: float = 40.0
+    demo_first_token_ms: float = 150.0
+    demo_reply_words: int = 120
+    rate_limits: str = "chat=30/min,search=100/min,embeddings=10/min"
+    max_active_replies: int = 0
+    heartbeat_s: float = 15.0
+    drain_s: float = 120.0
+    sse_retry_ms: int = 3000
+    sse_send_timeout_s: float = 30.0
+    subscriber_max_lag: int = 2000
+    checkpoint_every: int = 32
+    coalesce_window_ms: float = 300.0
+    cancel_on_disconnect: bool = False
+    replay_retention_s: float = 300.0
+    replay_max_events_per_reply: int = 20_000
+    replay_max_events_total: int = 2_000_000
+    idempotency_ttl_s: float = 86_400.0
+    max_body_bytes: int = 256 * 1024
+    max_content_bytes: int = 32 * 1024
+    access_token_ttl_s: int = 3600
+    session_ttl_s: int = 30 * 86_400
+    migration_enabled: bool = False
+    log_level: str = "info"
+    log_format: str = "json"
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read GIMA_* variables, then apply overrides (CLI flags); raise ConfigError naming the bad one."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name, parse in _ENV_PARSERS.items():
+            var = "GIMA_" + name.upper()
+            raw = env.get(var)
+            if raw is None:
+                continue
+            try:
+                values[_FIELD_FOR_VAR.get(name, name)] = parse(raw)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"{var}={raw!r}: {exc}") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        for name, check, why in _CHECKS:
+            if not check(getattr(self, name)):
+                raise ConfigError(f"GIMA_{name.upper()}={getattr(self, name)!r}: {why}")
+        if self.store_url and not self.store_url.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")):
+            raise ConfigError(f"GIMA_STORE_URL={self.store_url!r}: must start with sqlite:/// or mongodb://")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("GIMA_REDIS_URL: must start with redis://, rediss:// or unix://")
+        for origin in (*self.allowed_origins, *((self.public_origin,) if self.public_origin else ())):
+            if not origin.startswith(("http://", "https://")) or origin.endswith("/") or origin == "*":
+                raise ConfigError(f"GIMA_ALLOWED_ORIGINS / GIMA_PUBLIC_ORIGIN {origin!r}: must be scheme://host[:port]")
+        for key in self.secret_keys:
+            if len(key) < 32:
+                raise ConfigError("GIMA_SECRET_KEY: each key must be at least 32 characters")
+
+    @property
+    def sqlite_path(self) -> Path:
+        if self.store_url.startswith("sqlite:///"):
+            return Path(self.store_url[len("sqlite:///"):])
+        return self.data_dir / "gima.sqlite3"
+
+    def with_secret(self) -> Settings:
+        """Return settings with a secret key, generating one kept in data_dir when none is configured."""
+        if self.secret_keys:
+            return self
+        path = self.data_dir / "secret_key"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+        return replace(self, secret_keys=(path.read_text().strip(),))
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+def _non_negative(value: float) -> bool:
+    return value >= 0
+
+
+_CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("port", lambda p: 0 <= p <= 65535, "must be a port number 0..65535"),
+    ("agent", lambda a: a in ("demo", "openai", "anthropic", "pipeline"), "must be demo, openai, anthropic or pipeline"),
+    ("demo_tokens_per_s", _non_negative, "must be >= 0 (0 = as fast as possible)"),
+    ("demo_first_token_ms", _non_negative, "must be >= 0"),
+    ("demo_reply_words", _positive, "must be > 0"),
+    ("max_active_replies", _non_negative, "must be >= 0 (0 = sized to the machine)"),
+    ("heartbeat_s", _positive, "must be > 0"),
+    ("drain_s", _non_negative, "must be >= 0"),
+    ("sse_retry_ms", _non_negative, "must be >= 0"),
+    ("sse_send_timeout_s", _positive, "must be > 0"),
+    ("subscriber_max_lag", _positive, "must be > 0"),
+    ("checkpoint_every", _positive, "must be > 0"),
+    ("coalesce_window_ms", _non_negative, "must be >= 0"),
+    ("replay_retention_s", _non_negative, "must be >= 0"),
+    ("replay_max_events_per_reply", lambda n: n >= 10, "must be >= 10"),
+    ("replay_max_events_total", lambda n: n >= 100, "must be >= 100"),
+    ("idempotency_ttl_s", _positive, "must be > 0"),
+    ("max_body_bytes", lambda n: n >= 1024, "must be >= 1024"),
+    ("max_content_bytes", _positive, "must be > 0"),
+    ("access_token_ttl_s", _positive, "must be > 0"),
+    ("session_ttl_s", _positive, "must be > 0"),
+    ("log_level", lambda v: v in ("debug", "info", "warning", "error"), "must be debug, info, warning or error"),
+    ("log_format", lambda v: v in ("json", "text"), "must be json or text"),
+]
+
+_ENV_PARSERS: dict[str, Callable[[str], Any]] = {}
+for _f in fields(Settings):
+    if _f.name == "extra":
+        continue
+    _type = str(_f.type)
+    if _type == "int":
+        _ENV_PARSERS[_f.name] = int
+    elif _type == "float":
+        _ENV_PARSERS[_f.name] = float
+    elif _type == "bool":
+        _ENV_PARSERS[_f.name] = _parse_bool
+    elif _type == "Path":
+        _ENV_PARSERS[_f.name] = Path
+    elif _type.startswith("tuple"):
+        _ENV_PARSERS[_f.name] = _parse_csv
+    else:
+        _ENV_PARSERS[_f.name] = str
+# The documented variable is GIMA_SECRET_KEY (singular) even though several keys may be listed.
+_ENV_PARSERS["secret_key"] = _ENV_PARSERS.pop("secret_keys")
+_FIELD_FOR_VAR = {"secret_key": "secret_keys"}

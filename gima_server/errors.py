@@ -1,0 +1,89 @@
+"""ApiError and the middleware that renders every error as the JSON error of API.md."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import Mapping
+
+from aiohttp import web
+
+from .observability.tracing import request_trace_id
+
+log = logging.getLogger("gima.errors")
+
+_CODE_FOR_STATUS = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after_s = retry_after_s
+        self.headers = dict(headers or {})
+
+
+def not_found(what: str = "resource") -> ApiError:
+    return ApiError(404, "not_found", f"{what} not found")
+
+
+def invalid(message: str) -> ApiError:
+    return ApiError(400, "invalid_request", message)
+
+
+def error_response(request: web.BaseRequest, error: ApiError) -> web.Response:
+    body: dict[str, object] = {"code": error.code, "message": error.message, "traceId": request_trace_id(request)}
+    headers = dict(error.headers)
+    if error.retry_after_s is not None:
+        body["retryAfter"] = error.retry_after_s
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
+    return web.json_response({"error": body}, status=error.status, headers=headers)
+
+
+def _from_http_exception(exc: web.HTTPException) -> ApiError:
+    code = _CODE_FOR_STATUS.get(exc.status, "error" if exc.status >= 500 else "invalid_request")
+    message = exc.reason if exc.status != 413 else "request body is too large"
+    headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+    return ApiError(exc.status, code, message, headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(request, exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(request, _from_http_exception(exc))
+    except asyncio.CancelledError:
+        raise
+    except ConnectionResetError:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(request, ApiError(500, "internal_error", "internal server error"))

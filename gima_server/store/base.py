@@ -1,0 +1,115 @@
+"""The Store protocol (users, sessions, chats, messages) that every backend implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+
+class DuplicateError(Exception):
+    """A unique value (email, message id) is already taken."""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    email: str
+    name: str
+    password_hash: str
+    roles: tuple[str, ...]
+    created_at: float
+
+    def public(self) -> dict[str, object]:
+        return {"id": self.id, "email": self.email, "name": self.name, "roles": list(self.roles)}
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSession:
+    id: str
+    user_id: str
+    created_at: float
+    expires_at: float
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Chat:
+    id: str
+    user_id: str
+    title: str
+    created_at: float
+    updated_at: float
+
+    def public(self) -> dict[str, object]:
+        return {"id": self.id, "title": self.title, "createdAt": self.created_at, "updatedAt": self.updated_at}
+
+
+MESSAGE_STATUSES = ("streaming", "complete", "cancelled", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: str
+    chat_id: str
+    user_id: str
+    role: str  # "user" or "assistant"
+    content: str
+    status: str  # "complete" for user messages; see MESSAGE_STATUSES for replies
+    created_at: float
+    finish_reason: str | None = None
+    event_count: int = 0  # id of the reply's last event, so a rebuilt replay keeps its numbering
+
+    def public(self) -> dict[str, object]:
+        body: dict[str, object] = {
+            "id": self.id,
+            "chatId": self.chat_id,
+            "role": self.role,
+            "content": self.content,
+            "createdAt": self.created_at,
+        }
+        if self.role == "assistant":
+            body["status"] = self.status
+            body["finishReason"] = self.finish_reason
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """A user message and the assistant reply that answers it, written together."""
+
+    user_id: str
+    chat_id: str
+    new_chat_title: str | None  # set when the chat does not exist yet and must be made
+    user_message_id: str
+    reply_message_id: str
+    content: str
+    created_at: float
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
+
+    async def create_user(self, email: str, password_hash: str, name: str, roles: Sequence[str]) -> User: ...
+    async def get_user(self, user_id: str) -> User | None: ...
+    async def get_user_by_email(self, email: str) -> User | None: ...
+    async def set_roles(self, user_id: str, roles: Sequence[str]) -> User | None: ...
+
+    async def create_session(self, user_id: str, ttl_s: float) -> AuthSession: ...
+    async def get_session(self, session_id: str) -> AuthSession | None: ...
+    async def revoke_session(self, session_id: str) -> None: ...
+
+    async def create_chat(self, user_id: str, title: str) -> Chat: ...
+    async def get_chat(self, user_id: str, chat_id: str) -> Chat | None: ...
+    async def list_chats(self, user_id: str, before_chat_id: str | None, limit: int) -> list[Chat]: ...
+    async def delete_chat(self, user_id: str, chat_id: str) -> bool: ...
+
+    async def message_owner(self, message_id: str) -> str | None: ...
+    async def begin_exchange(self, exchange: Exchange) -> None: ...
+    async def get_message(self, user_id: str, message_id: str) -> Message | None: ...
+    async def list_messages(self, user_id: str, chat_id: str) -> list[Message]: ...
+    async def checkpoint_reply(self, message_id: str, content: str) -> None: ...
+    async def finish_reply(
+        self, message_id: str, content: str, status: str, finish_reason: str | None, event_count: int
+    ) -> None: ...

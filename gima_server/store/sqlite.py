@@ -1,0 +1,288 @@
+"""SQLite store: the embedded default. One connection on one worker thread keeps blocking calls off the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
+
+from .base import AuthSession, Chat, DuplicateError, Exchange, Message, User
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id TEXT PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    roles TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions(user_id);
+CREATE TABLE IF NOT EXISTS chats (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    title TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chats_by_user_created ON chats(user_id, created_at DESC, id DESC);
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY,
+    chat_id TEXT NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+    user_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    status TEXT NOT NULL,
+    finish_reason TEXT,
+    event_count INTEGER NOT NULL DEFAULT 0,
+    seq INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_chat ON messages(chat_id, seq);
+"""
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _user(row: sqlite3.Row) -> User:
+    return User(row["id"], row["email"], row["name"], row["password_hash"], tuple(json.loads(row["roles"])), row["created_at"])
+
+
+def _chat(row: sqlite3.Row) -> Chat:
+    return Chat(row["id"], row["user_id"], row["title"], row["created_at"], row["updated_at"])
+
+
+def _message(row: sqlite3.Row) -> Message:
+    return Message(
+        row["id"], row["chat_id"], row["user_id"], row["role"], row["content"], row["status"],
+        row["created_at"], row["finish_reason"], row["event_count"],
+    )
+
+
+class SqliteStore:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gima-sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            assert self._conn is not None, "store is not open"
+            return fn(self._conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def open(self) -> None:
+        def connect() -> None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self._path, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.executescript(_SCHEMA)
+            self._conn = conn
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+
+    async def close(self) -> None:
+        def disconnect() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, disconnect)
+        self._executor.shutdown(wait=True)
+
+    async def ping(self) -> None:
+        await self._run(lambda c: c.execute("SELECT 1").fetchone())
+
+    # users
+    async def create_user(self, email: str, password_hash: str, name: str, roles: Sequence[str]) -> User:
+        user = User(_new_id(), email, name, password_hash, tuple(roles), time.time())
+
+        def insert(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(
+                    "INSERT INTO users (id, email, name, password_hash, roles, created_at) VALUES (?,?,?,?,?,?)",
+                    (user.id, user.email, user.name, user.password_hash, json.dumps(list(user.roles)), user.created_at),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateError(email) from exc
+
+        await self._run(insert)
+        return user
+
+    async def _one(self, sql: str, args: tuple[Any, ...]) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = await self._run(lambda c: c.execute(sql, args).fetchone())
+        return row
+
+    async def get_user(self, user_id: str) -> User | None:
+        row = await self._one("SELECT * FROM users WHERE id = ?", (user_id,))
+        return _user(row) if row else None
+
+    async def get_user_by_email(self, email: str) -> User | None:
+        row = await self._one("SELECT * FROM users WHERE email = ?", (email,))
+        return _user(row) if row else None
+
+    async def set_roles(self, user_id: str, roles: Sequence[str]) -> User | None:
+        await self._run(lambda c: c.execute("UPDATE users SET roles = ? WHERE id = ?", (json.dumps(list(roles)), user_id)))
+        return await self.get_user(user_id)
+
+    # sessions
+    async def create_session(self, user_id: str, ttl_s: float) -> AuthSession:
+        now = time.time()
+        session = AuthSession(_new_id(), user_id, now, now + ttl_s, False)
+        await self._run(
+            lambda c: c.execute(
+                "INSERT INTO sessions (id, user_id, created_at, expires_at, revoked) VALUES (?,?,?,?,0)",
+                (session.id, user_id, session.created_at, session.expires_at),
+            )
+        )
+        return session
+
+    async def get_session(self, session_id: str) -> AuthSession | None:
+        row = await self._one("SELECT * FROM sessions WHERE id = ?", (session_id,))
+        if row is None:
+            return None
+        return AuthSession(row["id"], row["user_id"], row["created_at"], row["expires_at"], bool(row["revoked"]))
+
+    async def revoke_session(self, session_id: str) -> None:
+        await self._run(lambda c: c.execute("UPDATE sessions SET revoked = 1 WHERE id = ?", (session_id,)))
+
+    # chats
+    async def create_chat(self, user_id: str, title: str) -> Chat:
+        now = time.time()
+        chat = Chat(_new_id(), user_id, title, now, now)
+        await self._run(
+            lambda c: c.execute(
+                "INSERT INTO chats (id, user_id, title, created_at, updated_at) VALUES (?,?,?,?,?)",
+                (chat.id, user_id, title, now, now),
+            )
+        )
+        return chat
+
+    async def get_chat(self, user_id: str, chat_id: str) -> Chat | None:
+        row = await self._one("SELECT * FROM chats WHERE id = ? AND user_id = ?", (chat_id, user_id))
+        return _chat(row) if row else None
+
+    async def list_chats(self, user_id: str, before_chat_id: str | None, limit: int) -> list[Chat]:
+        def select(conn: sqlite3.Connection) -> list[Chat]:
+            if before_chat_id is None:
+                rows = conn.execute(
+                    "SELECT * FROM chats WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?", (user_id, limit)
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT c.* FROM chats c, chats b WHERE b.id = ? AND b.user_id = ? AND c.user_id = ?"
+                    " AND (c.created_at < b.created_at OR (c.created_at = b.created_at AND c.id < b.id))"
+                    " ORDER BY c.created_at DESC, c.id DESC LIMIT ?",
+                    (before_chat_id, user_id, user_id, limit),
+                ).fetchall()
+            return [_chat(r) for r in rows]
+
+        return await self._run(select)
+
+    async def delete_chat(self, user_id: str, chat_id: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            with _transaction(conn):
+                found = conn.execute("SELECT 1 FROM chats WHERE id = ? AND user_id = ?", (chat_id, user_id)).fetchone()
+                if not found:
+                    return False
+                conn.execute("DELETE FROM messages WHERE chat_id = ?", (chat_id,))
+                conn.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
+                return True
+
+        return await self._run(delete)
+
+    # messages
+    async def message_owner(self, message_id: str) -> str | None:
+        row = await self._one("SELECT user_id FROM messages WHERE id = ?", (message_id,))
+        return row["user_id"] if row else None
+
+    async def begin_exchange(self, exchange: Exchange) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            ex = exchange
+            with _transaction(conn):
+                if ex.new_chat_title is not None:
+                    conn.execute(
+                        "INSERT INTO chats (id, user_id, title, created_at, updated_at) VALUES (?,?,?,?,?)",
+                        (ex.chat_id, ex.user_id, ex.new_chat_title, ex.created_at, ex.created_at),
+                    )
+                elif not conn.execute(
+                    "UPDATE chats SET updated_at = ? WHERE id = ? AND user_id = ?", (ex.created_at, ex.chat_id, ex.user_id)
+                ).rowcount:
+                    raise LookupError(f"chat {ex.chat_id} not found")
+                seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE chat_id = ?", (ex.chat_id,)).fetchone()[0]
+                try:
+                    conn.executemany(
+                        "INSERT INTO messages (id, chat_id, user_id, role, content, status, seq, created_at)"
+                        " VALUES (?,?,?,?,?,?,?,?)",
+                        [
+                            (ex.user_message_id, ex.chat_id, ex.user_id, "user", ex.content, "complete", seq + 1, ex.created_at),
+                            (ex.reply_message_id, ex.chat_id, ex.user_id, "assistant", "", "streaming", seq + 2, ex.created_at),
+                        ],
+                    )
+                except sqlite3.IntegrityError as exc:
+                    raise DuplicateError(ex.reply_message_id) from exc
+
+        await self._run(write)
+
+    async def get_message(self, user_id: str, message_id: str) -> Message | None:
+        row = await self._one("SELECT * FROM messages WHERE id = ? AND user_id = ?", (message_id, user_id))
+        return _message(row) if row else None
+
+    async def list_messages(self, user_id: str, chat_id: str) -> list[Message]:
+        rows = await self._run(
+            lambda c: c.execute(
+                "SELECT * FROM messages WHERE chat_id = ? AND user_id = ? ORDER BY seq", (chat_id, user_id)
+            ).fetchall()
+        )
+        return [_message(r) for r in rows]
+
+    async def checkpoint_reply(self, message_id: str, content: str) -> None:
+        await self._run(
+            lambda c: c.execute(
+                "UPDATE messages SET content = ? WHERE id = ? AND status = 'streaming'", (content, message_id)
+            )
+        )
+
+    async def finish_reply(
+        self, message_id: str, content: str, status: str, finish_reason: str | None, event_count: int
+    ) -> None:
+        await self._run(
+            lambda c: c.execute(
+                "UPDATE messages SET content = ?, status = ?, finish_reason = ?, event_count = ? WHERE id = ?",
+                (content, status, finish_reason, event_count, message_id),
+            )
+        )
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT/ROLLBACK on an autocommit connection, so a failure half-way writes nothing."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._conn.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,61 @@
+"""Reply events and their SSE encoding, done once per event and shared by every subscriber."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+TERMINAL_EVENTS = frozenset({"done", "error"})
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+SSE_SEP = "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    name: str
+    data: dict[str, Any]
+    frame: bytes
+
+    @property
+    def terminal(self) -> bool:
+        return self.name in TERMINAL_EVENTS
+
+
+def encode_sse(data: str, *, event_id: int | None = None, name: str | None = None, retry_ms: int | None = None) -> bytes:
+    """One SSE frame, by the rules aiohttp-sse's send() applies: data split on line breaks, none in id/event."""
+    lines: list[str] = []
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    if name is not None:
+        if _LINE_BREAK.search(name):
+            raise ValueError("event name must not contain line breaks")
+        lines.append(f"event: {name}")
+    lines.extend(f"data: {chunk}" for chunk in _LINE_BREAK.split(data))
+    if retry_ms is not None:
+        lines.append(f"retry: {retry_ms}")
+    return (SSE_SEP.join(lines) + SSE_SEP + SSE_SEP).encode()
+
+
+def retry_frame(retry_ms: int) -> bytes:
+    return f"retry: {retry_ms}{SSE_SEP}{SSE_SEP}".encode()
+
+
+def to_json(data: dict[str, Any]) -> str:
+    # json.dumps escapes every control character, so content can never break out of its data: line.
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def make_event(event_id: int, name: str, data: dict[str, Any]) -> Event:
+    return Event(event_id, name, data, encode_sse(to_json(data), event_id=event_id, name=name))
+
+
+def unnumbered_error(code: str, message: str, trace_id: str) -> bytes:
+    """An error frame with no id, so that Last-Event-ID still points at the last event really delivered."""
+    return encode_sse(to_json({"code": code, "message": message, "traceId": trace_id}), name="error")
+
+
+def meta_data(message_id: str, chat_id: str, trace_id: str) -> dict[str, Any]:
+    return {"messageId": message_id, "chatId": chat_id, "streamId": message_id, "traceId": trace_id}

@@ -1,0 +1,171 @@
+"""The stream registry: live and recently finished replies, one active reply per session, double-send coalescing."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
+
+from ..agents.base import Agent
+from ..errors import ApiError
+from ..idempotency import IdempotencyRecord, IdempotencyStore
+from ..store.base import Exchange, Store
+from .reply import Reply, ReplyLimits
+
+log = logging.getLogger("gima.registry")
+
+
+@dataclass(frozen=True, slots=True)
+class StartRequest:
+    exchange: Exchange
+    session_id: str
+    trace_id: str
+    idempotency_key: str | None
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartOutcome:
+    message_id: str
+    reply: Reply | None  # None: an idempotent replay of a reply whose log has gone (rebuild it from the store)
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryLimits:
+    coalesce_window_s: float
+    retention_s: float
+    max_events_total: int
+    reply: ReplyLimits
+
+
+class Registry:
+    def __init__(
+        self,
+        store: Store,
+        agent: Agent,
+        idempotency: IdempotencyStore,
+        limits: RegistryLimits,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._agent = agent
+        self._idempotency = idempotency
+        self._limits = limits
+        self._clock = clock
+        self._replies: dict[str, Reply] = {}  # by message id: live, then retained for replay
+        self._active: dict[str, Reply] = {}  # by session id: the one reply that may run
+        self._recent: dict[str, tuple[str, Reply, float]] = {}  # by session: (content key, reply, started) to coalesce
+        self._retained: OrderedDict[str, tuple[Reply, float]] = OrderedDict()  # finished replies, oldest first
+        self._retained_events = 0
+        self._closing = False
+
+    def find(self, user_id: str, message_id: str) -> Reply | None:
+        reply = self._replies.get(message_id)
+        return reply if reply is not None and reply.user_id == user_id else None
+
+    def taken(self, message_id: str) -> bool:
+        return message_id in self._replies
+
+    @property
+    def live_count(self) -> int:
+        return sum(1 for r in self._active.values() if not r.finished)
+
+    async def start(self, request: StartRequest, message_exists: bool = False) -> StartOutcome:
+        """Attach to an idempotent or double-sent reply, or start a new one that supersedes the session's last."""
+        if self._closing:
+            raise ApiError(503, "shutting_down", "the server is shutting down", retry_after_s=5)
+        ex = request.exchange
+        if request.idempotency_key is not None:
+            claim = IdempotencyRecord(request.fingerprint, ex.reply_message_id, 0.0)
+            existing = await self._idempotency.claim(ex.user_id, request.idempotency_key, claim)
+            if existing is not None:
+                if existing.fingerprint != request.fingerprint:
+                    raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used with a different request")
+                return StartOutcome(existing.message_id, self.find(ex.user_id, existing.message_id), replayed=True)
+        # From here to the end nothing awaits: coalescing, cancel-previous and registration happen as one step.
+        coalesced = self._coalesce_target(request)
+        if coalesced is not None:
+            if request.idempotency_key is not None:
+                await self._idempotency.release(ex.user_id, request.idempotency_key)
+            return StartOutcome(coalesced.message_id, coalesced, replayed=False)
+        if self.taken(ex.reply_message_id) or message_exists:
+            if request.idempotency_key is not None:
+                await self._idempotency.release(ex.user_id, request.idempotency_key)
+            raise ApiError(409, "conflict", "this messageId is already in use")
+        previous = self._active.get(request.session_id)
+        if previous is not None and not previous.finished:
+            previous.cancel("superseded")
+        reply = Reply(
+            ex,
+            session_id=request.session_id,
+            trace_id=request.trace_id,
+            store=self._store,
+            agent=self._agent,
+            limits=self._limits.reply,
+            previous=previous,
+            on_finish=self._finished,
+        )
+        self._replies[reply.message_id] = reply
+        self._active[request.session_id] = reply
+        self._recent[request.session_id] = (_content_key(ex), reply, self._clock())
+        return StartOutcome(reply.message_id, reply, replayed=False)
+
+    def _coalesce_target(self, request: StartRequest) -> Reply | None:
+        recent = self._recent.get(request.session_id)
+        if recent is None:
+            return None
+        key, reply, started_at = recent
+        if key != _content_key(request.exchange) or self._clock() - started_at > self._limits.coalesce_window_s:
+            return None
+        return reply
+
+    def _finished(self, reply: Reply) -> None:
+        if self._active.get(reply.session_id) is reply:
+            del self._active[reply.session_id]
+        recent = self._recent.get(reply.session_id)
+        if recent is not None and recent[1] is reply:
+            del self._recent[reply.session_id]
+        self._retained[reply.message_id] = (reply, self._clock())
+        self._retained_events += len(reply.events)
+        self.sweep()
+
+    def sweep(self) -> None:
+        """Drop finished logs past their retention, and the oldest finished ones while over the total bound."""
+        now = self._clock()
+        while self._retained:
+            reply, finished_at = next(iter(self._retained.values()))
+            expired = now - finished_at >= self._limits.retention_s
+            if not expired and self._retained_events <= self._limits.max_events_total:
+                break
+            del self._retained[reply.message_id]
+            self._replies.pop(reply.message_id, None)
+            self._retained_events -= len(reply.events)
+
+    async def sweep_forever(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            self.sweep()
+
+    def cancel_chat(self, user_id: str, chat_id: str) -> None:
+        for reply in list(self._active.values()):
+            if reply.user_id == user_id and reply.chat_id == chat_id:
+                reply.cancel("cancelled")
+
+    async def close(self) -> None:
+        """Stop every running reply (it stores its partial text and ends with shutting_down) and wait for it."""
+        self._closing = True
+        running = [r for r in self._replies.values() if not r.finished]
+        for reply in running:
+            reply.cancel("shutting_down")
+        await asyncio.gather(*(reply.task for reply in running), return_exceptions=True)
+
+
+def _content_key(exchange: Exchange) -> str:
+    new_chat = "" if exchange.new_chat_title is None else "new"
+    chat = new_chat or exchange.chat_id
+    return hashlib.sha256(f"{chat}\n{exchange.content}".encode()).hexdigest()

@@ -1,0 +1,185 @@
+"""One reply: a task of its own that runs the agent, logs ordered events and stores the text."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
+
+from ..agents.base import Agent, AgentRequest
+from ..observability.tracing import current_trace_id
+from ..store.base import Exchange, Message, Store
+from .events import Event, make_event, meta_data
+
+log = logging.getLogger("gima.reply")
+
+_ERROR_MESSAGES = {
+    "superseded": "a newer message from this session replaced this reply",
+    "cancelled": "the reply was cancelled",
+    "shutting_down": "the server is shutting down",
+    "too_long": "the reply reached its size limit",
+    "interrupted": "the reply was interrupted",
+    "internal_error": "the reply failed",
+}
+
+
+class EventSource(Protocol):
+    """What a subscriber reads: an ordered list of events that may still grow."""
+
+    events: Sequence[Event]
+
+    @property
+    def finished(self) -> bool: ...
+
+    async def wait_beyond(self, cursor: int) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyLimits:
+    checkpoint_every: int
+    max_events: int
+
+
+class Reply:
+    def __init__(
+        self,
+        exchange: Exchange,
+        *,
+        session_id: str,
+        trace_id: str,
+        store: Store,
+        agent: Agent,
+        limits: ReplyLimits,
+        previous: Reply | None = None,
+        on_finish: Callable[[Reply], None] = lambda reply: None,
+    ) -> None:
+        self.exchange = exchange
+        self.message_id = exchange.reply_message_id
+        self.chat_id = exchange.chat_id
+        self.user_id = exchange.user_id
+        self.session_id = session_id
+        self.trace_id = trace_id
+        self.events: list[Event] = []
+        self.started_at = time.monotonic()
+        self.finished_at: float | None = None
+        self.cancel_reason: str | None = None
+        self._store = store
+        self._agent = agent
+        self._limits = limits
+        self._previous = previous
+        self._on_finish = on_finish
+        self._changed = asyncio.Event()
+        self._parts: list[str] = []
+        self.append("meta", meta_data(self.message_id, self.chat_id, trace_id))
+        self.task: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._run(), name=f"reply-{self.message_id}")
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_at is not None
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    def append(self, name: str, data: dict[str, Any]) -> Event:
+        event = make_event(len(self.events) + 1, name, data)
+        self.events.append(event)
+        self._changed.set()
+        self._changed.clear()
+        return event
+
+    async def wait_beyond(self, cursor: int) -> None:
+        while len(self.events) <= cursor and not self.finished:
+            await self._changed.wait()
+
+    def cancel(self, reason: str) -> None:
+        if not self.finished and self.cancel_reason is None:
+            self.cancel_reason = reason
+            self.task.cancel()
+
+    async def _run(self) -> None:
+        current_trace_id.set(self.trace_id)
+        try:
+            await self._wait_for_previous()
+            await self._store.begin_exchange(self.exchange)
+            await self._generate()
+            await asyncio.shield(self._store.finish_reply(self.message_id, self.text, "complete", "stop", len(self.events) + 1))
+            self.append("done", {"messageId": self.message_id, "content": self.text, "finishReason": "stop"})
+        except asyncio.CancelledError:
+            await self._end_with_error(self.cancel_reason or "cancelled", "cancelled")
+            raise
+        except _TooLong:
+            await self._end_with_error("too_long", "error")
+        except Exception:
+            log.exception("reply %s failed", self.message_id)
+            await self._end_with_error("internal_error", "error")
+        finally:
+            self.finished_at = time.monotonic()
+            self._changed.set()
+            self._on_finish(self)
+
+    async def _wait_for_previous(self) -> None:
+        """Cancel-previous: the superseded reply stores its partial text before this one writes."""
+        if self._previous is not None and not self._previous.finished:
+            await asyncio.wait({self._previous.task}, timeout=5.0)
+        self._previous = None
+
+    async def _generate(self) -> None:
+        messages = await self._store.list_messages(self.user_id, self.chat_id)
+        history = [(m.role, m.content) for m in messages if m.id != self.message_id]
+        request = AgentRequest(content=self.exchange.content, history=history, trace_id=self.trace_id)
+        deltas = 0
+        async for agent_event in self._agent.stream(request):
+            if len(self.events) >= self._limits.max_events - 1:
+                raise _TooLong
+            self.append(agent_event.name, agent_event.data)
+            if agent_event.name == "delta":
+                self._parts.append(agent_event.data["text"])
+                deltas += 1
+                if deltas % self._limits.checkpoint_every == 0:
+                    await self._store.checkpoint_reply(self.message_id, self.text)
+
+    async def _end_with_error(self, code: str, status: str) -> None:
+        final_id = len(self.events) + 1
+        try:
+            await asyncio.shield(self._store.finish_reply(self.message_id, self.text, status, code, final_id))
+        except Exception:
+            log.exception("could not store the partial reply %s", self.message_id)
+        self.append("error", {"code": code, "message": _ERROR_MESSAGES.get(code, code), "traceId": self.trace_id})
+
+
+class _TooLong(Exception):
+    pass
+
+
+class StoredReply:
+    """A finished reply rebuilt from the store once its event log has gone: meta, one delta, then done/error.
+
+    The last event keeps the id the live reply gave it, so a client resuming with Last-Event-ID gets only what it
+    lacks: the final event, whose content is the whole text.
+    """
+
+    finished = True
+
+    def __init__(self, message: Message, trace_id: str) -> None:
+        final_id = max(message.event_count, 3)
+        self.events: list[Event] = [
+            make_event(1, "meta", meta_data(message.id, message.chat_id, trace_id)),
+            make_event(2, "delta", {"agent": "assistant", "text": message.content}),
+        ]
+        if message.status == "complete":
+            final = {"messageId": message.id, "content": message.content, "finishReason": message.finish_reason or "stop"}
+            self.events.append(make_event(final_id, "done", final))
+        else:
+            code = message.finish_reason or "interrupted" if message.status != "streaming" else "interrupted"
+            error = {"code": code, "message": _ERROR_MESSAGES.get(code, code), "traceId": trace_id}
+            self.events.append(make_event(final_id, "error", error))
+
+    def after(self, last_event_id: int) -> int:
+        """The cursor (index into events) of the first event with an id above last_event_id."""
+        return sum(1 for e in self.events if e.id <= last_event_id)
+
+    async def wait_beyond(self, cursor: int) -> None:
+        return None

@@ -1,0 +1,129 @@
+"""POST /api/chat/stream, GET /api/chat/streams/{messageId}/events, POST /api/chat/streams/{messageId}/cancel."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from .. import appkeys
+from ..auth.sessions import Principal, require_user
+from ..errors import ApiError, invalid, not_found
+from ..idempotency import fingerprint
+from ..ids import body_id, idempotency_key, new_id, path_id
+from ..observability.tracing import request_trace_id
+from ..store.base import Exchange
+from ..validation import Field, read_json
+from .registry import StartRequest
+from .reply import EventSource, StoredReply
+from .sse import SubscriberOptions, stream_events
+
+_STREAM_BODY = {
+    "chatId": Field(str, max_chars=64),
+    "content": Field(str, required=True),
+    "messageId": Field(str, max_chars=64),
+}
+_TITLE_CHARS = 60
+
+
+def _subscriber_options(request: web.Request) -> SubscriberOptions:
+    s = request.app[appkeys.SETTINGS]
+    return SubscriberOptions(s.heartbeat_s, s.sse_retry_ms, s.sse_send_timeout_s, s.subscriber_max_lag)
+
+
+def _checked_content(request: web.Request, content: str) -> str:
+    limit = request.app[appkeys.SETTINGS].max_content_bytes
+    if not content.strip():
+        raise invalid("content must not be empty")
+    if len(content.encode()) > limit:
+        raise ApiError(413, "payload_too_large", f"content is longer than {limit} bytes")
+    return content
+
+
+async def _exchange(request: web.Request, principal: Principal, body: dict[str, object]) -> tuple[Exchange, bool]:
+    """Build the exchange to write; also say whether its messageId already names one of this user's messages."""
+    store = request.app[appkeys.STORE]
+    user_id = principal.user.id
+    content = _checked_content(request, str(body["content"]))
+    chat_id = body["chatId"]
+    title: str | None = None
+    if chat_id is None:
+        chat_id, title = new_id(), content.strip().splitlines()[0][:_TITLE_CHARS]
+    elif await store.get_chat(user_id, body_id(str(chat_id), "chatId")) is None:
+        raise not_found("chat")
+    message_id = body_id(str(body["messageId"]), "messageId") if body["messageId"] else new_id()
+    owner = await store.message_owner(message_id) if body["messageId"] else None
+    if owner is not None and owner != user_id:
+        raise ApiError(409, "conflict", "this messageId is already in use")
+    exchange = Exchange(user_id, str(chat_id), title, new_id(), message_id, content, time.time())
+    return exchange, owner is not None
+
+
+async def post_stream(request: web.Request) -> web.StreamResponse:
+    principal = await require_user(request)
+    body = await read_json(request, _STREAM_BODY)
+    exchange, message_exists = await _exchange(request, principal, body)
+    header_key = request.headers.get("Idempotency-Key")
+    key = idempotency_key(header_key) if header_key is not None else body["messageId"]
+    registry = request.app[appkeys.REGISTRY]
+    trace_id = request_trace_id(request)
+    start = StartRequest(exchange, principal.session_id, trace_id, key, fingerprint(request.method, request.path, body))
+    outcome = await registry.start(start, message_exists=message_exists)
+    source: EventSource
+    if outcome.reply is not None:
+        source = outcome.reply
+    else:
+        message = await request.app[appkeys.STORE].get_message(principal.user.id, outcome.message_id)
+        if message is None:
+            raise not_found("message")
+        source = StoredReply(message, trace_id)
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
+    resp, client_gone = await stream_events(request, source, 0, _subscriber_options(request), trace_id, headers)
+    if client_gone and outcome.reply is not None and request.app[appkeys.SETTINGS].cancel_on_disconnect:
+        outcome.reply.cancel("cancelled")
+    return resp
+
+
+def _last_event_id(request: web.Request) -> int:
+    raw = request.headers.get("Last-Event-ID", request.query.get("lastEventId", "0")).strip() or "0"
+    if not raw.isdigit() or len(raw) > 12:
+        raise invalid("Last-Event-ID must be a whole number")
+    return int(raw)
+
+
+async def get_events(request: web.Request) -> web.StreamResponse:
+    principal = await require_user(request)
+    message_id = path_id(request.match_info["messageId"], "message")
+    last_id = _last_event_id(request)
+    trace_id = request_trace_id(request)
+    source: EventSource
+    reply = request.app[appkeys.REGISTRY].find(principal.user.id, message_id)
+    if reply is not None:
+        source, cursor = reply, last_id
+    else:
+        message = await request.app[appkeys.STORE].get_message(principal.user.id, message_id)
+        if message is None or message.role != "assistant":
+            raise not_found("message")
+        stored = StoredReply(message, trace_id)
+        source, cursor = stored, stored.after(last_id)
+    if source.finished and cursor >= len(source.events):
+        return web.Response(status=204)  # tells an EventSource that this reply has nothing more
+    resp, _ = await stream_events(request, source, cursor, _subscriber_options(request), trace_id)
+    return resp
+
+
+async def cancel_stream(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    message_id = path_id(request.match_info["messageId"], "message")
+    reply = request.app[appkeys.REGISTRY].find(principal.user.id, message_id)
+    if reply is not None:
+        reply.cancel("cancelled")
+    elif await request.app[appkeys.STORE].get_message(principal.user.id, message_id) is None:
+        raise not_found("message")
+    return web.json_response({"messageId": message_id}, status=202)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/chat/stream", post_stream)
+    app.router.add_get("/api/chat/streams/{messageId}/events", get_events)
+    app.router.add_post("/api/chat/streams/{messageId}/cancel", cancel_stream)

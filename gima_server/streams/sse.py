@@ -1,0 +1,90 @@
+"""Writing a reply to one subscriber over SSE: every waiting event in one write, slow readers dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Mapping
+
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse
+
+from .events import SSE_SEP, retry_frame, unnumbered_error
+from .reply import EventSource
+
+log = logging.getLogger("gima.sse")
+
+
+class BatchingEventSourceResponse(EventSourceResponse):
+    """aiohttp-sse's response (headers, pings, stall protection) plus a write of many pre-encoded frames at once."""
+
+    async def send_frames(self, frames: bytes) -> None:
+        # aiohttp-sse's send() writes one event per call; this keeps its timeout and abort rules for a batch.
+        try:
+            async with asyncio.timeout(self._send_timeout):
+                await self.write(frames)
+        except ConnectionResetError:
+            self.stop_streaming()
+            raise
+        except TimeoutError:
+            self.stop_streaming()
+            self._abort_transport()
+            raise
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberOptions:
+    heartbeat_s: float
+    retry_ms: int
+    send_timeout_s: float
+    max_lag: int
+
+
+async def stream_events(
+    request: web.Request,
+    source: EventSource,
+    cursor: int,
+    options: SubscriberOptions,
+    trace_id: str,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[web.StreamResponse, bool]:
+    """Send source.events[cursor:] and follow the source until its last event; return (response, client_gone)."""
+    resp = BatchingEventSourceResponse(
+        headers=headers,
+        sep=SSE_SEP,
+        allow_all_methods=True,
+        send_timeout=options.send_timeout_s,
+        ping_interval=options.heartbeat_s,
+    )
+    await resp.prepare(request)
+    pending = retry_frame(options.retry_ms)
+    client_gone = False
+    try:
+        while True:
+            await source.wait_beyond(cursor)
+            events = source.events
+            batch = events[cursor:]
+            if batch:
+                cursor += len(batch)
+                pending += b"".join(event.frame for event in batch)
+            if pending:
+                await resp.send_frames(pending)
+                pending = b""
+            if batch and batch[-1].terminal or (source.finished and cursor >= len(source.events)):
+                break
+            if len(source.events) - cursor > options.max_lag:
+                await _drop_slow_consumer(resp, trace_id)
+                break
+    except (ConnectionResetError, TimeoutError):
+        client_gone = True
+    finally:
+        resp.stop_streaming()
+        await resp.wait()
+    return resp, client_gone
+
+
+async def _drop_slow_consumer(resp: BatchingEventSourceResponse, trace_id: str) -> None:
+    log.info("dropping a slow subscriber")
+    message = "this client fell too far behind; resume with Last-Event-ID"
+    await resp.send_frames(unnumbered_error("slow_consumer", message, trace_id))

@@ -1,0 +1,54 @@
+"""Strict JSON bodies: an object with only the known fields, each of the declared type."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from aiohttp import web
+
+from .errors import ApiError, invalid
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    kind: type | tuple[type, ...]
+    required: bool = False
+    max_chars: int | None = None
+
+
+async def read_json(request: web.Request, spec: Mapping[str, Field]) -> dict[str, Any]:
+    """Parse and check a JSON object body; any problem is a 400/413/415 that changes nothing."""
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "body must be application/json")
+    raw = await request.read()  # aiohttp enforces client_max_size here (413)
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise invalid("body is not valid JSON") from None
+    return check_object(body, spec)
+
+
+def check_object(body: object, spec: Mapping[str, Field]) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise invalid("body must be a JSON object")
+    unknown = sorted(set(body) - set(spec))
+    if unknown:
+        raise invalid(f"unknown field(s): {', '.join(unknown)}")
+    for name, field in spec.items():
+        if name not in body or body[name] is None:
+            if field.required:
+                raise invalid(f"field '{name}' is required")
+            continue
+        value = body[name]
+        # bool is an int in Python; a JSON true must not pass as a number.
+        if not isinstance(value, field.kind) or (isinstance(value, bool) and bool not in _as_tuple(field.kind)):
+            raise invalid(f"field '{name}' has the wrong type")
+        if field.max_chars is not None and isinstance(value, str) and len(value) > field.max_chars:
+            raise invalid(f"field '{name}' is longer than {field.max_chars} characters")
+    return {name: body.get(name) for name in spec}
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
