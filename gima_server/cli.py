@@ -7,10 +7,12 @@ import asyncio
 import logging
 import secrets
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 from aiohttp import web
+from aiohttp.web_exceptions import NotAppKeyWarning
 
 from .config import ConfigError, Settings
 from .observability.logs import configure_logging
@@ -62,6 +64,8 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 def serve(settings: Settings) -> None:
     from .app import create_app
 
+    # aiohttp-session keeps its state under plain string keys; its warning about that is not ours to fix.
+    warnings.filterwarnings("ignore", category=NotAppKeyWarning, module="aiohttp_session")
     app = create_app(settings)
     url = f"http://{settings.host}:{settings.port}/"
 

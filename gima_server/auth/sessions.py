@@ -15,7 +15,6 @@ from ..errors import ApiError
 from ..store.base import User
 
 COOKIE_NAME = "gima_session"
-_PRINCIPAL = "gima_principal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +22,9 @@ class Principal:
     user: User
     session_id: str
     via: str  # "bearer" or "cookie"
+
+
+_PRINCIPAL: web.RequestKey["Principal | None"] = web.RequestKey("principal")
 
 
 def _unauthorized(message: str = "authentication required") -> ApiError:

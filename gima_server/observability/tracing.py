@@ -10,7 +10,7 @@ from aiohttp import web
 
 current_trace_id: contextvars.ContextVar[str] = contextvars.ContextVar("trace_id", default="-")
 
-TRACE_ID_KEY = "gima_trace_id"
+TRACE_ID_KEY: web.RequestKey[str] = web.RequestKey("trace_id", str)
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 

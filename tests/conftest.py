@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gima_server.app import create_app
+from gima_server.config import Settings
+
+from .sse import SseEvent, parse_sse
+
+TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path,
+        secret_keys=(TEST_SECRET,),
+        demo_tokens_per_s=0,
+        demo_first_token_ms=0,
+        demo_reply_words=60,
+        log_format="text",
+    )
+
+
+class Api:
+    """A signed-in user talking to a real server through a real client."""
+
+    def __init__(self, client: TestClient, token: str, user: dict[str, Any]) -> None:
+        self.client = client
+        self.token = token
+        self.user = user
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    async def stream(self, content: str, **body: Any) -> tuple[list[SseEvent], Any]:
+        headers = {**self.headers, **body.pop("headers", {})}
+        resp = await self.client.post("/api/chat/stream", json={"content": content, **body}, headers=headers)
+        assert resp.status == 200, await resp.text()
+        events, _ = parse_sse(await resp.read())
+        return events, resp
+
+    async def resume(self, message_id: str, last_event_id: int | None = None) -> tuple[int, list[SseEvent]]:
+        headers = dict(self.headers)
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        resp = await self.client.get(f"/api/chat/streams/{message_id}/events", headers=headers)
+        events, _ = parse_sse(await resp.read())
+        return resp.status, events
+
+    async def messages(self, chat_id: str) -> list[dict[str, Any]]:
+        resp = await self.client.get(f"/api/chats/{chat_id}/messages", headers=self.headers)
+        assert resp.status == 200
+        return (await resp.json())["messages"]
+
+
+def same_origin(client: TestClient) -> dict[str, str]:
+    """What a browser on the server's own page sends with a write."""
+    return {"Origin": f"http://{client.host}:{client.port}"}
+
+
+async def sign_up(client: TestClient, email: str, password: str = "correct horse battery") -> Api:
+    resp = await client.post("/api/auth/signup", json={"email": email, "password": password}, headers=same_origin(client))
+    assert resp.status == 201, await resp.text()
+    body = await resp.json()
+    return Api(client, body["accessToken"], body["user"])
+
+
+MakeClient = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture
+async def make_client(aiohttp_client: Any, settings: Settings) -> AsyncIterator[MakeClient]:
+    async def make(**overrides: Any) -> TestClient:
+        store = overrides.pop("store", None)
+        agent = overrides.pop("agent", None)
+        app = create_app(replace(settings, **overrides), store=store, agent=agent)
+        client: TestClient = await aiohttp_client(app)
+        return client
+
+    yield make
+
+
+@pytest.fixture
+async def client(make_client: MakeClient) -> TestClient:
+    return await make_client()
+
+
+@pytest.fixture
+async def alice(client: TestClient) -> Api:
+    return await sign_up(client, "alice@example.com")
+
+
+@pytest.fixture
+async def bob(client: TestClient) -> Api:
+    return await sign_up(client, "bob@example.com")
+
+
+async def log_in(client: TestClient, email: str, password: str = "correct horse battery") -> Api:
+    resp = await client.post("/api/auth/login", json={"email": email, "password": password}, headers=same_origin(client))
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    return Api(client, body["accessToken"], body["user"])
