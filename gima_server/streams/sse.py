@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from dataclasses import dataclass
 from typing import Mapping
 
 from aiohttp import web
+from aiohttp.web import BaseRequest
 from aiohttp_sse import EventSourceResponse
 
 from .events import SSE_SEP, retry_frame, unnumbered_error
@@ -18,6 +20,16 @@ log = logging.getLogger("gima.sse")
 
 class BatchingEventSourceResponse(EventSourceResponse):
     """aiohttp-sse's response (headers, pings, stall protection) plus a write of many pre-encoded frames at once."""
+
+    sndbuf_bytes = 0
+
+    def _set_tcp_user_timeout(self, request: BaseRequest) -> None:
+        super()._set_tcp_user_timeout(request)
+        # A capped kernel send buffer keeps a stalled reader from hiding megabytes in the kernel,
+        # so it shows up as lag (and is dropped) instead of as memory.
+        sock = request.transport.get_extra_info("socket") if request.transport else None
+        if self.sndbuf_bytes and sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf_bytes)
 
     async def send_frames(self, frames: bytes) -> None:
         # aiohttp-sse's send() writes one event per call; this keeps its timeout and abort rules for a batch.
@@ -39,6 +51,7 @@ class SubscriberOptions:
     retry_ms: int
     send_timeout_s: float
     max_lag: int
+    sndbuf_bytes: int = 0
 
 
 async def stream_events(
@@ -57,6 +70,7 @@ async def stream_events(
         send_timeout=options.send_timeout_s,
         ping_interval=options.heartbeat_s,
     )
+    resp.sndbuf_bytes = options.sndbuf_bytes
     await resp.prepare(request)
     pending = retry_frame(options.retry_ms)
     client_gone = False

@@ -1,0 +1,140 @@
+"""Idempotent replays, slow consumers and checkpoint writes."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+from gima_server.store.sqlite import SqliteStore
+
+from ..conftest import MakeClient, sign_up
+from ..sse import parse_sse, read_until
+
+
+async def test_same_idempotency_key_replays_the_reply(make_client: MakeClient) -> None:
+    client = await make_client()
+    alice = await sign_up(client, "alice@example.com")
+    key = {"Idempotency-Key": "send-42"}
+    first, resp1 = await alice.stream("Idempotent question", headers=key)
+    again, resp2 = await alice.stream("Idempotent question", headers=key)
+    assert "Idempotent-Replayed" not in resp1.headers and resp2.headers["Idempotent-Replayed"] == "true"
+    assert [(e.id, e.name, e.data) for e in again] == [(e.id, e.name, e.data) for e in first]
+    assert len(await alice.messages(first[0].data["chatId"])) == 2
+
+
+async def test_idempotency_key_with_a_different_body_is_422_and_changes_nothing(make_client: MakeClient) -> None:
+    client = await make_client()
+    alice = await sign_up(client, "alice@example.com")
+    first, _ = await alice.stream("Original body", headers={"Idempotency-Key": "k1"})
+    resp = await client.post(
+        "/api/chat/stream", json={"content": "Changed body"}, headers={**alice.headers, "Idempotency-Key": "k1"}
+    )
+    assert resp.status == 422
+    assert (await resp.json())["error"]["code"] == "idempotency_key_reused"
+    chats = await (await client.get("/api/chats", headers=alice.headers)).json()
+    assert len(chats["chats"]) == 1 and len(await alice.messages(first[0].data["chatId"])) == 2
+
+
+async def test_message_id_is_the_default_idempotency_key_and_replays_live(make_client: MakeClient) -> None:
+    client = await make_client(demo_tokens_per_s=300, demo_reply_words=150)
+    alice = await sign_up(client, "alice@example.com")
+    body = {"content": "Live replay", "messageId": "client-msg-1"}
+    live = await client.post("/api/chat/stream", json=body, headers=alice.headers)
+    seen = await read_until(live, lambda ev: len(ev) >= 3)
+    replay = await client.post("/api/chat/stream", json=body, headers=alice.headers)
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    replayed, _ = parse_sse(await replay.read())
+    original = seen + parse_sse(await live.read())[0]
+    assert original[0].data["messageId"] == "client-msg-1"
+    assert [e.data for e in replayed] == [e.data for e in original] and original[-1].name == "done"
+
+
+async def test_idempotency_keys_are_per_user(make_client: MakeClient) -> None:
+    client = await make_client()
+    alice = await sign_up(client, "alice@example.com")
+    bob = await sign_up(client, "bob@example.com")
+    a, _ = await alice.stream("alice asks", headers={"Idempotency-Key": "shared"})
+    b, resp = await bob.stream("bob asks", headers={"Idempotency-Key": "shared"})
+    assert "Idempotent-Replayed" not in resp.headers and a[0].data["messageId"] != b[0].data["messageId"]
+
+
+async def test_someone_elses_message_id_is_refused(make_client: MakeClient) -> None:
+    client = await make_client()
+    alice = await sign_up(client, "alice@example.com")
+    bob = await sign_up(client, "bob@example.com")
+    await alice.stream("mine", messageId="taken-id")
+    resp = await client.post("/api/chat/stream", json={"content": "also mine", "messageId": "taken-id"}, headers=bob.headers)
+    assert resp.status == 409 and (await resp.json())["error"]["code"] == "conflict"
+
+
+async def _stalled_subscriber(port: int, path: str, token: str) -> socket.socket:
+    """A client that asks for the stream and then stops reading."""
+    sock = socket.socket()
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n"
+    await loop.sock_sendall(sock, request.encode())
+    return sock
+
+
+async def _drain(sock: socket.socket) -> bytes:
+    """Read until the chunked response ends (the connection itself stays open for keep-alive)."""
+    loop = asyncio.get_running_loop()
+    data = b""
+    while not data.endswith(b"\r\n0\r\n\r\n"):
+        chunk = await loop.sock_recv(sock, 65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+async def test_slow_consumer_is_dropped_without_slowing_others(make_client: MakeClient) -> None:
+    client = await make_client(
+        demo_reply_words=30_000, subscriber_max_lag=200, replay_max_events_per_reply=100_000, sse_sndbuf_bytes=16_384
+    )
+    alice = await sign_up(client, "alice@example.com")
+    resp = await client.post("/api/chat/stream", json={"content": "A very long essay"}, headers=alice.headers)
+    seen = await read_until(resp, lambda ev: len(ev) >= 1)
+    message_id = seen[0].data["messageId"]
+    stalled = await _stalled_subscriber(client.port, f"/api/chat/streams/{message_id}/events", alice.token)
+    try:
+        rest, _ = parse_sse(await asyncio.wait_for(resp.read(), timeout=30))
+        assert rest[-1].name == "done"  # the reader that keeps up gets everything
+        slow_raw = await asyncio.wait_for(_drain(stalled), timeout=30)
+    finally:
+        stalled.close()
+    body = slow_raw.split(b"\r\n\r\n", 1)[1]  # chunk-size lines stay in, and are never "id: " lines
+    assert b"event: error" in body and b'"code":"slow_consumer"' in body
+    # It can come back: resuming from its last id gives the rest of the reply.
+    last_seen = max(int(line[4:]) for line in body.split(b"\n") if line.startswith(b"id: "))
+    status, tail = await alice.resume(message_id, last_seen)
+    assert status == 200 and tail[0].id == last_seen + 1 and tail[-1].name == "done"
+
+
+class CountingStore(SqliteStore):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.checkpoints = 0
+        self.finishes = 0
+
+    async def checkpoint_reply(self, message_id: str, content: str) -> None:
+        self.checkpoints += 1
+        await super().checkpoint_reply(message_id, content)
+
+    async def finish_reply(self, *args: Any) -> None:
+        self.finishes += 1
+        await super().finish_reply(*args)
+
+
+async def test_reply_is_checkpointed_every_n_deltas_not_per_delta(make_client: MakeClient, tmp_path: Any) -> None:
+    store = CountingStore(tmp_path / "count.sqlite3")
+    client = await make_client(store=store, checkpoint_every=10, demo_reply_words=300)
+    alice = await sign_up(client, "alice@example.com")
+    events, _ = await alice.stream("Count my writes")
+    deltas = sum(e.name == "delta" for e in events)
+    assert deltas > 300
+    assert store.checkpoints == deltas // 10
+    assert store.finishes == 1
