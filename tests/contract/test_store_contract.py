@@ -1,0 +1,157 @@
+"""The Store contract: every backend runs these same tests.
+
+SQLite always runs. MongoDB joins when GIMA_TEST_MONGODB_URI points at a server (issue 6 adds that store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import AsyncIterator
+
+import pytest
+
+from gima_server.store.base import DuplicateError, Exchange, Store
+from gima_server.store.sqlite import SqliteStore
+
+
+def _backends() -> list[object]:
+    mongo_reason = (
+        "GIMA_TEST_MONGODB_URI is not set: the MongoDB store is NOT tested in this run"
+        if not os.environ.get("GIMA_TEST_MONGODB_URI")
+        else "the MongoDB store is not implemented yet (issue 6)"
+    )
+    return ["sqlite", pytest.param("mongodb", marks=pytest.mark.skip(reason=mongo_reason))]
+
+
+@pytest.fixture(params=_backends())
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    backend: Store = SqliteStore(tmp_path / "contract.sqlite3")
+    await backend.open()
+    yield backend
+    await backend.close()
+
+
+async def _user(store: Store, email: str = "u@example.com") -> str:
+    return (await store.create_user(email, "hash", "U", ("user",))).id
+
+
+def _exchange(user_id: str, chat_id: str, n: int, new: bool = False) -> Exchange:
+    return Exchange(user_id, chat_id, "title" if new else None, f"u{n}-{chat_id}", f"a{n}-{chat_id}", f"question {n}", float(n))
+
+
+async def test_users_are_unique_by_email(store: Store) -> None:
+    user_id = await _user(store)
+    with pytest.raises(DuplicateError):
+        await _user(store)
+    found = await store.get_user_by_email("u@example.com")
+    assert found is not None and found.id == user_id and found.roles == ("user",)
+    assert await store.get_user(user_id) == found
+    assert await store.get_user("missing") is None
+
+
+async def test_roles_can_be_changed(store: Store) -> None:
+    user_id = await _user(store)
+    updated = await store.set_roles(user_id, ["user", "alpha"])
+    assert updated is not None and updated.roles == ("user", "alpha")
+
+
+async def test_sessions_can_be_revoked(store: Store) -> None:
+    user_id = await _user(store)
+    session = await store.create_session(user_id, 60)
+    loaded = await store.get_session(session.id)
+    assert loaded is not None and not loaded.revoked and loaded.expires_at > loaded.created_at
+    await store.revoke_session(session.id)
+    revoked = await store.get_session(session.id)
+    assert revoked is not None and revoked.revoked
+    assert await store.get_session("missing") is None
+
+
+async def test_chats_belong_to_their_owner(store: Store) -> None:
+    alice, bob = await _user(store, "a@example.com"), await _user(store, "b@example.com")
+    chat = await store.create_chat(alice, "hello")
+    assert await store.get_chat(alice, chat.id) == chat
+    assert await store.get_chat(bob, chat.id) is None
+    assert await store.list_chats(bob, None, 10) == []
+    assert not await store.delete_chat(bob, chat.id)
+    assert await store.get_chat(alice, chat.id) == chat
+
+
+async def test_chats_page_newest_first(store: Store) -> None:
+    user_id = await _user(store)
+    made = []
+    for i in range(5):
+        made.append(await store.create_chat(user_id, f"chat {i}"))
+        await asyncio.sleep(0.002)
+    first = await store.list_chats(user_id, None, 2)
+    assert [c.title for c in first] == ["chat 4", "chat 3"]
+    second = await store.list_chats(user_id, first[-1].id, 2)
+    assert [c.title for c in second] == ["chat 2", "chat 1"]
+    third = await store.list_chats(user_id, second[-1].id, 2)
+    assert [c.title for c in third] == ["chat 0"]
+
+
+async def test_exchange_writes_both_messages_and_the_new_chat(store: Store) -> None:
+    user_id = await _user(store)
+    await store.begin_exchange(_exchange(user_id, "c1", 1, new=True))
+    chat = await store.get_chat(user_id, "c1")
+    assert chat is not None and chat.title == "title"
+    messages = await store.list_messages(user_id, "c1")
+    assert [(m.role, m.status, m.content) for m in messages] == [("user", "complete", "question 1"), ("assistant", "streaming", "")]
+    assert await store.message_owner("a1-c1") == user_id
+
+
+async def test_exchange_into_a_missing_or_foreign_chat_writes_nothing(store: Store) -> None:
+    alice, bob = await _user(store, "a@example.com"), await _user(store, "b@example.com")
+    await store.begin_exchange(_exchange(alice, "c1", 1, new=True))
+    with pytest.raises(LookupError):
+        await store.begin_exchange(_exchange(bob, "c1", 2))
+    with pytest.raises(LookupError):
+        await store.begin_exchange(_exchange(bob, "nochat", 3))
+    assert len(await store.list_messages(alice, "c1")) == 2
+    assert await store.message_owner("a2-c1") is None
+
+
+async def test_duplicate_reply_id_writes_nothing(store: Store) -> None:
+    user_id = await _user(store)
+    await store.begin_exchange(_exchange(user_id, "c1", 1, new=True))
+    duplicate = Exchange(user_id, "c1", None, "u-other", "a1-c1", "again", 5.0)
+    with pytest.raises(DuplicateError):
+        await store.begin_exchange(duplicate)
+    assert len(await store.list_messages(user_id, "c1")) == 2
+
+
+async def test_reply_checkpoints_then_finishes(store: Store) -> None:
+    user_id = await _user(store)
+    await store.begin_exchange(_exchange(user_id, "c1", 1, new=True))
+    await store.checkpoint_reply("a1-c1", "partial")
+    message = await store.get_message(user_id, "a1-c1")
+    assert message is not None and (message.content, message.status) == ("partial", "streaming")
+    await store.finish_reply("a1-c1", "partial and more", "complete", "stop", 42)
+    await store.checkpoint_reply("a1-c1", "late checkpoint must not win")
+    message = await store.get_message(user_id, "a1-c1")
+    assert message is not None
+    assert (message.content, message.status, message.finish_reason, message.event_count) == ("partial and more", "complete", "stop", 42)
+
+
+async def test_messages_are_in_order_and_private(store: Store) -> None:
+    alice, bob = await _user(store, "a@example.com"), await _user(store, "b@example.com")
+    await store.begin_exchange(_exchange(alice, "c1", 1, new=True))
+    await store.begin_exchange(_exchange(alice, "c1", 2))
+    assert [m.id for m in await store.list_messages(alice, "c1")] == ["u1-c1", "a1-c1", "u2-c1", "a2-c1"]
+    assert await store.list_messages(bob, "c1") == []
+    assert await store.get_message(bob, "a1-c1") is None
+
+
+async def test_deleting_a_chat_deletes_its_messages(store: Store) -> None:
+    user_id = await _user(store)
+    await store.begin_exchange(_exchange(user_id, "c1", 1, new=True))
+    assert await store.delete_chat(user_id, "c1")
+    assert await store.get_chat(user_id, "c1") is None
+    assert await store.get_message(user_id, "a1-c1") is None
+    assert await store.message_owner("a1-c1") is None
+
+
+async def test_ping(store: Store) -> None:
+    await store.ping()

@@ -1,0 +1,111 @@
+"""The real gima-server command, run as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from ..sse import parse_sse
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIMA_")}
+    env.update({"GIMA_DATA_DIR": str(tmp_path), "GIMA_LOG_FORMAT": "json", **extra})
+    return env
+
+
+def _cli(tmp_path: Path, *args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gima_server", *args],
+        env=_env(tmp_path, **env),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def _wait_healthy(session: aiohttp.ClientSession, base: str, proc: subprocess.Popen[str]) -> None:
+    for _ in range(200):
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        try:
+            async with session.get(f"{base}/health") as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientConnectionError:
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError("server did not become healthy")
+
+
+async def test_server_command_serves_a_streamed_reply(tmp_path: Path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        ["gima-server", "serve", "--port", str(port), "--data-dir", str(tmp_path)],
+        env=_env(tmp_path, GIMA_DEMO_TOKENS_PER_S="0", GIMA_DEMO_FIRST_TOKEN_MS="0"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            await _wait_healthy(session, base, proc)
+            async with session.post(
+                f"{base}/api/auth/signup", json={"email": "cli@example.com", "password": "a good password"}
+            ) as resp:
+                assert resp.status == 201
+                token = (await resp.json())["accessToken"]
+            async with session.post(
+                f"{base}/api/chat/stream", json={"content": "Hello from a subprocess test"},
+                headers={"Authorization": f"Bearer {token}"},
+            ) as resp:
+                events, _ = parse_sse(await resp.read())
+            assert events[0].name == "meta" and events[-1].name == "done" and "subprocess" in events[-1].data["content"]
+            async with session.get(f"{base}/") as resp:
+                assert resp.status == 200 and "text/html" in resp.headers["Content-Type"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert f"http://127.0.0.1:{port}/" in out
+    assert (tmp_path / "gima.sqlite3").exists()
+    assert "a good password" not in err and token not in err
+
+
+def test_bad_configuration_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    result = _cli(tmp_path, "serve", GIMA_PORT="eighty")
+    assert result.returncode == 2
+    assert "GIMA_PORT" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert _cli(tmp_path, "check-config").returncode == 0
+
+
+def test_user_add_and_role(tmp_path: Path) -> None:
+    added = _cli(tmp_path, "user", "add", "Ops@Example.com", "--role", "alpha", "--password-stdin", stdin="a secret pw\n")
+    assert added.returncode == 0, added.stderr
+    assert "ops@example.com" in added.stdout and "alpha" in added.stdout and "a secret pw" not in added.stdout
+    granted = _cli(tmp_path, "user", "role", "ops@example.com", "admin")
+    assert granted.returncode == 0 and "user, alpha, admin" in granted.stdout
+    revoked = _cli(tmp_path, "user", "role", "ops@example.com", "alpha", "--revoke")
+    assert revoked.returncode == 0 and "user, admin" in revoked.stdout
+    assert _cli(tmp_path, "user", "add", "ops@example.com").returncode == 1
+    assert _cli(tmp_path, "user", "role", "ghost@example.com", "admin").returncode == 1
+    generated = _cli(tmp_path, "user", "add", "gen@example.com")
+    assert generated.returncode == 0 and "password: " in generated.stdout

@@ -1,0 +1,48 @@
+from pathlib import Path
+
+import pytest
+
+from gima_server.config import ConfigError, Settings
+
+
+def test_defaults_run_on_one_box_with_no_services() -> None:
+    s = Settings.from_env({})
+    assert (s.host, s.port, s.data_dir, s.agent, s.redis_url) == ("127.0.0.1", 8080, Path("./data"), "demo", "")
+    assert (s.demo_tokens_per_s, s.demo_first_token_ms, s.heartbeat_s, s.drain_s) == (40, 150, 15, 120)
+    assert s.sqlite_path == Path("data/gima.sqlite3") and s.checkpoint_every == 32 and s.max_content_bytes == 32768
+
+
+def test_environment_and_overrides() -> None:
+    env = {"GIMA_PORT": "9000", "GIMA_DEMO_TOKENS_PER_S": "0", "GIMA_MIGRATION_ENABLED": "on",
+           "GIMA_ALLOWED_ORIGINS": "https://a.example, https://b.example", "GIMA_SECRET_KEY": "k" * 32 + "," + "j" * 32}
+    s = Settings.from_env(env, port=9100)
+    assert s.port == 9100 and s.demo_tokens_per_s == 0 and s.migration_enabled
+    assert s.allowed_origins == ("https://a.example", "https://b.example") and len(s.secret_keys) == 2
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"GIMA_PORT": "eighty"}, "GIMA_PORT"),
+        ({"GIMA_PORT": "70000"}, "GIMA_PORT"),
+        ({"GIMA_HEARTBEAT_S": "0"}, "GIMA_HEARTBEAT_S"),
+        ({"GIMA_AGENT": "gpt"}, "GIMA_AGENT"),
+        ({"GIMA_MIGRATION_ENABLED": "maybe"}, "GIMA_MIGRATION_ENABLED"),
+        ({"GIMA_STORE_URL": "postgres://x"}, "GIMA_STORE_URL"),
+        ({"GIMA_REDIS_URL": "http://x"}, "GIMA_REDIS_URL"),
+        ({"GIMA_ALLOWED_ORIGINS": "*"}, "GIMA_ALLOWED_ORIGINS"),
+        ({"GIMA_SECRET_KEY": "short"}, "GIMA_SECRET_KEY"),
+        ({"GIMA_LOG_FORMAT": "xml"}, "GIMA_LOG_FORMAT"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    assert named in str(info.value) and "\n" not in str(info.value)
+
+
+def test_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path)
+    first, second = s.with_secret(), s.with_secret()
+    assert first.secret_keys == second.secret_keys and len(first.secret_keys[0]) >= 32
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0

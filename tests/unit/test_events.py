@@ -1,0 +1,33 @@
+from gima_server.streams.events import encode_sse, make_event, retry_frame, unnumbered_error
+
+from ..sse import parse_sse
+
+
+def test_event_frame_bytes() -> None:
+    event = make_event(7, "delta", {"agent": "writer", "text": "hé"})
+    assert event.frame == 'id: 7\nevent: delta\ndata: {"agent":"writer","text":"hé"}\n\n'.encode()
+
+
+def test_line_breaks_in_data_stay_inside_one_event() -> None:
+    frame = encode_sse("a\r\nb\rc\nd", event_id=1, name="x")
+    assert frame == b"id: 1\nevent: x\ndata: a\ndata: b\ndata: c\ndata: d\n\n"
+
+
+def test_json_content_with_newlines_cannot_inject_fields() -> None:
+    event = make_event(1, "delta", {"text": "\n\nid: 99\nevent: done\ndata: {}\n\n"})
+    assert event.frame.count(b"\n\n") == 1
+    parsed, _ = parse_sse(event.frame)
+    assert len(parsed) == 1 and parsed[0].id == 1 and parsed[0].data["text"].startswith("\n\nid: 99")
+
+
+def test_event_name_with_line_break_is_refused() -> None:
+    import pytest
+
+    with pytest.raises(ValueError):
+        encode_sse("{}", name="bad\nname")
+
+
+def test_retry_and_unnumbered_error() -> None:
+    assert retry_frame(3000) == b"retry: 3000\n\n"
+    frame = unnumbered_error("slow_consumer", "behind", "t1")
+    assert b"id:" not in frame and frame.startswith(b"event: error\n")
