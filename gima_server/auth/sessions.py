@@ -24,7 +24,7 @@ class Principal:
     via: str  # "bearer" or "cookie"
 
 
-_PRINCIPAL: web.RequestKey["Principal | None"] = web.RequestKey("principal")
+_PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("principal")
 
 
 def _unauthorized(message: str = "authentication required") -> ApiError:

@@ -107,5 +107,5 @@ async def test_many_subscribers_read_the_same_live_reply(make_client: MakeClient
     message_id = seen[0].data["messageId"]
     results = await asyncio.gather(*(alice.resume(message_id, k) for k in (0, 1, 2)))
     full = seen + parse_sse(await resp.read())[0]
-    for k, (status, events) in zip((0, 1, 2), results):
+    for k, (status, events) in zip((0, 1, 2), results, strict=True):
         assert status == 200 and [e.data for e in events] == [e.data for e in full[k:]]

@@ -1,0 +1,73 @@
+"""Helpers shared by the bench scripts: start a real gima-server process, read its memory, sign users up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import AsyncIterator
+
+import aiohttp
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+@contextlib.asynccontextmanager
+async def running_server(**env: str) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real gima-server on 127.0.0.1 with its own data dir; stopped with SIGTERM at the end."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as data_dir:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("GIMA_")}
+        full_env.update({"GIMA_DATA_DIR": data_dir, "GIMA_LOG_LEVEL": "warning", **env})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gima_server", "serve", "--port", str(port)],
+            env=full_env,
+            stdout=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with aiohttp.ClientSession() as session:
+                deadline = time.monotonic() + 30
+                while True:
+                    try:
+                        async with session.get(f"{base}/health") as resp:
+                            if resp.status == 200:
+                                break
+                    except aiohttp.ClientConnectionError:
+                        if time.monotonic() > deadline:
+                            raise
+                    await asyncio.sleep(0.05)
+            yield base, proc
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+
+
+async def sign_up_many(session: aiohttp.ClientSession, base: str, count: int) -> list[str]:
+    """One user (and so one session) per concurrent reply: the server allows one active reply per session."""
+
+    async def one(i: int) -> str:
+        body = {"email": f"bench{i}@example.com", "password": "bench password"}
+        async with session.post(f"{base}/api/auth/signup", json=body) as resp:
+            assert resp.status == 201, await resp.text()
+            return str((await resp.json())["accessToken"])
+
+    return list(await asyncio.gather(*(one(i) for i in range(count))))
