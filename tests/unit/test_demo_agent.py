@@ -45,6 +45,6 @@ async def test_fast_demo_yields_to_the_loop() -> None:
             await asyncio.sleep(0)
 
     task = asyncio.create_task(ticker())
-    await _collect(DemoAgent(0, 0, 200), "busy loop check")
+    await _collect(DemoAgent(0, 0, 2000), "busy loop check")  # ~2,100 tokens: at least one loop turn per 16
     task.cancel()
     assert ticks > 100
