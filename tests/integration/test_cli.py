@@ -109,3 +109,45 @@ def test_user_add_and_role(tmp_path: Path) -> None:
     assert _cli(tmp_path, "user", "role", "ghost@example.com", "admin").returncode == 1
     generated = _cli(tmp_path, "user", "add", "gen@example.com")
     assert generated.returncode == 0 and "password: " in generated.stdout
+
+
+async def test_sigterm_ends_running_replies_and_stores_their_text(tmp_path: Path) -> None:
+    import sqlite3
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        ["gima-server", "--port", str(port)],
+        env=_env(tmp_path, GIMA_DEMO_TOKENS_PER_S="50", GIMA_DEMO_REPLY_WORDS="500"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    signalled = False
+    try:
+        async with aiohttp.ClientSession() as session:
+            await _wait_healthy(session, base, proc)
+            async with session.post(
+                f"{base}/api/auth/signup", json={"email": "term@example.com", "password": "a good password"}
+            ) as resp:
+                token = (await resp.json())["accessToken"]
+            async with session.post(
+                f"{base}/api/chat/stream", json={"content": "a long reply to interrupt"},
+                headers={"Authorization": f"Bearer {token}"},
+            ) as resp:
+                for _ in range(40):
+                    await resp.content.readuntil(b"\n\n")
+                proc.send_signal(signal.SIGTERM)
+                signalled = True
+                events, _ = parse_sse(await resp.read())
+    finally:
+        if not signalled:
+            proc.kill()  # failed before SIGTERM (a second SIGTERM would force exit code 1, so never send two)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert events[-1].name == "error" and events[-1].data["code"] == "shutting_down"
+    with sqlite3.connect(tmp_path / "gima.sqlite3") as db:
+        status, reason, content = db.execute(
+            "SELECT status, finish_reason, content FROM messages WHERE role = 'assistant'"
+        ).fetchone()
+    assert (status, reason) == ("cancelled", "shutting_down") and len(content.split()) >= 10
