@@ -104,13 +104,14 @@ async def _user_command(settings: Settings, args: argparse.Namespace) -> int:
             if len(password) < MIN_PASSWORD_CHARS:
                 print(f"gima-server: the password must have at least {MIN_PASSWORD_CHARS} characters", file=sys.stderr)
                 return 2
-            roles = ("user", *dict.fromkeys(args.role))
+            initial_roles = ("user", *dict.fromkeys(args.role))
+            name = args.name or email.split("@")[0]
             try:
-                user = await store.create_user(email, await hash_password(password), args.name or email.split("@")[0], roles)
+                created = await store.create_user(email, await hash_password(password), name, initial_roles)
             except DuplicateError:
                 print(f"gima-server: a user with email {email} already exists", file=sys.stderr)
                 return 1
-            print(f"created user {user.email} ({user.id}) with roles {', '.join(user.roles)}")
+            print(f"created user {created.email} ({created.id}) with roles {', '.join(created.roles)}")
             if generated:
                 print(f"password: {password}")
             return 0

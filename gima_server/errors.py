@@ -8,6 +8,7 @@ import math
 from typing import Mapping
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from .observability.tracing import request_trace_id
 
@@ -71,7 +72,7 @@ def _from_http_exception(exc: web.HTTPException) -> ApiError:
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from . import appkeys
 from .auth.sessions import COOKIE_NAME, csrf_token_matches
@@ -36,7 +37,7 @@ def _trusted_origins(request: web.Request) -> set[str]:
 
 
 @web.middleware
-async def origin_check_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def origin_check_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Writes that a browser could be tricked into sending must come from a trusted origin (or bear the CSRF token)."""
     if request.method not in _SAFE_METHODS and "Authorization" not in request.headers:
         has_cookie = COOKIE_NAME in request.cookies
@@ -49,7 +50,7 @@ async def origin_check_middleware(request: web.Request, handler: web.Handler) ->
 
 
 @web.middleware
-async def cors_preflight_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def cors_preflight_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     origin = request.headers.get("Origin")
     if (
         request.method == "OPTIONS"

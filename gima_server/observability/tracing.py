@@ -7,6 +7,7 @@ import re
 import uuid
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 current_trace_id: contextvars.ContextVar[str] = contextvars.ContextVar("trace_id", default="-")
 
@@ -34,7 +35,7 @@ def request_trace_id(request: web.BaseRequest) -> str:
 
 
 @web.middleware
-async def trace_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def trace_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     token = current_trace_id.set(request_trace_id(request))
     try:
         return await handler(request)

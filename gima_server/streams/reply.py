@@ -28,7 +28,8 @@ _ERROR_MESSAGES = {
 class EventSource(Protocol):
     """What a subscriber reads: an ordered list of events that may still grow."""
 
-    events: Sequence[Event]
+    @property
+    def events(self) -> Sequence[Event]: ...
 
     @property
     def finished(self) -> bool: ...
