@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -63,7 +63,6 @@ class Settings:
     migration_enabled: bool = False
     log_level: str = "info"
     log_format: str = "json"
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -155,8 +154,6 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
 
 _ENV_PARSERS: dict[str, Callable[[str], Any]] = {}
 for _f in fields(Settings):
-    if _f.name == "extra":
-        continue
     _type = str(_f.type)
     if _type == "int":
         _ENV_PARSERS[_f.name] = int

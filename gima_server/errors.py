@@ -86,5 +86,5 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ConnectionResetError:
         raise
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %s", request.method, request.path, extra={"trace_id": request_trace_id(request)})
         return error_response(request, ApiError(500, "internal_error", "internal server error"))

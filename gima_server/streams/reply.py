@@ -120,6 +120,15 @@ class Reply:
             self.finished_at = time.monotonic()
             self._changed.set()
             self._on_finish(self)
+            log.info(
+                "reply ended",
+                extra={
+                    "messageId": self.message_id,
+                    "end": self.events[-1].data.get("code", "done") if self.events else "none",
+                    "events": len(self.events),
+                    "durationMs": round((self.finished_at - self.started_at) * 1000),
+                },
+            )
 
     async def _wait_for_previous(self) -> None:
         """Cancel-previous: the superseded reply stores its partial text before this one writes."""
