@@ -54,6 +54,12 @@ async def _wait_healthy(session: aiohttp.ClientSession, base: str, proc: subproc
     raise AssertionError("server did not become healthy")
 
 
+async def _sign_up(session: aiohttp.ClientSession, base: str, email: str) -> str:
+    async with session.post(f"{base}/api/auth/signup", json={"email": email, "password": "a good password"}) as resp:
+        assert resp.status == 201
+        return str((await resp.json())["accessToken"])
+
+
 async def test_server_command_serves_a_streamed_reply(tmp_path: Path) -> None:
     port = _free_port()
     proc = subprocess.Popen(
@@ -67,11 +73,7 @@ async def test_server_command_serves_a_streamed_reply(tmp_path: Path) -> None:
     try:
         async with aiohttp.ClientSession() as session:
             await _wait_healthy(session, base, proc)
-            async with session.post(
-                f"{base}/api/auth/signup", json={"email": "cli@example.com", "password": "a good password"}
-            ) as resp:
-                assert resp.status == 201
-                token = (await resp.json())["accessToken"]
+            token = await _sign_up(session, base, "cli@example.com")
             async with session.post(
                 f"{base}/api/chat/stream", json={"content": "Hello from a subprocess test"},
                 headers={"Authorization": f"Bearer {token}"},
@@ -127,10 +129,7 @@ async def test_sigterm_ends_running_replies_and_stores_their_text(tmp_path: Path
     try:
         async with aiohttp.ClientSession() as session:
             await _wait_healthy(session, base, proc)
-            async with session.post(
-                f"{base}/api/auth/signup", json={"email": "term@example.com", "password": "a good password"}
-            ) as resp:
-                token = (await resp.json())["accessToken"]
+            token = await _sign_up(session, base, "term@example.com")
             async with session.post(
                 f"{base}/api/chat/stream", json={"content": "a long reply to interrupt"},
                 headers={"Authorization": f"Bearer {token}"},
