@@ -12,7 +12,7 @@ _STOPWORDS = frozenset(
     "about above after again also because been before being below between both could does doing down during each "
     "from further have having here into itself just more most other over same should some such than that their "
     "theirs them then there these they this those through under until very what when where which while whom will "
-    "with would your yours please tell explain give show want need know like make works work does".split()
+    "with would your yours please tell explain give show want need know like make works work does near many much".split()
 )
 _TOKEN = re.compile(r"\S+\s*")
 _BURST = 16  # at full speed, tokens per loop turn: small enough never to hog the loop
@@ -45,7 +45,7 @@ def compose(content: str, reply_words: int) -> list[tuple[str, str]]:
     )
     sentences = [
         f"Here is a short answer about {topic}.",
-        *(f"When it comes to {w}, the key point is how it shapes {main} in practice." for w in words),
+        *(f"When it comes to {w}, the key point is how it shapes {main} in practice." for w in words[1:]),
         f"A good way to think about {main} is to start from a small example and grow it step by step.",
         f"Watch the trade-offs: what helps {other} can cost something elsewhere.",
         f"In short, {main} rewards a careful first step and steady checks along the way.",
