@@ -11,8 +11,10 @@ from typing import AsyncIterator
 from aiohttp import web
 from aiohttp_session import session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import appkeys, chats
+from .admission import AdmissionGate, LoadMonitor, default_max_active
 from .agents import make_agent
 from .agents.base import Agent
 from .auth import routes as auth_routes
@@ -20,7 +22,12 @@ from .auth.sessions import COOKIE_NAME
 from .auth.tokens import TokenIssuer
 from .config import Settings
 from .errors import error_middleware
-from .idempotency import MemoryIdempotencyStore
+from .idempotency import MemoryIdempotencyStore, RedisIdempotencyStore
+from .limits.backends import MemoryBackend, RedisBackend
+from .limits.limiter import Limiter
+from .limits.middleware import rate_limit_middleware
+from .limits.policy import parse_rate_limits
+from .observability.metrics import Metrics
 from .observability.tracing import add_trace_header, trace_middleware
 from .security import add_security_headers, cors_preflight_middleware, origin_check_middleware
 from .store import open_store
@@ -64,9 +71,47 @@ def _agent_context(agent: Agent | None):  # type: ignore[no-untyped-def]
     return context
 
 
+async def _redis_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[appkeys.SETTINGS]
+    if not settings.redis_url:
+        app[appkeys.REDIS] = None
+        yield
+        return
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(
+        settings.redis_url, socket_timeout=settings.redis_timeout_s, socket_connect_timeout=settings.redis_timeout_s
+    )
+    app[appkeys.REDIS] = redis
+    yield
+    await redis.aclose()
+
+
+async def _limits_context(app: web.Application) -> AsyncIterator[None]:
+    settings, redis, metrics = app[appkeys.SETTINGS], app[appkeys.REDIS], app[appkeys.METRICS]
+    max_active = settings.max_active_replies or default_max_active()
+    gate = AdmissionGate(max_active, settings.max_replies_per_user, settings.admission_queue, settings.admission_wait_s, metrics)
+    monitor = LoadMonitor(gate, metrics)
+    app[appkeys.ADMISSION], app[appkeys.LOAD] = gate, monitor
+    policy = parse_rate_limits(settings.rate_limits)
+    if redis is None:
+        app[appkeys.LIMITER] = Limiter(policy, MemoryBackend(), metrics, pressure=monitor.under_pressure)
+        app[appkeys.IDEMPOTENCY] = MemoryIdempotencyStore(settings.idempotency_ttl_s)
+    else:
+        app[appkeys.LIMITER] = Limiter(
+            policy, RedisBackend(redis), metrics, local=MemoryBackend(), pressure=monitor.under_pressure,
+            timeout_s=settings.redis_timeout_s,
+        )
+        app[appkeys.IDEMPOTENCY] = RedisIdempotencyStore(redis, settings.idempotency_ttl_s)
+    sampler = asyncio.create_task(monitor.run())
+    yield
+    sampler.cancel()
+    with suppress(asyncio.CancelledError):
+        await sampler
+
+
 async def _streams_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
-    app[appkeys.IDEMPOTENCY] = MemoryIdempotencyStore(settings.idempotency_ttl_s)
     limits = RegistryLimits(
         coalesce_window_s=settings.coalesce_window_ms / 1000,
         retention_s=settings.replay_retention_s,
@@ -92,6 +137,34 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def ready(request: web.Request) -> web.Response:
+    """200 when the store (and Redis, if configured) answer and nothing is degraded; else 503 with the checks."""
+    checks: dict[str, object] = {}
+    try:
+        async with asyncio.timeout(2.0):
+            await request.app[appkeys.STORE].ping()
+        checks["store"] = "ok"
+    except Exception as exc:
+        checks["store"] = f"failed: {type(exc).__name__}"
+    redis = request.app[appkeys.REDIS]
+    if redis is not None:
+        try:
+            async with asyncio.timeout(request.app[appkeys.SETTINGS].redis_timeout_s * 4):
+                await redis.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"failed: {type(exc).__name__}"
+        checks["rateLimits"] = "degraded (local buckets)" if request.app[appkeys.LIMITER].degraded else "ok"
+    checks["load"] = request.app[appkeys.LOAD].snapshot()
+    healthy = all(v == "ok" for k, v in checks.items() if k != "load")
+    return web.json_response({"status": "ready" if healthy else "degraded", "checks": checks}, status=200 if healthy else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[appkeys.METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html")
 
@@ -106,17 +179,23 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
             cors_preflight_middleware,
             session_middleware(_cookie_storage(settings)),
             origin_check_middleware,
+            rate_limit_middleware,
         ],
     )
     app[appkeys.SETTINGS] = settings
+    app[appkeys.METRICS] = Metrics()
     app[appkeys.TOKENS] = TokenIssuer(settings.secret_keys, settings.access_token_ttl_s)
     app.cleanup_ctx.append(_store_context(store))
     app.cleanup_ctx.append(_agent_context(agent))
+    app.cleanup_ctx.append(_redis_context)
+    app.cleanup_ctx.append(_limits_context)
     app.cleanup_ctx.append(_streams_context)
     app.on_shutdown.append(_stop_replies)
     app.on_response_prepare.append(add_trace_header)
     app.on_response_prepare.append(add_security_headers)
     app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", metrics)
     auth_routes.add_routes(app)
     chats.add_routes(app)
     stream_routes.add_routes(app)

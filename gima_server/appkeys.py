@@ -7,10 +7,15 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from .admission import AdmissionGate, LoadMonitor
     from .agents.base import Agent
     from .auth.tokens import TokenIssuer
     from .config import Settings
     from .idempotency import IdempotencyStore
+    from .limits.limiter import Limiter
+    from .observability.metrics import Metrics
     from .store.base import Store
     from .streams.registry import Registry
 
@@ -20,3 +25,8 @@ TOKENS: web.AppKey[TokenIssuer] = web.AppKey("tokens")
 AGENT: web.AppKey[Agent] = web.AppKey("agent")
 IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+LIMITER: web.AppKey[Limiter] = web.AppKey("limiter")
+REDIS: web.AppKey[Redis | None] = web.AppKey("redis")
+ADMISSION: web.AppKey[AdmissionGate] = web.AppKey("admission")
+LOAD: web.AppKey[LoadMonitor] = web.AppKey("load")

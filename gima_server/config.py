@@ -43,6 +43,11 @@ class Settings:
     demo_reply_words: int = 120
     rate_limits: str = "chat=30/min,search=100/min,embeddings=10/min"
     max_active_replies: int = 0
+    max_replies_per_user: int = 4
+    admission_queue: int = 256
+    admission_wait_s: float = 10.0
+    reply_token_estimate: int = 500
+    redis_timeout_s: float = 0.25
     heartbeat_s: float = 15.0
     drain_s: float = 120.0
     sse_retry_ms: int = 3000
@@ -94,6 +99,12 @@ class Settings:
         for origin in (*self.allowed_origins, *((self.public_origin,) if self.public_origin else ())):
             if not origin.startswith(("http://", "https://")) or origin.endswith("/") or origin == "*":
                 raise ConfigError(f"GIMA_ALLOWED_ORIGINS / GIMA_PUBLIC_ORIGIN {origin!r}: must be scheme://host[:port]")
+        from .limits.policy import PolicyError, parse_rate_limits
+
+        try:
+            parse_rate_limits(self.rate_limits)
+        except PolicyError as exc:
+            raise ConfigError(f"GIMA_RATE_LIMITS: {exc}") from None
         for key in self.secret_keys:
             if len(key) < 32:
                 raise ConfigError("GIMA_SECRET_KEY: each key must be at least 32 characters")
@@ -132,6 +143,11 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("demo_first_token_ms", _non_negative, "must be >= 0"),
     ("demo_reply_words", _positive, "must be > 0"),
     ("max_active_replies", _non_negative, "must be >= 0 (0 = sized to the machine)"),
+    ("max_replies_per_user", _positive, "must be > 0"),
+    ("admission_queue", _non_negative, "must be >= 0"),
+    ("admission_wait_s", _non_negative, "must be >= 0"),
+    ("reply_token_estimate", _non_negative, "must be >= 0"),
+    ("redis_timeout_s", _positive, "must be > 0"),
     ("heartbeat_s", _positive, "must be > 0"),
     ("drain_s", _non_negative, "must be >= 0"),
     ("sse_retry_ms", _non_negative, "must be >= 0"),

@@ -1,4 +1,8 @@
-"""Idempotency-Key records per user: fingerprint of the request, the reply it started, 24 h retention."""
+"""Idempotency-Key records per user: fingerprint of the request and the reply it started.
+
+A claim holds a short lease while its reply runs and is kept for the full retention (24 h) once the reply
+ends, so a process that dies half-way leaves a record that expires instead of blocking the key.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,18 @@ import json
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from . import redis_keys
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 
 @dataclass(frozen=True, slots=True)
 class IdempotencyRecord:
     fingerprint: str
     message_id: str
-    created_at: float
 
 
 def fingerprint(method: str, path: str, body: dict[str, Any]) -> str:
@@ -24,7 +32,13 @@ def fingerprint(method: str, path: str, body: dict[str, Any]) -> str:
 
 class IdempotencyStore(Protocol):
     async def claim(self, user_id: str, key: str, record: IdempotencyRecord) -> IdempotencyRecord | None:
-        """Store record if the key is free and return None; otherwise return the record already there."""
+        """Atomically store record if the key is free and return None; else return the record already there."""
+        ...
+
+    async def get(self, user_id: str, key: str) -> IdempotencyRecord | None: ...
+
+    async def complete(self, user_id: str, key: str) -> None:
+        """The reply ended: keep the record for the full retention."""
         ...
 
     async def release(self, user_id: str, key: str) -> None: ...
@@ -33,27 +47,81 @@ class IdempotencyStore(Protocol):
 class MemoryIdempotencyStore:
     """In-process records; claims are atomic because nothing awaits between the check and the set."""
 
-    def __init__(self, ttl_s: float, max_records: int = 200_000, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, ttl_s: float, lease_s: float = 600.0, max_records: int = 200_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._ttl_s = ttl_s
+        self._lease_s = lease_s
         self._max_records = max_records
         self._clock = clock
-        self._records: OrderedDict[tuple[str, str], IdempotencyRecord] = OrderedDict()
+        self._records: OrderedDict[tuple[str, str], tuple[IdempotencyRecord, float]] = OrderedDict()
 
-    def _expire(self) -> None:
-        horizon = self._clock() - self._ttl_s
+    def _live(self, user_id: str, key: str) -> IdempotencyRecord | None:
+        entry = self._records.get((user_id, key))
+        if entry is None:
+            return None
+        if entry[1] <= self._clock():
+            del self._records[(user_id, key)]
+            return None
+        return entry[0]
+
+    def _trim(self) -> None:
+        now = self._clock()
         while self._records:
-            oldest = next(iter(self._records.values()))
-            if oldest.created_at > horizon and len(self._records) <= self._max_records:
+            expires_at = next(iter(self._records.values()))[1]
+            if expires_at > now and len(self._records) <= self._max_records:
                 break
             self._records.popitem(last=False)
 
     async def claim(self, user_id: str, key: str, record: IdempotencyRecord) -> IdempotencyRecord | None:
-        self._expire()
-        existing = self._records.get((user_id, key))
+        self._trim()
+        existing = self._live(user_id, key)
         if existing is not None:
             return existing
-        self._records[(user_id, key)] = IdempotencyRecord(record.fingerprint, record.message_id, self._clock())
+        self._records[(user_id, key)] = (record, self._clock() + self._lease_s)
         return None
+
+    async def get(self, user_id: str, key: str) -> IdempotencyRecord | None:
+        return self._live(user_id, key)
+
+    async def complete(self, user_id: str, key: str) -> None:
+        record = self._live(user_id, key)
+        if record is not None:
+            self._records[(user_id, key)] = (record, self._clock() + self._ttl_s)
+            self._records.move_to_end((user_id, key))
 
     async def release(self, user_id: str, key: str) -> None:
         self._records.pop((user_id, key), None)
+
+
+class RedisIdempotencyStore:
+    """Records shared by every process: claimed with SET NX PX, so exactly one claimer wins."""
+
+    def __init__(self, redis: Redis, ttl_s: float, lease_s: float = 600.0) -> None:
+        self._redis = redis
+        self._ttl_ms = int(ttl_s * 1000)
+        self._lease_ms = int(lease_s * 1000)
+
+    async def claim(self, user_id: str, key: str, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        name = redis_keys.idempotency(user_id, key)
+        value = json.dumps({"fp": record.fingerprint, "m": record.message_id})
+        for _ in range(3):  # the winner's record may expire between our SET and GET; then try again
+            if await self._redis.set(name, value, nx=True, px=self._lease_ms):
+                return None
+            existing = await self.get(user_id, key)
+            if existing is not None:
+                return existing
+        raise RuntimeError("idempotency record kept vanishing")
+
+    async def get(self, user_id: str, key: str) -> IdempotencyRecord | None:
+        raw = await self._redis.get(redis_keys.idempotency(user_id, key))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return IdempotencyRecord(data["fp"], data["m"])
+
+    async def complete(self, user_id: str, key: str) -> None:
+        await self._redis.pexpire(redis_keys.idempotency(user_id, key), self._ttl_ms)
+
+    async def release(self, user_id: str, key: str) -> None:
+        await self._redis.delete(redis_keys.idempotency(user_id, key))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient
 from gima_server.app import create_app
 from gima_server.config import Settings
 
+from .redis_server import RedisServer, free_port
 from .sse import SseEvent, parse_sse
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
@@ -107,3 +108,25 @@ async def log_in(client: TestClient, email: str, password: str = "correct horse 
     assert resp.status == 200, await resp.text()
     body = await resp.json()
     return Api(client, body["accessToken"], body["user"])
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server for the session; a missing binary fails the tests (it is never a skip)."""
+    server = RedisServer(free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def redis_url(redis_server: RedisServer) -> AsyncIterator[str]:
+    """A wiped database on the test server, and the server restarted if a test killed it."""
+    from redis.asyncio import Redis
+
+    if redis_server.proc is None or redis_server.proc.poll() is not None:
+        redis_server.start()
+    client = Redis.from_url(redis_server.url)
+    await client.flushdb()
+    await client.aclose()
+    yield redis_server.url

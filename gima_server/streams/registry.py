@@ -8,7 +8,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable
+from typing import Awaitable, Callable, Sequence
 
 from ..agents.base import Agent
 from ..errors import ApiError
@@ -26,6 +26,7 @@ class StartRequest:
     trace_id: str
     idempotency_key: str | None
     fingerprint: str
+    finalizers: Sequence[Callable[[Reply], Awaitable[None]]] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +82,7 @@ class Registry:
             raise ApiError(503, "shutting_down", "the server is shutting down", retry_after_s=5)
         ex = request.exchange
         if request.idempotency_key is not None:
-            claim = IdempotencyRecord(request.fingerprint, ex.reply_message_id, 0.0)
+            claim = IdempotencyRecord(request.fingerprint, ex.reply_message_id)
             existing = await self._idempotency.claim(ex.user_id, request.idempotency_key, claim)
             if existing is not None:
                 if existing.fingerprint != request.fingerprint:
@@ -109,11 +110,29 @@ class Registry:
             limits=self._limits.reply,
             previous=previous,
             on_finish=self._finished,
+            finalizers=[*request.finalizers, *self._keep_idempotency_record(request)],
         )
         self._replies[reply.message_id] = reply
         self._active[request.session_id] = reply
         self._recent[request.session_id] = (_content_key(ex), reply, self._clock())
         return StartOutcome(reply.message_id, reply, replayed=False)
+
+    async def attaches(self, request: StartRequest) -> bool:
+        """Would start() attach to an existing reply (idempotent replay or double send)? Such requests are free."""
+        if request.idempotency_key is not None:
+            if await self._idempotency.get(request.exchange.user_id, request.idempotency_key) is not None:
+                return True
+        return self._coalesce_target(request) is not None
+
+    def _keep_idempotency_record(self, request: StartRequest) -> list[Callable[[Reply], Awaitable[None]]]:
+        key = request.idempotency_key
+        if key is None:
+            return []
+
+        async def complete(reply: Reply) -> None:
+            await self._idempotency.complete(reply.user_id, key)
+
+        return [complete]
 
     def _coalesce_target(self, request: StartRequest) -> Reply | None:
         recent = self._recent.get(request.session_id)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 from ..agents.base import Agent, AgentRequest
 from ..observability.tracing import current_trace_id
@@ -55,6 +55,7 @@ class Reply:
         limits: ReplyLimits,
         previous: Reply | None = None,
         on_finish: Callable[[Reply], None] = lambda reply: None,
+        finalizers: Sequence[Callable[[Reply], Awaitable[None]]] = (),
     ) -> None:
         self.exchange = exchange
         self.message_id = exchange.reply_message_id
@@ -71,6 +72,8 @@ class Reply:
         self._limits = limits
         self._previous = previous
         self._on_finish = on_finish
+        self._finalizers = finalizers
+        self.delta_count = 0
         self._changed = asyncio.Event()
         self._parts: list[str] = []
         self.append("meta", meta_data(self.message_id, self.chat_id, trace_id))
@@ -120,6 +123,7 @@ class Reply:
             self.finished_at = time.monotonic()
             self._changed.set()
             self._on_finish(self)
+            await self._finalize()
             log.info(
                 "reply ended",
                 extra={
@@ -129,6 +133,14 @@ class Reply:
                     "durationMs": round((self.finished_at - self.started_at) * 1000),
                 },
             )
+
+    async def _finalize(self) -> None:
+        """Book-keeping after the last event (idempotency record kept, token budget settled)."""
+        for finalizer in self._finalizers:
+            try:
+                await finalizer(self)
+            except Exception:
+                log.exception("finishing work for reply %s failed", self.message_id)
 
     async def _wait_for_previous(self) -> None:
         """Cancel-previous: the superseded reply stores its partial text before this one writes."""
@@ -140,15 +152,14 @@ class Reply:
         messages = await self._store.list_messages(self.user_id, self.chat_id)
         history = [(m.role, m.content) for m in messages if m.id != self.message_id]
         request = AgentRequest(content=self.exchange.content, history=history, trace_id=self.trace_id)
-        deltas = 0
         async for agent_event in self._agent.stream(request):
             if len(self.events) >= self._limits.max_events - 1:
                 raise _TooLong
             self.append(agent_event.name, agent_event.data)
             if agent_event.name == "delta":
                 self._parts.append(agent_event.data["text"])
-                deltas += 1
-                if deltas % self._limits.checkpoint_every == 0:
+                self.delta_count += 1
+                if self.delta_count % self._limits.checkpoint_every == 0:
                     await self._store.checkpoint_reply(self.message_id, self.text)
 
     async def _end_with_error(self, code: str, status: str) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from aiohttp import web
 
 from .. import appkeys
+from ..admission import Priority
 from ..auth.sessions import Principal, require_user
 from ..errors import ApiError, invalid, not_found
 from ..idempotency import fingerprint
@@ -14,8 +16,8 @@ from ..ids import body_id, idempotency_key, new_id, path_id
 from ..observability.tracing import request_trace_id
 from ..store.base import Exchange
 from ..validation import Field, read_json
-from .registry import StartRequest
-from .reply import EventSource, StoredReply
+from .registry import StartOutcome, StartRequest
+from .reply import EventSource, Reply, StoredReply
 from .sse import SubscriberOptions, stream_events
 
 _STREAM_BODY = {
@@ -68,7 +70,10 @@ async def post_stream(request: web.Request) -> web.StreamResponse:
     registry = request.app[appkeys.REGISTRY]
     trace_id = request_trace_id(request)
     start = StartRequest(exchange, principal.session_id, trace_id, key, fingerprint(request.method, request.path, body))
-    outcome = await registry.start(start, message_exists=message_exists)
+    if await registry.attaches(start):
+        outcome = await registry.start(start, message_exists=message_exists)  # a replay or double send: free
+    else:
+        outcome = await _start_new_reply(request, start, message_exists)
     source: EventSource
     if outcome.reply is not None:
         source = outcome.reply
@@ -82,6 +87,37 @@ async def post_stream(request: web.Request) -> web.StreamResponse:
     if client_gone and outcome.reply is not None and request.app[appkeys.SETTINGS].cancel_on_disconnect:
         outcome.reply.cancel("cancelled")
     return resp
+
+
+async def _start_new_reply(request: web.Request, start: StartRequest, message_exists: bool) -> StartOutcome:
+    """New work: charge the chat bucket, reserve the token budget, take an admission slot, then start."""
+    app = request.app
+    limiter, gate = app[appkeys.LIMITER], app[appkeys.ADMISSION]
+    user_id = start.exchange.user_id
+    bucket = f"user:{user_id}"
+    estimate = app[appkeys.SETTINGS].reply_token_estimate
+    await limiter.hit("chat", bucket)
+    await limiter.hit("tokens", bucket, estimate)
+    try:
+        slot = await gate.acquire(user_id, Priority.CRITICAL)
+    except BaseException:
+        await limiter.adjust("tokens", bucket, -estimate)
+        raise
+
+    async def settle(reply: Reply) -> None:
+        gate.release(slot)
+        await limiter.adjust("tokens", bucket, reply.delta_count - estimate)  # refunds what was not used
+
+    try:
+        outcome = await app[appkeys.REGISTRY].start(replace(start, finalizers=(settle,)), message_exists=message_exists)
+    except BaseException:
+        gate.release(slot)
+        await limiter.adjust("tokens", bucket, -estimate)
+        raise
+    if outcome.reply is None or outcome.message_id != start.exchange.reply_message_id:
+        gate.release(slot)  # lost a race to an identical request and attached to it instead
+        await limiter.adjust("tokens", bucket, -estimate)
+    return outcome
 
 
 def _last_event_id(request: web.Request) -> int:

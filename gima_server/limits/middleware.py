@@ -1,0 +1,29 @@
+"""Charge each request to its route class before the handler runs."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from .. import appkeys
+from ..auth.sessions import authenticate
+from .policy import anonymous_key, route_charge
+
+
+async def caller_key(request: web.Request, limit: str = "default") -> str:
+    if limit == "auth":
+        return f"ip:{request.remote}"  # per address only: a changed User-Agent must not buy new attempts
+    principal = await authenticate(request)
+    if principal is not None:
+        return f"user:{principal.user.id}"
+    return anonymous_key(request.remote, request.headers.get("User-Agent"))
+
+
+@web.middleware
+async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    charge = route_charge(request.method, request.path)
+    if charge is not None:
+        limiter = request.app[appkeys.LIMITER]
+        if limiter.policy.enabled:
+            await limiter.hit(charge.limit, await caller_key(request, charge.limit), charge.cost)
+    return await handler(request)
