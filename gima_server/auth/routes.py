@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from aiohttp import web
 from email_validator import EmailNotValidError, validate_email
 
@@ -62,6 +64,8 @@ async def signup(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     body = await read_json(request, _LOGIN)
     email = normalize_email(body["email"])
+    # Guessing one account's password from many addresses is limited here, per account.
+    await request.app[appkeys.LIMITER].hit("auth_account", "acct:" + hashlib.sha256(email.encode()).hexdigest()[:32])
     user = await request.app[appkeys.STORE].get_user_by_email(email)
     if not await verify_password(user.password_hash if user else None, body["password"]) or user is None:
         raise ApiError(401, "unauthorized", "email or password is wrong")
