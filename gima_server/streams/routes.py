@@ -79,8 +79,9 @@ async def post_stream(request: web.Request) -> web.StreamResponse:
         source = outcome.reply
     else:
         message = await request.app[appkeys.STORE].get_message(principal.user.id, outcome.message_id)
-        if message is None:
-            raise not_found("message")
+        if message is None or message.status == "streaming":
+            # Claimed (and maybe running) in another process, whose live log this one cannot follow yet.
+            raise ApiError(409, "conflict", "this request is still being processed; retry shortly", retry_after_s=1.0)
         source = StoredReply(message, trace_id)
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
     resp, client_gone = await stream_events(request, source, 0, _subscriber_options(request), trace_id, headers)

@@ -102,3 +102,15 @@ async def test_two_server_processes_share_one_limit(tmp_path: Path, redis_url: s
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
     assert statuses == [200, 200, 200, 200, 429, 429, 429, 429]  # one shared bucket of 4, not two
+
+
+async def test_a_reply_in_progress_on_another_instance_is_409(make_client: MakeClient, redis_url: str) -> None:
+    one = await make_client(redis_url=redis_url, demo_tokens_per_s=100, demo_reply_words=100)
+    two = await make_client(redis_url=redis_url)
+    alice_one = await sign_up(one, "alice@example.com")
+    alice_two = await log_in(two, "alice@example.com")
+    running = await one.post("/api/chat/stream", json={"content": "slow"}, headers={**alice_one.headers, "Idempotency-Key": "k"})
+    await running.content.readuntil(b"event: delta")
+    elsewhere = await two.post("/api/chat/stream", json={"content": "slow"}, headers={**alice_two.headers, "Idempotency-Key": "k"})
+    assert elsewhere.status == 409 and elsewhere.headers["Retry-After"] == "1"
+    running.close()
