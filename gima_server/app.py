@@ -27,12 +27,14 @@ from .limits.backends import MemoryBackend, RedisBackend
 from .limits.limiter import Limiter
 from .limits.middleware import rate_limit_middleware
 from .limits.policy import parse_rate_limits
+from .locks import FallbackLocks, LocalLocks, RedisLocks
 from .observability.metrics import Metrics
 from .observability.tracing import add_trace_header, trace_middleware
 from .security import add_security_headers, cors_preflight_middleware, origin_check_middleware
 from .store import open_store
 from .store.base import Store
 from .streams import routes as stream_routes
+from .streams.ownership import Ownership, RedisCancelBus
 from .streams.registry import Registry, RegistryLimits
 from .streams.reply import ReplyLimits
 
@@ -118,13 +120,22 @@ async def _streams_context(app: web.Application) -> AsyncIterator[None]:
         max_events_total=settings.replay_max_events_total,
         reply=ReplyLimits(settings.checkpoint_every, settings.replay_max_events_per_reply),
     )
-    registry = Registry(app[appkeys.STORE], app[appkeys.AGENT], app[appkeys.IDEMPOTENCY], limits)
+    redis = app[appkeys.REDIS]
+    bus = RedisCancelBus(redis) if redis is not None else None
+    ownership = None
+    if redis is not None and bus is not None:
+        ownership = Ownership(FallbackLocks(RedisLocks(redis), LocalLocks(), settings.redis_timeout_s), bus)
+    registry = Registry(app[appkeys.STORE], app[appkeys.AGENT], app[appkeys.IDEMPOTENCY], limits, ownership)
     app[appkeys.REGISTRY] = registry
-    sweeper = asyncio.create_task(registry.sweep_forever(max(1.0, min(30.0, settings.replay_retention_s / 4))))
+    tasks = [asyncio.create_task(registry.sweep_forever(max(1.0, min(30.0, settings.replay_retention_s / 4))))]
+    if bus is not None:
+        tasks.append(asyncio.create_task(bus.listen(registry.cancel_session)))
     yield
-    sweeper.cancel()
-    with suppress(asyncio.CancelledError):
-        await sweeper
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with suppress(asyncio.CancelledError):
+            await task
     await registry.close()
 
 

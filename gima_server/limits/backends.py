@@ -46,7 +46,7 @@ class MemoryBackend:
         self._tats[(limit.name, key)] = adjust(self._tats.get((limit.name, key)), now, limit, amount)
 
 
-_SCRIPT = resources.files(__package__).joinpath("ratelimit.lua").read_text()
+_SCRIPT = resources.files("gima_server").joinpath("lua/ratelimit.lua").read_text()
 
 
 class RedisBackend:

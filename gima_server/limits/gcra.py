@@ -1,6 +1,6 @@
 """GCRA (a token bucket expressed as one timestamp): pure functions of (state, now, limit, cost).
 
-The Redis backend runs the same arithmetic in ratelimit.lua; tests hold the two to the same answers.
+The Redis backend runs the same arithmetic in lua/ratelimit.lua; tests hold the two to the same answers.
 """
 
 from __future__ import annotations

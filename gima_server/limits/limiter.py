@@ -8,6 +8,7 @@ import math
 import time
 from typing import Callable
 
+from ..backing import SHARED_FAILURES
 from ..errors import ApiError
 from ..observability.metrics import Metrics
 from .backends import MemoryBackend, RateLimitBackend
@@ -16,12 +17,6 @@ from .policy import BACKGROUND, FAIL_CLOSED, PRESSURE_COST_FACTOR, RatePolicy
 
 log = logging.getLogger("gima.limits")
 
-try:  # redis is an optional extra; without it there is no shared backend to fail
-    from redis.exceptions import RedisError as _RedisError
-
-    _SHARED_FAILURES: tuple[type[BaseException], ...] = (_RedisError, OSError, TimeoutError)
-except ImportError:  # pragma: no cover - exercised only without the redis extra
-    _SHARED_FAILURES = (OSError, TimeoutError)
 
 
 def rate_limit_headers(decision: Decision) -> dict[str, str]:
@@ -89,7 +84,7 @@ class Limiter:
         try:
             async with asyncio.timeout(self._timeout_s):
                 await self._backend.adjust(key, limit, amount)
-        except _SHARED_FAILURES as exc:
+        except SHARED_FAILURES as exc:
             if self._local is None:
                 raise
             self._went_down(exc)
@@ -112,7 +107,7 @@ class Limiter:
             try:
                 async with asyncio.timeout(self._timeout_s):
                     decision = await self._backend.check(key, limit, cost)
-            except _SHARED_FAILURES as exc:
+            except SHARED_FAILURES as exc:
                 self._went_down(exc)
             else:
                 self._came_back()

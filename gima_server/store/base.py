@@ -84,6 +84,7 @@ class Exchange:
     reply_message_id: str
     content: str
     created_at: float
+    fence: int = 0  # fencing token of the producer that writes the reply (see locks.py)
 
 
 class Store(Protocol):
@@ -109,7 +110,12 @@ class Store(Protocol):
     async def begin_exchange(self, exchange: Exchange) -> None: ...
     async def get_message(self, user_id: str, message_id: str) -> Message | None: ...
     async def list_messages(self, user_id: str, chat_id: str) -> list[Message]: ...
-    async def checkpoint_reply(self, message_id: str, content: str) -> None: ...
+    async def checkpoint_reply(self, message_id: str, content: str, fence: int = 0) -> bool:
+        """Write partial text; False (nothing written) when the reply has ended or a newer producer owns it."""
+        ...
+
     async def finish_reply(
-        self, message_id: str, content: str, status: str, finish_reason: str | None, event_count: int
-    ) -> None: ...
+        self, message_id: str, content: str, status: str, finish_reason: str | None, event_count: int, fence: int = 0
+    ) -> bool:
+        """Write the final text and status; False (nothing written) when a newer producer owns the reply."""
+        ...

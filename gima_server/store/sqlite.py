@@ -49,11 +49,19 @@ CREATE TABLE IF NOT EXISTS messages (
     status TEXT NOT NULL,
     finish_reason TEXT,
     event_count INTEGER NOT NULL DEFAULT 0,
+    fence INTEGER NOT NULL DEFAULT 0,
     seq INTEGER NOT NULL,
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_chat ON messages(chat_id, seq);
 """
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a database made by an earlier version up to this schema."""
+    columns = {row["name"] for row in conn.execute("PRAGMA table_info(messages)")}
+    if "fence" not in columns:
+        conn.execute("ALTER TABLE messages ADD COLUMN fence INTEGER NOT NULL DEFAULT 0")
 
 
 def _new_id() -> str:
@@ -98,6 +106,7 @@ class SqliteStore:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=5000")
             conn.executescript(_SCHEMA)
+            _migrate(conn)
             self._conn = conn
 
         await asyncio.get_running_loop().run_in_executor(self._executor, connect)
@@ -233,11 +242,13 @@ class SqliteStore:
                 seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE chat_id = ?", (ex.chat_id,)).fetchone()[0]
                 try:
                     conn.executemany(
-                        "INSERT INTO messages (id, chat_id, user_id, role, content, status, seq, created_at)"
-                        " VALUES (?,?,?,?,?,?,?,?)",
+                        "INSERT INTO messages (id, chat_id, user_id, role, content, status, seq, created_at, fence)"
+                        " VALUES (?,?,?,?,?,?,?,?,?)",
                         [
-                            (ex.user_message_id, ex.chat_id, ex.user_id, "user", ex.content, "complete", seq + 1, ex.created_at),
-                            (ex.reply_message_id, ex.chat_id, ex.user_id, "assistant", "", "streaming", seq + 2, ex.created_at),
+                            (ex.user_message_id, ex.chat_id, ex.user_id, "user", ex.content, "complete", seq + 1,
+                             ex.created_at, ex.fence),
+                            (ex.reply_message_id, ex.chat_id, ex.user_id, "assistant", "", "streaming", seq + 2,
+                             ex.created_at, ex.fence),
                         ],
                     )
                 except sqlite3.IntegrityError as exc:
@@ -257,22 +268,26 @@ class SqliteStore:
         )
         return [_message(r) for r in rows]
 
-    async def checkpoint_reply(self, message_id: str, content: str) -> None:
-        await self._run(
-            lambda c: c.execute(
-                "UPDATE messages SET content = ? WHERE id = ? AND status = 'streaming'", (content, message_id)
-            )
-        )
+    async def checkpoint_reply(self, message_id: str, content: str, fence: int = 0) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            return conn.execute(
+                "UPDATE messages SET content = ?, fence = ? WHERE id = ? AND status = 'streaming' AND fence <= ?",
+                (content, fence, message_id, fence),
+            ).rowcount > 0
+
+        return await self._run(write)
 
     async def finish_reply(
-        self, message_id: str, content: str, status: str, finish_reason: str | None, event_count: int
-    ) -> None:
-        await self._run(
-            lambda c: c.execute(
-                "UPDATE messages SET content = ?, status = ?, finish_reason = ?, event_count = ? WHERE id = ?",
-                (content, status, finish_reason, event_count, message_id),
-            )
-        )
+        self, message_id: str, content: str, status: str, finish_reason: str | None, event_count: int, fence: int = 0
+    ) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            return conn.execute(
+                "UPDATE messages SET content = ?, status = ?, finish_reason = ?, event_count = ?, fence = ?"
+                " WHERE id = ? AND fence <= ?",
+                (content, status, finish_reason, event_count, fence, message_id, fence),
+            ).rowcount > 0
+
+        return await self._run(write)
 
 
 class _transaction:

@@ -13,7 +13,9 @@ from typing import Awaitable, Callable, Sequence
 from ..agents.base import Agent
 from ..errors import ApiError
 from ..idempotency import IdempotencyRecord, IdempotencyStore
+from ..locks import LocalLocks
 from ..store.base import Exchange, Store
+from .ownership import LocalCancelBus, Ownership
 from .reply import Reply, ReplyLimits
 
 log = logging.getLogger("gima.registry")
@@ -51,12 +53,14 @@ class Registry:
         agent: Agent,
         idempotency: IdempotencyStore,
         limits: RegistryLimits,
+        ownership: Ownership | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._agent = agent
         self._idempotency = idempotency
         self._limits = limits
+        self._ownership = ownership or Ownership(LocalLocks(), LocalCancelBus())
         self._clock = clock
         self._replies: dict[str, Reply] = {}  # by message id: live, then retained for replay
         self._active: dict[str, Reply] = {}  # by session id: the one reply that may run
@@ -108,7 +112,7 @@ class Registry:
             store=self._store,
             agent=self._agent,
             limits=self._limits.reply,
-            previous=previous,
+            ownership=self._ownership,
             on_finish=self._finished,
             finalizers=[*request.finalizers, *self._keep_idempotency_record(request)],
         )
@@ -169,6 +173,12 @@ class Registry:
         while True:
             await asyncio.sleep(interval_s)
             self.sweep()
+
+    def cancel_session(self, session_id: str, requester: str) -> None:
+        """Another process starts a reply for this session: ours ends as superseded."""
+        reply = self._active.get(session_id)
+        if reply is not None and reply.message_id != requester:
+            reply.cancel("superseded")
 
     def cancel_chat(self, user_id: str, chat_id: str) -> None:
         for reply in list(self._active.values()):

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Protocol, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, replace
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol, Sequence
 
 from ..agents.base import Agent, AgentRequest
+from ..locks import Lease
 from ..observability.tracing import current_trace_id
 from ..store.base import Exchange, Message, Store
 from .events import Event, make_event, meta_data
+from .ownership import Busy, Ownership
 
 log = logging.getLogger("gima.reply")
 
@@ -22,6 +25,7 @@ _ERROR_MESSAGES = {
     "too_long": "the reply reached its size limit",
     "interrupted": "the reply was interrupted",
     "internal_error": "the reply failed",
+    "stream_busy": "the previous reply of this session did not stop in time; try again",
 }
 
 
@@ -53,7 +57,7 @@ class Reply:
         store: Store,
         agent: Agent,
         limits: ReplyLimits,
-        previous: Reply | None = None,
+        ownership: Ownership,
         on_finish: Callable[[Reply], None] = lambda reply: None,
         finalizers: Sequence[Callable[[Reply], Awaitable[None]]] = (),
     ) -> None:
@@ -70,7 +74,8 @@ class Reply:
         self._store = store
         self._agent = agent
         self._limits = limits
-        self._previous = previous
+        self._ownership = ownership
+        self._lease: Lease | None = None
         self._on_finish = on_finish
         self._finalizers = finalizers
         self.delta_count = 0
@@ -106,19 +111,23 @@ class Reply:
     async def _run(self) -> None:
         current_trace_id.set(self.trace_id)
         try:
-            await self._wait_for_previous()
-            await self._store.begin_exchange(self.exchange)
-            await self._generate()
-            await asyncio.shield(self._store.finish_reply(self.message_id, self.text, "complete", "stop", len(self.events) + 1))
-            self.append("done", {"messageId": self.message_id, "content": self.text, "finishReason": "stop"})
-        except asyncio.CancelledError:
-            await self._end_with_error(self.cancel_reason or "cancelled", "cancelled")
-            raise
-        except _TooLong:
-            await self._end_with_error("too_long", "error")
-        except Exception:
-            log.exception("reply %s failed", self.message_id)
-            await self._end_with_error("internal_error", "error")
+            async with self._owned():
+                try:
+                    await self._produce()
+                except asyncio.CancelledError:
+                    await self._end_with_error(self.cancel_reason or "cancelled", "cancelled")
+                    raise
+                except Busy:
+                    await self._end_with_error("stream_busy", "error")
+                except _TooLong:
+                    await self._end_with_error("too_long", "error")
+                except _Stale:
+                    self.append("error", self._error_data("superseded"))  # the newer producer's text stands
+                except Exception:
+                    log.exception("reply %s failed", self.message_id)
+                    await self._end_with_error("internal_error", "error")
+        except Busy:
+            self.append("error", self._error_data("stream_busy"))  # never owned: nothing of ours to store
         finally:
             self.finished_at = time.monotonic()
             self._changed.set()
@@ -142,11 +151,33 @@ class Reply:
             except Exception:
                 log.exception("finishing work for reply %s failed", self.message_id)
 
-    async def _wait_for_previous(self) -> None:
-        """Cancel-previous: the superseded reply stores its partial text before this one writes."""
-        if self._previous is not None and not self._previous.finished:
-            await asyncio.wait({self._previous.task}, timeout=5.0)
-        self._previous = None
+    @asynccontextmanager
+    async def _owned(self) -> AsyncIterator[None]:
+        """Hold the session's lease (after its previous reply let go) while producing, renewing it on the way."""
+        self._lease = await self._ownership.take_session(self.session_id, self.message_id)
+        keeper = asyncio.create_task(self._ownership.keep(self._lease, lambda: self.cancel("superseded")))
+        try:
+            yield
+        finally:
+            keeper.cancel()
+            with suppress(asyncio.CancelledError):
+                await keeper
+            await self._ownership.give_back(self._lease)
+
+    @property
+    def _fence(self) -> int:
+        return self._lease.fence if self._lease is not None else 0
+
+    async def _produce(self) -> None:
+        async with self._ownership.chat_order(self.chat_id):
+            await self._store.begin_exchange(replace(self.exchange, fence=self._fence))
+        await self._generate()
+        final_id = len(self.events) + 1
+        if not await asyncio.shield(
+            self._store.finish_reply(self.message_id, self.text, "complete", "stop", final_id, self._fence)
+        ):
+            raise _Stale
+        self.append("done", {"messageId": self.message_id, "content": self.text, "finishReason": "stop"})
 
     async def _generate(self) -> None:
         messages = await self._store.list_messages(self.user_id, self.chat_id)
@@ -160,19 +191,27 @@ class Reply:
                 self._parts.append(agent_event.data["text"])
                 self.delta_count += 1
                 if self.delta_count % self._limits.checkpoint_every == 0:
-                    await self._store.checkpoint_reply(self.message_id, self.text)
+                    if not await self._store.checkpoint_reply(self.message_id, self.text, self._fence):
+                        raise _Stale
+
+    def _error_data(self, code: str) -> dict[str, Any]:
+        return {"code": code, "message": _ERROR_MESSAGES.get(code, code), "traceId": self.trace_id}
 
     async def _end_with_error(self, code: str, status: str) -> None:
         final_id = len(self.events) + 1
         try:
-            await asyncio.shield(self._store.finish_reply(self.message_id, self.text, status, code, final_id))
+            await asyncio.shield(self._store.finish_reply(self.message_id, self.text, status, code, final_id, self._fence))
         except Exception:
             log.exception("could not store the partial reply %s", self.message_id)
-        self.append("error", {"code": code, "message": _ERROR_MESSAGES.get(code, code), "traceId": self.trace_id})
+        self.append("error", self._error_data(code))
 
 
 class _TooLong(Exception):
     pass
+
+
+class _Stale(Exception):
+    """The store refused our write: a newer producer owns this reply."""
 
 
 class StoredReply:

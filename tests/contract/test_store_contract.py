@@ -159,3 +159,16 @@ async def test_deleting_a_chat_deletes_its_messages(store: Store) -> None:
 
 async def test_ping(store: Store) -> None:
     await store.ping()
+
+
+async def test_fencing_refuses_writes_from_an_older_producer(store: Store) -> None:
+    user_id = await _user(store)
+    await store.begin_exchange(_exchange(user_id, "c1", 1, new=True))
+    assert await store.checkpoint_reply("a1-c1", "from producer 5", fence=5)
+    assert not await store.checkpoint_reply("a1-c1", "stale producer 4", fence=4)
+    assert not await store.finish_reply("a1-c1", "stale final", "complete", "stop", 9, fence=4)
+    message = await store.get_message(user_id, "a1-c1")
+    assert message is not None and (message.content, message.status) == ("from producer 5", "streaming")
+    assert await store.finish_reply("a1-c1", "final from 6", "complete", "stop", 9, fence=6)
+    message = await store.get_message(user_id, "a1-c1")
+    assert message is not None and (message.content, message.status) == ("final from 6", "complete")

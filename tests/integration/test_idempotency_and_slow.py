@@ -120,13 +120,13 @@ class CountingStore(SqliteStore):
         self.checkpoints = 0
         self.finishes = 0
 
-    async def checkpoint_reply(self, message_id: str, content: str) -> None:
+    async def checkpoint_reply(self, message_id: str, content: str, fence: int = 0) -> bool:
         self.checkpoints += 1
-        await super().checkpoint_reply(message_id, content)
+        return await super().checkpoint_reply(message_id, content, fence)
 
-    async def finish_reply(self, *args: Any) -> None:
+    async def finish_reply(self, *args: Any) -> bool:
         self.finishes += 1
-        await super().finish_reply(*args)
+        return await super().finish_reply(*args)
 
 
 async def test_reply_is_checkpointed_every_n_deltas_not_per_delta(make_client: MakeClient, tmp_path: Any) -> None:

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from ..conftest import MakeClient, log_in, same_origin, sign_up
 from ..redis_server import RedisServer, free_port
+from ..sse import parse_sse, read_until
 
 
 async def test_idempotency_is_shared_between_instances(make_client: MakeClient, redis_url: str) -> None:
@@ -109,8 +110,51 @@ async def test_a_reply_in_progress_on_another_instance_is_409(make_client: MakeC
     two = await make_client(redis_url=redis_url)
     alice_one = await sign_up(one, "alice@example.com")
     alice_two = await log_in(two, "alice@example.com")
-    running = await one.post("/api/chat/stream", json={"content": "slow"}, headers={**alice_one.headers, "Idempotency-Key": "k"})
+    key = {"Idempotency-Key": "k"}
+    running = await one.post("/api/chat/stream", json={"content": "slow"}, headers={**alice_one.headers, **key})
     await running.content.readuntil(b"event: delta")
-    elsewhere = await two.post("/api/chat/stream", json={"content": "slow"}, headers={**alice_two.headers, "Idempotency-Key": "k"})
+    elsewhere = await two.post("/api/chat/stream", json={"content": "slow"}, headers={**alice_two.headers, **key})
     assert elsewhere.status == 409 and elsewhere.headers["Retry-After"] == "1"
     running.close()
+
+
+async def test_cancel_previous_works_across_instances(make_client: MakeClient, redis_url: str) -> None:
+    one = await make_client(redis_url=redis_url, demo_tokens_per_s=100, demo_reply_words=200)
+    two = await make_client(redis_url=redis_url, demo_tokens_per_s=400, demo_reply_words=20)
+    alice = await sign_up(one, "alice@example.com")  # the same login session (same JWT) on both instances
+    first = await one.post("/api/chat/stream", json={"content": "on instance one"}, headers=alice.headers)
+    seen = await read_until(first, lambda ev: sum(e.name == "delta" for e in ev) >= 3)
+    second = await two.post("/api/chat/stream", json={"content": "on instance two", "chatId": seen[0].data["chatId"]},
+                            headers=alice.headers)
+    second_events, _ = parse_sse(await second.read())
+    first_events = seen + parse_sse(await first.read())[0]
+    assert first_events[-1].data["code"] == "superseded" and second_events[-1].name == "done"
+    messages = await alice.messages(seen[0].data["chatId"])
+    assert [m.get("status") for m in messages] == [None, "cancelled", None, "complete"]
+
+
+async def test_a_stale_lock_holder_cannot_overwrite_the_new_one(redis_url: str, tmp_path: Path) -> None:
+    from gima_server.locks import RedisLocks
+    from gima_server.store.base import Exchange
+    from gima_server.store.sqlite import SqliteStore
+
+    client = Redis.from_url(redis_url)
+    store = SqliteStore(tmp_path / "fence.sqlite3")
+    await store.open()
+    try:
+        locks = RedisLocks(client)
+        user = await store.create_user("f@example.com", "h", "f", ("user",))
+        stale = await locks.try_acquire("session:s1", 0.1)
+        assert stale is not None
+        await store.begin_exchange(Exchange(user.id, "c1", "t", "u1", "m1", "q", 1.0, fence=stale.fence))
+        assert await store.checkpoint_reply("m1", "old producer", stale.fence)
+        await asyncio.sleep(0.2)  # the old producer stalls past its lease
+        fresh = await locks.try_acquire("session:s1", 5)
+        assert fresh is not None and fresh.fence > stale.fence
+        assert await store.checkpoint_reply("m1", "new producer", fresh.fence)
+        assert not await store.finish_reply("m1", "old producer wakes up", "complete", "stop", 9, stale.fence)
+        message = await store.get_message(user.id, "m1")
+        assert message is not None and message.content == "new producer" and message.status == "streaming"
+    finally:
+        await store.close()
+        await client.aclose()

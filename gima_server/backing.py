@@ -1,0 +1,10 @@
+"""What a failing shared backend (Redis) raises: callers catch these and carry on in-process."""
+
+from __future__ import annotations
+
+try:  # redis is an optional extra
+    from redis.exceptions import RedisError
+
+    SHARED_FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+except ImportError:  # pragma: no cover - only without the redis extra
+    SHARED_FAILURES = (OSError, TimeoutError)

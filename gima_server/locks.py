@@ -1,0 +1,148 @@
+"""Per-key locks with fencing tokens: local (one process) or Redis (SET NX PX + token, Lua release/extend).
+
+Every acquisition returns a fencing token that only grows, per lock name. Writers hand it to the store,
+which refuses a write older than the newest it has seen, so a producer that lost its lock (paused, cut
+off) can never overwrite the work of the one that took over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Callable, Protocol
+
+from . import redis_keys
+from .backing import SHARED_FAILURES
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+log = logging.getLogger("gima.locks")
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    name: str
+    token: str
+    fence: int
+    local: bool = False  # taken from the in-process fall-back, not the shared backend
+
+
+class Locks(Protocol):
+    async def try_acquire(self, name: str, ttl_s: float) -> Lease | None: ...
+
+    async def extend(self, lease: Lease, ttl_s: float) -> bool:
+        """Push the expiry out; False when the lease is no longer ours (expired, or taken over)."""
+        ...
+
+    async def release(self, lease: Lease) -> bool: ...
+
+
+async def acquire(locks: Locks, name: str, ttl_s: float, wait_s: float, poll_s: float = 0.02) -> Lease | None:
+    """Try until wait_s has passed; None if the lock stayed taken."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        lease = await locks.try_acquire(name, ttl_s)
+        if lease is not None or time.monotonic() >= deadline:
+            return lease
+        await asyncio.sleep(poll_s)
+
+
+class LocalLocks:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._held: dict[str, tuple[str, float]] = {}
+        self._fences: dict[str, int] = {}
+
+    def _holder(self, name: str) -> str | None:
+        held = self._held.get(name)
+        if held is None or held[1] <= self._clock():
+            self._held.pop(name, None)
+            return None
+        return held[0]
+
+    async def try_acquire(self, name: str, ttl_s: float) -> Lease | None:
+        if self._holder(name) is not None:
+            return None
+        token = secrets.token_hex(16)
+        self._held[name] = (token, self._clock() + ttl_s)
+        # Microseconds of wall time, like the Redis script, so both kinds of token order with each other.
+        self._fences[name] = max(self._fences.get(name, 0) + 1, time.time_ns() // 1000)
+        return Lease(name, token, self._fences[name], local=True)
+
+    async def extend(self, lease: Lease, ttl_s: float) -> bool:
+        if self._holder(lease.name) != lease.token:
+            return False
+        self._held[lease.name] = (lease.token, self._clock() + ttl_s)
+        return True
+
+    async def release(self, lease: Lease) -> bool:
+        if self._holder(lease.name) != lease.token:
+            return False
+        del self._held[lease.name]
+        return True
+
+
+def _script(name: str) -> str:
+    return resources.files("gima_server").joinpath(f"lua/{name}").read_text()
+
+
+class RedisLocks:
+    def __init__(self, redis: Redis) -> None:
+        self._acquire = redis.register_script(_script("lock_acquire.lua"))
+        self._extend = redis.register_script(_script("lock_extend.lua"))
+        self._release = redis.register_script(_script("lock_release.lua"))
+
+    async def try_acquire(self, name: str, ttl_s: float) -> Lease | None:
+        token = secrets.token_hex(16)
+        keys = [redis_keys.lock(name), redis_keys.fence(name)]
+        fence = await self._acquire(keys=keys, args=[token, int(ttl_s * 1000)])
+        return Lease(name, token, int(fence)) if fence is not None else None
+
+    async def extend(self, lease: Lease, ttl_s: float) -> bool:
+        return bool(await self._extend(keys=[redis_keys.lock(lease.name)], args=[lease.token, int(ttl_s * 1000)]))
+
+    async def release(self, lease: Lease) -> bool:
+        return bool(await self._release(keys=[redis_keys.lock(lease.name)], args=[lease.token]))
+
+
+
+
+class FallbackLocks:
+    """Shared locks while Redis answers; this process's own locks while it does not (logged once per outage)."""
+
+    def __init__(self, shared: Locks, local: LocalLocks, timeout_s: float) -> None:
+        self._shared = shared
+        self._local = local
+        self._timeout_s = timeout_s
+        self._down = False
+
+    async def try_acquire(self, name: str, ttl_s: float) -> Lease | None:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                lease = await self._shared.try_acquire(name, ttl_s)
+        except SHARED_FAILURES as exc:
+            if not self._down:
+                self._down = True
+                log.warning("lock backend failed (%s); locking within this process only", type(exc).__name__)
+            return await self._local.try_acquire(name, ttl_s)
+        if self._down:
+            self._down = False
+            log.warning("lock backend answers again; locks are shared again")
+        return lease
+
+    async def extend(self, lease: Lease, ttl_s: float) -> bool:
+        if lease.local:
+            return await self._local.extend(lease, ttl_s)
+        async with asyncio.timeout(self._timeout_s):
+            return await self._shared.extend(lease, ttl_s)
+
+    async def release(self, lease: Lease) -> bool:
+        if lease.local:
+            return await self._local.release(lease)
+        async with asyncio.timeout(self._timeout_s):
+            return await self._shared.release(lease)
