@@ -23,6 +23,7 @@ from .auth.tokens import TokenIssuer
 from .config import Settings
 from .errors import error_middleware
 from .idempotency import MemoryIdempotencyStore, RedisIdempotencyStore
+from .idempotency_middleware import idempotency_middleware
 from .limits.backends import MemoryBackend, RedisBackend
 from .limits.limiter import Limiter
 from .limits.middleware import rate_limit_middleware
@@ -190,6 +191,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
             cors_preflight_middleware,
             session_middleware(_cookie_storage(settings)),
             origin_check_middleware,
+            idempotency_middleware,  # before the limiter: a replay is not new work and costs nothing
             rate_limit_middleware,
         ],
     )

@@ -22,7 +22,13 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class IdempotencyRecord:
     fingerprint: str
-    message_id: str
+    message_id: str  # the reply a stream request started ("" for a JSON request)
+    status: int | None = None  # a completed JSON request's response, replayed to later callers
+    body: str | None = None
+
+    @property
+    def completed(self) -> bool:
+        return self.status is not None
 
 
 def fingerprint(method: str, path: str, body: dict[str, Any]) -> str:
@@ -37,8 +43,8 @@ class IdempotencyStore(Protocol):
 
     async def get(self, user_id: str, key: str) -> IdempotencyRecord | None: ...
 
-    async def complete(self, user_id: str, key: str) -> None:
-        """The reply ended: keep the record for the full retention."""
+    async def complete(self, user_id: str, key: str, status: int | None = None, body: str | None = None) -> None:
+        """The work ended: keep the record (with the response of a JSON request) for the full retention."""
         ...
 
     async def release(self, user_id: str, key: str) -> None: ...
@@ -84,9 +90,11 @@ class MemoryIdempotencyStore:
     async def get(self, user_id: str, key: str) -> IdempotencyRecord | None:
         return self._live(user_id, key)
 
-    async def complete(self, user_id: str, key: str) -> None:
+    async def complete(self, user_id: str, key: str, status: int | None = None, body: str | None = None) -> None:
         record = self._live(user_id, key)
         if record is not None:
+            if status is not None:
+                record = IdempotencyRecord(record.fingerprint, record.message_id, status, body)
             self._records[(user_id, key)] = (record, self._clock() + self._ttl_s)
             self._records.move_to_end((user_id, key))
 
@@ -104,7 +112,7 @@ class RedisIdempotencyStore:
 
     async def claim(self, user_id: str, key: str, record: IdempotencyRecord) -> IdempotencyRecord | None:
         name = redis_keys.idempotency(user_id, key)
-        value = json.dumps({"fp": record.fingerprint, "m": record.message_id})
+        value = _encode(record)
         for _ in range(3):  # the winner's record may expire between our SET and GET; then try again
             if await self._redis.set(name, value, nx=True, px=self._lease_ms):
                 return None
@@ -118,10 +126,21 @@ class RedisIdempotencyStore:
         if raw is None:
             return None
         data = json.loads(raw)
-        return IdempotencyRecord(data["fp"], data["m"])
+        return IdempotencyRecord(data["fp"], data["m"], data.get("s"), data.get("b"))
 
-    async def complete(self, user_id: str, key: str) -> None:
-        await self._redis.pexpire(redis_keys.idempotency(user_id, key), self._ttl_ms)
+    async def complete(self, user_id: str, key: str, status: int | None = None, body: str | None = None) -> None:
+        name = redis_keys.idempotency(user_id, key)
+        if status is None:
+            await self._redis.pexpire(name, self._ttl_ms)
+            return
+        record = await self.get(user_id, key)
+        if record is not None:
+            done = IdempotencyRecord(record.fingerprint, record.message_id, status, body)
+            await self._redis.set(name, _encode(done), xx=True, px=self._ttl_ms)
 
     async def release(self, user_id: str, key: str) -> None:
         await self._redis.delete(redis_keys.idempotency(user_id, key))
+
+
+def _encode(record: IdempotencyRecord) -> str:
+    return json.dumps({"fp": record.fingerprint, "m": record.message_id, "s": record.status, "b": record.body})

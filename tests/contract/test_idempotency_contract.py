@@ -67,3 +67,13 @@ async def test_redis_record_ttl(redis_url: str) -> None:
         assert 86_390_000 < await client.pttl(key) <= 86_400_000
     finally:
         await client.aclose()
+
+
+async def test_a_completed_json_request_keeps_its_response(records: IdempotencyStore) -> None:
+    assert await records.claim("u", "k", IdempotencyRecord("fp", "")) is None
+    claimed = await records.get("u", "k")
+    assert claimed is not None and not claimed.completed
+    await records.complete("u", "k", 201, '{"chat": {"id": "c1"}}')
+    await asyncio.sleep(0.4)  # past the lease: completion keeps it
+    done = await records.get("u", "k")
+    assert done == IdempotencyRecord("fp", "", 201, '{"chat": {"id": "c1"}}') and done.completed

@@ -112,3 +112,22 @@ async def test_metrics_endpoint_counts_429s(make_client: MakeClient) -> None:
     assert (await client.post("/api/chat/stream", json={"content": "two"}, headers=alice.headers)).status == 429
     text = await (await client.get("/metrics")).text()
     assert 'gima_rate_limited_total{limit="chat"} 1.0' in text
+
+
+async def test_json_writes_honour_idempotency_keys(make_client: MakeClient) -> None:
+    client = await make_client(rate_limits="default=600/min/7")
+    alice = await sign_up(client, "alice@example.com")
+    headers = {**alice.headers, "Idempotency-Key": "create-1"}
+    first = await client.post("/api/chats", json={"title": "once"}, headers=headers)
+    assert first.status == 201 and "Idempotent-Replayed" not in first.headers
+    for _ in range(4):  # replays are free: charged, these four alone (2 each) would drain the bucket of 7
+        again = await client.post("/api/chats", json={"title": "once"}, headers=headers)
+        assert again.status == 201 and again.headers["Idempotent-Replayed"] == "true"
+        assert await again.json() == await first.json()
+    other = await client.post("/api/chats", json={"title": "twice"}, headers=headers)
+    assert other.status == 422 and (await other.json())["error"]["code"] == "idempotency_key_reused"
+    chats = (await (await client.get("/api/chats", headers=alice.headers)).json())["chats"]
+    assert [c["title"] for c in chats] == ["once"]
+    bad = await client.post("/api/chats", json={"title": 5}, headers={**alice.headers, "Idempotency-Key": "bad-1"})
+    replayed_bad = await client.post("/api/chats", json={"title": 5}, headers={**alice.headers, "Idempotency-Key": "bad-1"})
+    assert bad.status == replayed_bad.status == 400 and replayed_bad.headers["Idempotent-Replayed"] == "true"
