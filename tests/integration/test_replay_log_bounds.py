@@ -16,14 +16,7 @@ from gima_server.streams.registry import Registry, RegistryLimits, StartRequest
 from gima_server.streams.reply import ReplyLimits
 
 from ..conftest import MakeClient, sign_up
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from ..fakes import FakeClock
 
 
 @pytest.fixture

@@ -11,15 +11,10 @@ from gima_server.limits.limiter import Limiter
 from gima_server.limits.policy import PolicyError, anonymous_key, parse_rate_limits, route_charge
 from gima_server.observability.metrics import Metrics
 
+from ..fakes import FakeClock
+
 CHAT = Limit("chat", rate=30, period_s=60, burst=10)  # one unit every 2 s, 10 at once
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_burst_then_exact_retry_after() -> None:

@@ -2,13 +2,7 @@ import asyncio
 
 from gima_server.idempotency import IdempotencyRecord, MemoryIdempotencyStore, fingerprint
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from ..fakes import FakeClock
 
 
 async def test_fifty_concurrent_claims_have_exactly_one_winner() -> None:
