@@ -51,7 +51,7 @@ class AdmissionGate:
         self._max_per_user = max_per_user
         self._max_queue = max_queue
         self._max_wait_s = max_wait_s
-        self._reserve = max(1, max_active // 10)
+        self._reserve = max_active // 10  # kept for chat (none when there are fewer than 10 slots)
         self._metrics = metrics
         self.active = 0
         self._per_user: Counter[str] = Counter()
