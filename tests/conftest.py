@@ -130,3 +130,13 @@ async def redis_url(redis_server: RedisServer) -> AsyncIterator[str]:
     await client.flushdb()
     await client.aclose()
     yield redis_server.url
+
+
+async def quick_user(client: TestClient, email: str) -> Api:
+    """A signed-in user made straight in the store: for tests about something else than sign-up (no argon2 cost)."""
+    from gima_server import appkeys
+
+    app = client.app
+    user = await app[appkeys.STORE].create_user(email, "not-a-password-hash", email, ("user",))
+    session = await app[appkeys.STORE].create_session(user.id, 3600)
+    return Api(client, app[appkeys.TOKENS].issue(user.id, session.id), user.public())

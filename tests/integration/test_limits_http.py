@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ..conftest import MakeClient, log_in, same_origin, sign_up
+from ..conftest import MakeClient, log_in, quick_user, same_origin, sign_up
 from ..sse import parse_sse, read_until
 
 
@@ -131,3 +131,19 @@ async def test_json_writes_honour_idempotency_keys(make_client: MakeClient) -> N
     bad = await client.post("/api/chats", json={"title": 5}, headers={**alice.headers, "Idempotency-Key": "bad-1"})
     replayed_bad = await client.post("/api/chats", json={"title": 5}, headers={**alice.headers, "Idempotency-Key": "bad-1"})
     assert bad.status == replayed_bad.status == 400 and replayed_bad.headers["Idempotent-Replayed"] == "true"
+
+
+async def test_normal_chat_from_100_users_sees_no_429_while_a_flood_does(make_client: MakeClient) -> None:
+    client = await make_client(demo_reply_words=5)
+    users = [await quick_user(client, f"user{i}@example.com") for i in range(100)]
+
+    async def chat(api, text: str) -> int:  # type: ignore[no-untyped-def]
+        resp = await client.post("/api/chat/stream", json={"content": text}, headers=api.headers)
+        await resp.read()
+        return resp.status
+
+    for round_no in range(3):  # every user sends a message, three rounds in quick succession
+        statuses = await asyncio.gather(*(chat(u, f"question {round_no} from {i}") for i, u in enumerate(users)))
+        assert set(statuses) == {200}
+    flood = [await chat(users[0], f"flood {i}") for i in range(15)]
+    assert flood.count(429) >= 7 and 200 in flood
