@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER NOT NULL,
     created_at REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS messages_by_chat ON messages(chat_id, seq);
+CREATE INDEX IF NOT EXISTS messages_by_chat_time ON messages(chat_id, created_at, seq);
 """
 
 
@@ -62,6 +62,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     columns = {row["name"] for row in conn.execute("PRAGMA table_info(messages)")}
     if "fence" not in columns:
         conn.execute("ALTER TABLE messages ADD COLUMN fence INTEGER NOT NULL DEFAULT 0")
+    conn.execute("DROP INDEX IF EXISTS messages_by_chat")
 
 
 def _new_id() -> str:
@@ -263,7 +264,7 @@ class SqliteStore:
     async def list_messages(self, user_id: str, chat_id: str) -> list[Message]:
         rows = await self._run(
             lambda c: c.execute(
-                "SELECT * FROM messages WHERE chat_id = ? AND user_id = ? ORDER BY seq", (chat_id, user_id)
+                "SELECT * FROM messages WHERE chat_id = ? AND user_id = ? ORDER BY created_at, seq", (chat_id, user_id)
             ).fetchall()
         )
         return [_message(r) for r in rows]

@@ -76,6 +76,7 @@ class Reply:
         self._limits = limits
         self._ownership = ownership
         self._lease: Lease | None = None
+        self._started = False
         self._on_finish = on_finish
         self._finalizers = finalizers
         self.delta_count = 0
@@ -106,11 +107,17 @@ class Reply:
     def cancel(self, reason: str) -> None:
         if not self.finished and self.cancel_reason is None:
             self.cancel_reason = reason
-            self.task.cancel()
+            # A task cancelled before its first step never runs its body (no finally, no last event):
+            # such a reply notices cancel_reason as it starts instead.
+            if self._started:
+                self.task.cancel()
 
     async def _run(self) -> None:
         current_trace_id.set(self.trace_id)
+        self._started = True
         try:
+            if self.cancel_reason is not None:
+                raise asyncio.CancelledError
             async with self._owned():
                 try:
                     await self._produce()
@@ -126,8 +133,15 @@ class Reply:
                 except Exception:
                     log.exception("reply %s failed", self.message_id)
                     await self._end_with_error("internal_error", "error")
+        except asyncio.CancelledError:
+            if not self.events[-1].terminal:  # cancelled (superseded) before it could start
+                await self._end_unowned(self.cancel_reason or "cancelled", "cancelled")
+            raise
         except Busy:
-            self.append("error", self._error_data("stream_busy"))  # never owned: nothing of ours to store
+            await self._end_unowned("stream_busy", "error")
+        except Exception:
+            log.exception("reply %s could not start", self.message_id)
+            await self._end_unowned("internal_error", "error")
         finally:
             self.finished_at = time.monotonic()
             self._changed.set()
@@ -193,6 +207,19 @@ class Reply:
                 if self.delta_count % self._limits.checkpoint_every == 0:
                     if not await self._store.checkpoint_reply(self.message_id, self.text, self._fence):
                         raise _Stale
+
+    async def _end_unowned(self, code: str, status: str) -> None:
+        """The reply never produced: keep the user's message (and an ended reply to it), then the error event."""
+        try:
+            await asyncio.shield(self._record_unstarted(code, status))
+        except Exception:
+            log.exception("could not store the unstarted reply %s", self.message_id)
+        self.append("error", self._error_data(code))
+
+    async def _record_unstarted(self, code: str, status: str) -> None:
+        async with self._ownership.chat_order(self.chat_id):
+            await self._store.begin_exchange(self.exchange)
+        await self._store.finish_reply(self.message_id, "", status, code, len(self.events) + 1)
 
     def _error_data(self, code: str) -> dict[str, Any]:
         return {"code": code, "message": _ERROR_MESSAGES.get(code, code), "traceId": self.trace_id}

@@ -172,3 +172,10 @@ async def test_fencing_refuses_writes_from_an_older_producer(store: Store) -> No
     assert await store.finish_reply("a1-c1", "final from 6", "complete", "stop", 9, fence=6)
     message = await store.get_message(user_id, "a1-c1")
     assert message is not None and (message.content, message.status) == ("final from 6", "complete")
+
+
+async def test_messages_follow_send_time_even_when_written_late(store: Store) -> None:
+    user_id = await _user(store)
+    await store.begin_exchange(_exchange(user_id, "c1", 3, new=True))
+    await store.begin_exchange(_exchange(user_id, "c1", 2))  # sent earlier, stored later (it was superseded)
+    assert [m.id for m in await store.list_messages(user_id, "c1")] == ["u2-c1", "a2-c1", "u3-c1", "a3-c1"]

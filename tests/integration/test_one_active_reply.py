@@ -9,7 +9,7 @@ from gima_server import appkeys
 from ..conftest import MakeClient, log_in, sign_up
 from ..sse import parse_sse, read_until
 
-SLOW = {"demo_tokens_per_s": 200, "demo_reply_words": 400}
+SLOW = {"demo_tokens_per_s": 400, "demo_reply_words": 400}
 
 
 def _deltas(events: list) -> str:
@@ -109,3 +109,23 @@ async def test_many_subscribers_read_the_same_live_reply(make_client: MakeClient
     full = seen + parse_sse(await resp.read())[0]
     for k, (status, events) in zip((0, 1, 2), results, strict=True):
         assert status == 200 and [e.data for e in events] == [e.data for e in full[k:]]
+
+
+async def test_a_reply_superseded_before_it_started_keeps_the_user_message(make_client: MakeClient) -> None:
+    client = await make_client(**SLOW)
+    alice = await sign_up(client, "alice@example.com")
+    first = await client.post("/api/chat/stream", json={"content": "first"}, headers=alice.headers)
+    seen = await read_until(first, lambda ev: sum(e.name == "delta" for e in ev) >= 2)
+    chat_id = seen[0].data["chatId"]
+    # Two more in a row: the second is superseded by the third while it still waits for the first to let go.
+    second = asyncio.create_task(alice.stream("second", chatId=chat_id))
+    registry = client.app[appkeys.REGISTRY]
+    while len(registry._replies) < 2:  # noqa: ASYNC110 - wait until the server registered the second
+        await asyncio.sleep(0.001)
+    third, _ = await alice.stream("third", chatId=chat_id)
+    second_events, _ = await second
+    assert second_events[-1].name == "error" and second_events[-1].data["code"] == "superseded"
+    assert third[-1].name == "done"
+    messages = await alice.messages(chat_id)
+    assert [m["content"] for m in messages if m["role"] == "user"] == ["first", "second", "third"]
+    assert [m["status"] for m in messages if m["role"] == "assistant"] == ["cancelled", "cancelled", "complete"]
