@@ -11,7 +11,6 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from aiohttp import web
 from aiohttp.web_exceptions import NotAppKeyWarning
 
 from .config import ConfigError, Settings
@@ -63,24 +62,17 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 def serve(settings: Settings) -> None:
     from .app import create_app
+    from .server import serve_until_signalled
 
     # aiohttp-session keeps its state under plain string keys; its warning about that is not ours to fix.
     warnings.filterwarnings("ignore", category=NotAppKeyWarning, module="aiohttp_session")
     app = create_app(settings)
-    url = f"http://{settings.host}:{settings.port}/"
-
-    def announce(*_: object) -> None:
-        print(f"gima-server is running: open {url} in your browser (Ctrl+C to stop)", flush=True)
-
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        print=announce,
-        loop=_new_loop(),
-        shutdown_timeout=settings.drain_s,
-        access_log=None,
-    )
+    loop = _new_loop()
+    try:
+        loop.run_until_complete(serve_until_signalled(app, settings))
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 async def _user_command(settings: Settings, args: argparse.Namespace) -> int:

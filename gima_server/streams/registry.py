@@ -67,7 +67,9 @@ class Registry:
         self._recent: dict[str, tuple[str, Reply, float]] = {}  # by session: (content key, reply, started) to coalesce
         self._retained: OrderedDict[str, tuple[Reply, float]] = OrderedDict()  # finished replies, oldest first
         self._retained_events = 0
-        self._closing = False
+        self._closing = False  # draining or closed: no new replies
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def find(self, user_id: str, message_id: str) -> Reply | None:
         reply = self._replies.get(message_id)
@@ -118,6 +120,7 @@ class Registry:
         )
         self._replies[reply.message_id] = reply
         self._active[request.session_id] = reply
+        self._idle.clear()
         self._recent[request.session_id] = (_content_key(ex), reply, self._clock())
         return StartOutcome(reply.message_id, reply, replayed=False)
 
@@ -150,6 +153,8 @@ class Registry:
     def _finished(self, reply: Reply) -> None:
         if self._active.get(reply.session_id) is reply:
             del self._active[reply.session_id]
+        if not any(not r.finished for r in self._active.values()):
+            self._idle.set()
         recent = self._recent.get(reply.session_id)
         if recent is not None and recent[1] is reply:
             del self._recent[reply.session_id]
@@ -184,6 +189,17 @@ class Registry:
         for reply in list(self._active.values()):
             if reply.user_id == user_id and reply.chat_id == chat_id:
                 reply.cancel("cancelled")
+
+    @property
+    def draining(self) -> bool:
+        return self._closing
+
+    def begin_drain(self) -> None:
+        """Refuse new replies from now on; running ones go on."""
+        self._closing = True
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
 
     async def close(self) -> None:
         """Stop every running reply (it stores its partial text and ends with shutting_down) and wait for it."""

@@ -93,6 +93,8 @@ async def post_stream(request: web.Request) -> web.StreamResponse:
 async def _start_new_reply(request: web.Request, start: StartRequest, message_exists: bool) -> StartOutcome:
     """New work: charge the chat bucket, reserve the token budget, take an admission slot, then start."""
     app = request.app
+    if app[appkeys.REGISTRY].draining:
+        raise ApiError(503, "shutting_down", "the server is shutting down", retry_after_s=5)
     limiter, gate = app[appkeys.LIMITER], app[appkeys.ADMISSION]
     user_id = start.exchange.user_id
     bucket = f"user:{user_id}"

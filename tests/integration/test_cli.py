@@ -113,13 +113,23 @@ def test_user_add_and_role(tmp_path: Path) -> None:
     assert generated.returncode == 0 and "password: " in generated.stdout
 
 
-async def test_sigterm_ends_running_replies_and_stores_their_text(tmp_path: Path) -> None:
+async def _stream_until(
+    session: aiohttp.ClientSession, base: str, token: str, content: str, frames: int
+) -> aiohttp.ClientResponse:
+    headers = {"Authorization": f"Bearer {token}"}
+    resp = await session.post(f"{base}/api/chat/stream", json={"content": content}, headers=headers)
+    for _ in range(frames):
+        await resp.content.readuntil(b"\n\n")
+    return resp
+
+
+async def test_sigterm_drains_then_ends_the_rest_and_loses_nothing(tmp_path: Path) -> None:
     import sqlite3
 
     port = _free_port()
     proc = subprocess.Popen(
-        ["gima-server", "--port", str(port)],
-        env=_env(tmp_path, GIMA_DEMO_TOKENS_PER_S="50", GIMA_DEMO_REPLY_WORDS="500"),
+        ["gima-server", "--port", str(port), "--drain-s", "2"],
+        env=_env(tmp_path, GIMA_DEMO_TOKENS_PER_S="20", GIMA_DEMO_REPLY_WORDS="10", GIMA_RATE_LIMITS="auth=1000/min/1000"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -129,24 +139,29 @@ async def test_sigterm_ends_running_replies_and_stores_their_text(tmp_path: Path
     try:
         async with aiohttp.ClientSession() as session:
             await _wait_healthy(session, base, proc)
-            token = await _sign_up(session, base, "term@example.com")
-            async with session.post(
-                f"{base}/api/chat/stream", json={"content": "a long reply to interrupt"},
-                headers={"Authorization": f"Bearer {token}"},
-            ) as resp:
-                for _ in range(40):
-                    await resp.content.readuntil(b"\n\n")
-                proc.send_signal(signal.SIGTERM)
-                signalled = True
-                events, _ = parse_sse(await resp.read())
+            tokens = [await _sign_up(session, base, f"term{i}@example.com") for i in range(3)]
+            # Replies take ~3.5 s: one nearly done when the signal comes (it finishes within the 2 s drain),
+            # two just started (they do not).
+            short = await _stream_until(session, base, tokens[0], "nearly done", 60)
+            longs = [await _stream_until(session, base, t, "just started", 3) for t in tokens[1:]]
+            proc.send_signal(signal.SIGTERM)
+            signalled = True
+            await asyncio.sleep(0.3)
+            async with session.get(f"{base}/ready") as ready:
+                assert ready.status == 503 and (await ready.json())["status"] == "draining"
+            async with session.post(f"{base}/api/chat/stream", json={"content": "too late"},
+                                    headers={"Authorization": f"Bearer {tokens[0]}"}) as late:
+                body = await late.json()
+                assert late.status == 503 and body["error"]["code"] == "shutting_down" and late.headers["Retry-After"]
+            ends = [parse_sse(await resp.read())[0][-1] for resp in (short, *longs)]
     finally:
         if not signalled:
-            proc.kill()  # failed before SIGTERM (a second SIGTERM would force exit code 1, so never send two)
+            proc.kill()  # failed before SIGTERM (a second SIGTERM would cut the drain short, so never send two)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert events[-1].name == "error" and events[-1].data["code"] == "shutting_down"
+    assert ends[0].name == "done"
+    assert [e.data["code"] for e in ends[1:]] == ["shutting_down", "shutting_down"]
     with sqlite3.connect(tmp_path / "gima.sqlite3") as db:
-        status, reason, content = db.execute(
-            "SELECT status, finish_reason, content FROM messages WHERE role = 'assistant'"
-        ).fetchone()
-    assert (status, reason) == ("cancelled", "shutting_down") and len(content.split()) >= 10
+        rows = db.execute("SELECT status, finish_reason, length(content) FROM messages WHERE role = 'assistant'").fetchall()
+    assert sorted(r[:2] for r in rows) == [("cancelled", "shutting_down"), ("cancelled", "shutting_down"), ("complete", "stop")]
+    assert all(r[2] > 0 for r in rows)  # every partial text was stored

@@ -1,0 +1,54 @@
+"""Running the app: listen, and on SIGTERM/SIGINT drain before stopping.
+
+Draining: /ready answers 503 at once (load balancers stop sending), new replies get 503 shutting_down,
+running replies may finish for drain_s; then the rest end with error{shutting_down} (their partial text
+stored), their subscribers get that event, resources close, and the process exits 0. A second signal cuts
+the drain short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from . import appkeys
+from .config import Settings
+
+log = logging.getLogger("gima.server")
+
+
+async def serve_until_signalled(app: web.Application, settings: Settings) -> None:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        print(f"gima-server is running: open http://{settings.host}:{settings.port}/ in your browser (Ctrl+C to stop)",
+              flush=True)
+        stop, force = asyncio.Event(), asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, lambda: force.set() if stop.is_set() else stop.set())
+        await stop.wait()
+        await drain(app, settings.drain_s, force)
+    finally:
+        await runner.cleanup()  # on_shutdown ends what still runs with shutting_down; cleanup contexts close
+
+
+async def drain(app: web.Application, drain_s: float, force: asyncio.Event) -> None:
+    registry = app[appkeys.REGISTRY]
+    registry.begin_drain()
+    running = registry.live_count
+    log.info("draining: %d replies running, up to %.0f s", running, drain_s, extra={"replies": running})
+    idle = asyncio.ensure_future(registry.wait_idle())
+    forced = asyncio.ensure_future(force.wait())
+    try:
+        await asyncio.wait({idle, forced}, timeout=drain_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in (idle, forced):
+            waiter.cancel()
+        await asyncio.gather(idle, forced, return_exceptions=True)
+    log.info("drain over: %d replies still running will end with shutting_down", registry.live_count)
