@@ -6,12 +6,11 @@ import asyncio
 import hashlib
 from contextlib import suppress
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, cast
 
 from aiohttp import web
 from aiohttp_session import session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import appkeys, chats
 from .admission import AdmissionGate, LoadMonitor, default_max_active
@@ -29,11 +28,14 @@ from .limits.limiter import Limiter
 from .limits.middleware import rate_limit_middleware
 from .limits.policy import parse_rate_limits
 from .locks import FallbackLocks, LocalLocks, RedisLocks
+from .observability import routes as observability_routes
+from .observability.http_metrics import metrics_middleware
 from .observability.metrics import Metrics
 from .observability.tracing import add_trace_header, trace_middleware
 from .security import add_security_headers, cors_preflight_middleware, origin_check_middleware
 from .store import open_store
 from .store.base import Store
+from .store.instrumented import InstrumentedStore
 from .streams import routes as stream_routes
 from .streams.ownership import Ownership, RedisCancelBus
 from .streams.registry import Registry, RegistryLimits
@@ -57,7 +59,8 @@ def _cookie_storage(settings: Settings) -> EncryptedCookieStorage:
 
 def _store_context(store: Store | None):  # type: ignore[no-untyped-def]
     async def context(app: web.Application) -> AsyncIterator[None]:
-        app[appkeys.STORE] = store if store is not None else open_store(app[appkeys.SETTINGS])
+        inner = store if store is not None else open_store(app[appkeys.SETTINGS])
+        app[appkeys.STORE] = cast(Store, InstrumentedStore(inner, app[appkeys.METRICS]))
         await app[appkeys.STORE].open()
         yield
         await app[appkeys.STORE].close()
@@ -174,11 +177,6 @@ async def ready(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready" if healthy else "degraded", "checks": checks}, status=200 if healthy else 503)
 
 
-async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[appkeys.METRICS].registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
 async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html")
 
@@ -189,6 +187,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
         client_max_size=settings.max_body_bytes,
         middlewares=[
             trace_middleware,
+            metrics_middleware,
             error_middleware,
             cors_preflight_middleware,
             session_middleware(_cookie_storage(settings)),
@@ -210,10 +209,10 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     app.on_response_prepare.append(add_security_headers)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
-    app.router.add_get("/metrics", metrics)
     auth_routes.add_routes(app)
     chats.add_routes(app)
     stream_routes.add_routes(app)
+    observability_routes.add_routes(app)
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR, append_version=False)
     return app

@@ -10,6 +10,7 @@ from typing import Mapping
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from .observability.http_metrics import ERROR_CODE
 from .observability.tracing import request_trace_id
 
 log = logging.getLogger("gima.errors")
@@ -55,7 +56,8 @@ def invalid(message: str) -> ApiError:
     return ApiError(400, "invalid_request", message)
 
 
-def error_response(request: web.BaseRequest, error: ApiError) -> web.Response:
+def error_response(request: web.Request, error: ApiError) -> web.Response:
+    request[ERROR_CODE] = error.code
     body: dict[str, object] = {"code": error.code, "message": error.message, "traceId": request_trace_id(request)}
     headers = dict(error.headers)
     if error.retry_after_s is not None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import re
+import secrets
 import uuid
 
 from aiohttp import web
@@ -14,6 +16,7 @@ current_trace_id: contextvars.ContextVar[str] = contextvars.ContextVar("trace_id
 TRACE_ID_KEY: web.RequestKey[str] = web.RequestKey("trace_id", str)
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+_TRACE_HEX = re.compile(r"^[0-9a-f]{32}$")
 
 
 def trace_id_from_headers(traceparent: str | None, request_id: str | None) -> str:
@@ -46,3 +49,9 @@ async def trace_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def add_trace_header(request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare hook: every response, streamed or not, error or not, carries X-Trace-Id."""
     response.headers["X-Trace-Id"] = request_trace_id(request)
+
+
+def outgoing_traceparent(trace_id: str) -> str:
+    """A W3C traceparent for calls this server makes upstream, continuing the request's trace."""
+    trace = trace_id if _TRACE_HEX.match(trace_id) else hashlib.sha256(trace_id.encode()).hexdigest()[:32]
+    return f"00-{trace}-{secrets.token_hex(8)}-01"

@@ -84,7 +84,8 @@ async def post_stream(request: web.Request) -> web.StreamResponse:
             raise ApiError(409, "conflict", "this request is still being processed; retry shortly", retry_after_s=1.0)
         source = StoredReply(message, trace_id)
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
-    resp, client_gone = await stream_events(request, source, 0, _subscriber_options(request), trace_id, headers)
+    metrics = request.app[appkeys.METRICS]
+    resp, client_gone = await stream_events(request, source, 0, _subscriber_options(request), trace_id, metrics, headers)
     if client_gone and outcome.reply is not None and request.app[appkeys.SETTINGS].cancel_on_disconnect:
         outcome.reply.cancel("cancelled")
     return resp
@@ -120,6 +121,9 @@ async def _start_new_reply(request: web.Request, start: StartRequest, message_ex
     if outcome.reply is None or outcome.message_id != start.exchange.reply_message_id:
         gate.release(slot)  # lost a race to an identical request and attached to it instead
         await limiter.adjust("tokens", bucket, -estimate)
+    else:
+        app[appkeys.METRICS].replies_started.inc()
+        app[appkeys.METRICS].recent_replies.add(1)
     return outcome
 
 
@@ -147,7 +151,11 @@ async def get_events(request: web.Request) -> web.StreamResponse:
         source, cursor = stored, stored.after(last_id)
     if source.finished and cursor >= len(source.events):
         return web.Response(status=204)  # tells an EventSource that this reply has nothing more
-    resp, _ = await stream_events(request, source, cursor, _subscriber_options(request), trace_id)
+    metrics = request.app[appkeys.METRICS]
+    if last_id > 0:
+        metrics.resumes.inc()
+        metrics.recent_resumes.add(1)
+    resp, _ = await stream_events(request, source, cursor, _subscriber_options(request), trace_id, metrics)
     return resp
 
 

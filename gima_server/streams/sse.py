@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -12,6 +13,8 @@ from aiohttp import web
 from aiohttp.web import BaseRequest
 from aiohttp_sse import EventSourceResponse
 
+from ..observability.http_metrics import STARTED_AT
+from ..observability.metrics import Metrics
 from .events import SSE_SEP, retry_frame, unnumbered_error
 from .reply import EventSource
 
@@ -60,9 +63,11 @@ async def stream_events(
     cursor: int,
     options: SubscriberOptions,
     trace_id: str,
+    metrics: Metrics,
     headers: Mapping[str, str] | None = None,
 ) -> tuple[web.StreamResponse, bool]:
     """Send source.events[cursor:] and follow the source until its last event; return (response, client_gone)."""
+    started_at = request.get(STARTED_AT, time.perf_counter())
     resp = BatchingEventSourceResponse(
         headers=headers,
         sep=SSE_SEP,
@@ -74,6 +79,8 @@ async def stream_events(
     await resp.prepare(request)
     pending = retry_frame(options.retry_ms)
     client_gone = False
+    first = True
+    metrics.subscribers.inc()
     try:
         while True:
             await source.wait_beyond(cursor)
@@ -85,14 +92,25 @@ async def stream_events(
             if pending:
                 await resp.send_frames(pending)
                 pending = b""
+                metrics.writes.inc()
+            if batch:
+                metrics.events_sent.inc(len(batch))
+                metrics.recent_events.add(len(batch))
+                if first:
+                    first = False
+                    ttfe = time.perf_counter() - started_at
+                    metrics.time_to_first_event.observe(ttfe)
+                    metrics.recent_ttfe.add(ttfe)
             if batch and batch[-1].terminal or (source.finished and cursor >= len(source.events)):
                 break
             if len(source.events) - cursor > options.max_lag:
+                metrics.slow_consumers.inc()
                 await _drop_slow_consumer(resp, trace_id)
                 break
     except (ConnectionResetError, TimeoutError):
         client_gone = True
     finally:
+        metrics.subscribers.dec()
         resp.stop_streaming()
         await resp.wait()
     return resp, client_gone
