@@ -37,7 +37,9 @@ async def running_server(**env: str) -> AsyncIterator[tuple[str, subprocess.Pope
     with tempfile.TemporaryDirectory() as data_dir:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("GIMA_")}
         # Many sign-ups from one address would trip the auth limit: the bench measures chat, not that.
-        full_env.update({"GIMA_DATA_DIR": data_dir, "GIMA_LOG_LEVEL": "warning", "GIMA_RATE_LIMITS": "auth=100000/min/100000", **env})
+        full_env.update(
+            {"GIMA_DATA_DIR": data_dir, "GIMA_LOG_LEVEL": "warning", "GIMA_RATE_LIMITS": "auth=100000/min/100000", **env}
+        )
         proc = subprocess.Popen(
             [sys.executable, "-m", "gima_server", "serve", "--port", str(port)],
             env=full_env,

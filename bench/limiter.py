@@ -58,7 +58,8 @@ async def run_variant(name: str, requests: int, concurrency: int, **env: str) ->
         cpu_before = cpu_seconds(proc.pid)
         elapsed = await _load(base, token, requests, concurrency)
         cpu = cpu_seconds(proc.pid) - cpu_before
-    return {"variant": name, "requests_per_s": round(requests / elapsed), "server_cpu_us_per_request": round(cpu / requests * 1e6, 1)}
+    per_request_us = round(cpu / requests * 1e6, 1)
+    return {"variant": name, "requests_per_s": round(requests / elapsed), "server_cpu_us_per_request": per_request_us}
 
 
 async def redis_script_calls(port: int) -> int:

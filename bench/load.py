@@ -251,7 +251,7 @@ async def idle_holders(target: Target, holders: int, hold_url: str, headers_for:
 
     async def hold(i: int) -> None:
         nonlocal opened
-        async with session.get(hold_url if "{}" not in hold_url else hold_url, headers=headers_for[i % len(headers_for)]) as resp:
+        async with session.get(hold_url, headers=headers_for[i % len(headers_for)]) as resp:
             assert resp.status == 200, resp.status
             await resp.content.readuntil(b"\n\n")
             opened += 1
@@ -291,12 +291,7 @@ async def _gima_idle_holders(holders: int) -> dict[str, object]:
                 seen = await consume(session, "POST", url, headers, {"content": "hold this open"}, stop_after=2)
                 urls.append((f"{target.base}/api/chat/streams/{seen.message_id}/events", headers))
         await asyncio.sleep(0.5)
-        before = rss_kib(target.pid)
-        rows = []
-        for url, headers in urls[:1]:
-            rows.append(await idle_holders(target, holders, url, [headers]))
-        del before
-        return rows[0]
+        return await idle_holders(target, holders, urls[0][0], [urls[0][1]])
 
 
 async def main_async(full: bool) -> None:
@@ -320,11 +315,11 @@ async def main_async(full: bool) -> None:
     added = {q: round((_pct(gima_ttfe, p) or 0) - (_pct(base_ttfe, p) or 0), 2) for q, p in (("p50", 0.5), ("p99", 0.99))}
     summary = {
         "summary": "gima vs bare aiohttp baseline (same load, same run)",
-        "events_per_s_ratio_at_full_speed": round(int(rows["gima_fast"]["events_per_s"]) / int(rows["base_fast"]["events_per_s"]), 3),
+        "events_per_s_ratio_at_full_speed": _ratio(rows["gima_fast"]["events_per_s"], rows["base_fast"]["events_per_s"]),
         "target_events_per_s_ratio": ">= 0.7 (aim >= 1.0)",
         "ttfe_p99_ms_at_peak": rows["gima_many"]["ttfe_ms"],
         "target_ttfe_p99_ms": "< 2000",
-        "rss_per_idle_holder_ratio": round(float(rows["gima_idle"]["rss_kib_per_holder"]) / max(0.01, float(rows["base_idle"]["rss_kib_per_holder"])), 2),
+        "rss_per_idle_holder_ratio": _ratio(rows["gima_idle"]["rss_kib_per_holder"], rows["base_idle"]["rss_kib_per_holder"]),
         "target_rss_ratio": "< 1.5",
         "added_ttfe_ms_idle_server": added,
         "target_added_ttfe_ms": "p50 < 2, p99 < 10",
@@ -332,6 +327,10 @@ async def main_async(full: bool) -> None:
         "missing_or_duplicate": sum(int(r.get("missing_or_duplicate", 0)) for r in rows.values()),  # type: ignore[call-overload]
     }
     print(json.dumps(summary), flush=True)
+
+
+def _ratio(ours: object, theirs: object) -> float:
+    return round(float(str(ours)) / max(0.01, float(str(theirs))), 3)
 
 
 def main() -> None:
