@@ -13,6 +13,7 @@ from ..agents.base import Agent, AgentRequest
 from ..locks import Lease
 from ..observability.tracing import current_trace_id
 from ..store.base import Exchange, Message, Store
+from .checkpoint import Checkpointer
 from .events import Event, make_event, meta_data
 from .ownership import Busy, Ownership
 
@@ -80,6 +81,7 @@ class Reply:
         self._on_finish = on_finish
         self._finalizers = finalizers
         self.delta_count = 0
+        self._checkpoints = Checkpointer(store, exchange.reply_message_id)
         self._changed = asyncio.Event()
         self._parts: list[str] = []
         self.append("meta", meta_data(self.message_id, self.chat_id, trace_id))
@@ -186,6 +188,9 @@ class Reply:
         async with self._ownership.chat_order(self.chat_id):
             await self._store.begin_exchange(replace(self.exchange, fence=self._fence))
         await self._generate()
+        await self._checkpoints.settle()
+        if self._checkpoints.stale:
+            raise _Stale
         final_id = len(self.events) + 1
         if not await asyncio.shield(
             self._store.finish_reply(self.message_id, self.text, "complete", "stop", final_id, self._fence)
@@ -205,7 +210,8 @@ class Reply:
                 self._parts.append(agent_event.data["text"])
                 self.delta_count += 1
                 if self.delta_count % self._limits.checkpoint_every == 0:
-                    if not await self._store.checkpoint_reply(self.message_id, self.text, self._fence):
+                    self._checkpoints.offer(lambda: self.text, self._fence)
+                    if self._checkpoints.stale:
                         raise _Stale
 
     async def _end_unowned(self, code: str, status: str) -> None:
@@ -225,6 +231,7 @@ class Reply:
         return {"code": code, "message": _ERROR_MESSAGES.get(code, code), "traceId": self.trace_id}
 
     async def _end_with_error(self, code: str, status: str) -> None:
+        await self._checkpoints.settle()
         final_id = len(self.events) + 1
         try:
             await asyncio.shield(self._store.finish_reply(self.message_id, self.text, status, code, final_id, self._fence))
