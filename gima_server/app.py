@@ -17,7 +17,7 @@ from .admission import AdmissionGate, LoadMonitor, default_max_active
 from .agents import make_agent
 from .agents.base import Agent
 from .auth import routes as auth_routes
-from .auth.sessions import COOKIE_NAME
+from .auth.sessions import COOKIE_NAME, SessionCache
 from .auth.tokens import TokenIssuer
 from .config import Settings
 from .errors import error_middleware
@@ -198,6 +198,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     )
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics()
+    app[appkeys.SESSIONS] = SessionCache(settings.session_cache_s)
     app[appkeys.TOKENS] = TokenIssuer(settings.secret_keys, settings.access_token_ttl_s)
     app.cleanup_ctx.append(_store_context(store))
     app.cleanup_ctx.append(_agent_context(agent))

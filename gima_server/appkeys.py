@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
     from .admission import AdmissionGate, LoadMonitor
     from .agents.base import Agent
+    from .auth.sessions import SessionCache
     from .auth.tokens import TokenIssuer
     from .config import Settings
     from .idempotency import IdempotencyStore
@@ -30,3 +31,4 @@ LIMITER: web.AppKey[Limiter] = web.AppKey("limiter")
 REDIS: web.AppKey[Redis | None] = web.AppKey("redis")
 ADMISSION: web.AppKey[AdmissionGate] = web.AppKey("admission")
 LOAD: web.AppKey[LoadMonitor] = web.AppKey("load")
+SESSIONS: web.AppKey[SessionCache] = web.AppKey("sessions")

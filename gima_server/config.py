@@ -65,6 +65,7 @@ class Settings:
     max_content_bytes: int = 32 * 1024
     access_token_ttl_s: int = 3600
     session_ttl_s: int = 30 * 86_400
+    session_cache_s: float = 5.0
     migration_enabled: bool = False
     log_level: str = "info"
     log_format: str = "json"
@@ -164,6 +165,7 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("max_content_bytes", _positive, "must be > 0"),
     ("access_token_ttl_s", _positive, "must be > 0"),
     ("session_ttl_s", _positive, "must be > 0"),
+    ("session_cache_s", _non_negative, "must be >= 0 (0 = off)"),
     ("log_level", lambda v: v in ("debug", "info", "warning", "error"), "must be debug, info, warning or error"),
     ("log_format", lambda v: v in ("json", "text"), "must be json or text"),
 ]

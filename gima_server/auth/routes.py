@@ -75,6 +75,7 @@ async def login(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     principal = await require_user(request)
     await request.app[appkeys.STORE].revoke_session(principal.session_id)
+    request.app[appkeys.SESSIONS].forget(principal.session_id)
     await end_cookie_session(request)
     return web.Response(status=204)
 

@@ -31,7 +31,44 @@ def _unauthorized(message: str = "authentication required") -> ApiError:
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="gima"'})
 
 
+class SessionCache:
+    """Recently validated login sessions, so a request does not read the store twice to learn who it is.
+
+    A logout in this process forgets its entry at once; another process's logout (or a role change) is
+    seen here within ttl_s. ttl_s = 0 turns the cache off.
+    """
+
+    def __init__(self, ttl_s: float, max_entries: int = 50_000) -> None:
+        self._ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._entries: dict[str, tuple[User, float, float]] = {}  # session id: (user, session expiry, cached until)
+
+    def get(self, session_id: str) -> User | None:
+        entry = self._entries.get(session_id)
+        if entry is None:
+            return None
+        now = time.time()
+        if entry[1] < now or entry[2] < now:
+            del self._entries[session_id]
+            return None
+        return entry[0]
+
+    def put(self, session_id: str, user: User, session_expires_at: float) -> None:
+        if self._ttl_s <= 0:
+            return
+        if len(self._entries) >= self._max_entries:
+            self._entries.clear()  # rare: a cheap bound beats bookkeeping on the hot path
+        self._entries[session_id] = (user, session_expires_at, time.time() + self._ttl_s)
+
+    def forget(self, session_id: str) -> None:
+        self._entries.pop(session_id, None)
+
+
 async def _principal_for(request: web.Request, user_id: str | None, session_id: str, via: str) -> Principal | None:
+    cache = request.app[appkeys.SESSIONS]
+    cached = cache.get(session_id)
+    if cached is not None:
+        return Principal(cached, session_id, via) if user_id is None or cached.id == user_id else None
     store = request.app[appkeys.STORE]
     session = await store.get_session(session_id)
     if session is None or session.revoked or session.expires_at < time.time():
@@ -39,7 +76,10 @@ async def _principal_for(request: web.Request, user_id: str | None, session_id: 
     if user_id is not None and session.user_id != user_id:
         return None
     user = await store.get_user(session.user_id)
-    return Principal(user, session.id, via) if user else None
+    if user is None:
+        return None
+    cache.put(session.id, user, session.expires_at)
+    return Principal(user, session.id, via)
 
 
 async def authenticate(request: web.Request) -> Principal | None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import jwt
 import pytest
 from aiohttp.test_utils import TestClient
+
+from gima_server import appkeys
 
 from ..conftest import Api, MakeClient, log_in, same_origin, sign_up
 
@@ -152,3 +157,13 @@ async def test_unexpected_errors_are_500_without_traceback(make_client: MakeClie
 async def test_health(client: TestClient) -> None:
     resp = await client.get("/health")
     assert resp.status == 200 and await resp.json() == {"status": "ok"}
+
+
+async def test_a_session_revoked_elsewhere_stops_working_within_the_cache_time(make_client: MakeClient) -> None:
+    client = await make_client(session_cache_s=0.2)
+    api = await sign_up(client, "henry@example.com")
+    assert (await client.get("/api/auth/me", headers=api.headers)).status == 200
+    session_id = jwt.decode(api.token, options={"verify_signature": False})["sid"]
+    await client.app[appkeys.STORE].revoke_session(session_id)  # as another process's logout would
+    await asyncio.sleep(0.25)
+    assert (await client.get("/api/auth/me", headers=api.headers)).status == 401
