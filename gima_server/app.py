@@ -20,19 +20,16 @@ from .auth import routes as auth_routes
 from .auth.sessions import COOKIE_NAME, SessionCache
 from .auth.tokens import TokenIssuer
 from .config import Settings
-from .errors import error_middleware
 from .idempotency import MemoryIdempotencyStore, RedisIdempotencyStore
-from .idempotency_middleware import idempotency_middleware
 from .limits.backends import MemoryBackend, RedisBackend
 from .limits.limiter import Limiter
-from .limits.middleware import rate_limit_middleware
 from .limits.policy import parse_rate_limits
 from .locks import FallbackLocks, LocalLocks, RedisLocks
+from .middleware import outer_middleware, policy_middleware
 from .observability import routes as observability_routes
-from .observability.http_metrics import metrics_middleware
 from .observability.metrics import Metrics
-from .observability.tracing import add_trace_header, trace_middleware
-from .security import add_security_headers, cors_preflight_middleware, origin_check_middleware
+from .observability.tracing import add_trace_header
+from .security import add_security_headers
 from .store import open_store
 from .store.base import Store
 from .store.instrumented import InstrumentedStore
@@ -185,16 +182,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     settings = settings.with_secret()
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[
-            trace_middleware,
-            metrics_middleware,
-            error_middleware,
-            cors_preflight_middleware,
-            session_middleware(_cookie_storage(settings)),
-            origin_check_middleware,
-            idempotency_middleware,  # before the limiter: a replay is not new work and costs nothing
-            rate_limit_middleware,
-        ],
+        middlewares=[outer_middleware, session_middleware(_cookie_storage(settings)), policy_middleware],
     )
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics()

@@ -1,14 +1,12 @@
-"""ApiError and the middleware that renders every error as the JSON error of API.md."""
+"""ApiError, and how every error is rendered as the JSON error of API.md."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from typing import Mapping
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from .observability.http_metrics import ERROR_CODE
 from .observability.tracing import request_trace_id
@@ -73,20 +71,13 @@ def _from_http_exception(exc: web.HTTPException) -> ApiError:
     return ApiError(exc.status, code, message, headers=headers)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as exc:
+def render_exception(request: web.Request, exc: Exception) -> web.Response:
+    """Every error as the JSON error of API.md; anything unexpected is logged with its trace id, never shown."""
+    if isinstance(exc, ApiError):
         return error_response(request, exc)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
+    if isinstance(exc, web.HTTPException) and exc.status >= 400:
         return error_response(request, _from_http_exception(exc))
-    except asyncio.CancelledError:
-        raise
-    except ConnectionResetError:
-        raise
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path, extra={"trace_id": request_trace_id(request)})
-        return error_response(request, ApiError(500, "internal_error", "internal server error"))
+    if isinstance(exc, (web.HTTPException, ConnectionResetError)):
+        raise exc  # a redirect, or a client that left: nothing to render
+    log.exception("unhandled error on %s %s", request.method, request.path, extra={"trace_id": request_trace_id(request)})
+    return error_response(request, ApiError(500, "internal_error", "internal server error"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from . import appkeys
 from .auth.sessions import COOKIE_NAME, csrf_token_matches
@@ -36,36 +35,35 @@ def _trusted_origins(request: web.Request) -> set[str]:
     return {own, *settings.allowed_origins}
 
 
-@web.middleware
-async def origin_check_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def check_origin(request: web.Request) -> None:
     """Writes that a browser could be tricked into sending must come from a trusted origin (or bear the CSRF token)."""
-    if request.method not in _SAFE_METHODS and "Authorization" not in request.headers:
-        has_cookie = COOKIE_NAME in request.cookies
-        if has_cookie or request.path.startswith("/api/auth/"):
-            origin = _request_origin(request)
-            trusted = origin in _trusted_origins(request) if origin is not None else not has_cookie
-            if not trusted and not await csrf_token_matches(request):
-                raise ApiError(403, "forbidden", "cross-origin request refused (origin check failed)")
-    return await handler(request)
+    if request.method in _SAFE_METHODS or "Authorization" in request.headers:
+        return
+    has_cookie = COOKIE_NAME in request.cookies
+    if has_cookie or request.path.startswith("/api/auth/"):
+        origin = _request_origin(request)
+        trusted = origin in _trusted_origins(request) if origin is not None else not has_cookie
+        if not trusted and not await csrf_token_matches(request):
+            raise ApiError(403, "forbidden", "cross-origin request refused (origin check failed)")
 
 
-@web.middleware
-async def cors_preflight_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def preflight_response(request: web.Request) -> web.Response | None:
+    """The answer to a CORS preflight from an allowed origin; None for every other request."""
     origin = request.headers.get("Origin")
     if (
-        request.method == "OPTIONS"
-        and "Access-Control-Request-Method" in request.headers
-        and origin in request.app[appkeys.SETTINGS].allowed_origins
+        request.method != "OPTIONS"
+        or "Access-Control-Request-Method" not in request.headers
+        or origin not in request.app[appkeys.SETTINGS].allowed_origins
     ):
-        return web.Response(
-            status=204,
-            headers={
-                "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE",
-                "Access-Control-Allow-Headers": _CORS_HEADERS,
-                "Access-Control-Max-Age": "600",
-            },
-        )
-    return await handler(request)
+        return None
+    return web.Response(
+        status=204,
+        headers={
+            "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE",
+            "Access-Control-Allow-Headers": _CORS_HEADERS,
+            "Access-Control-Max-Age": "600",
+        },
+    )
 
 
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:

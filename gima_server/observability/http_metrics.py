@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from .. import appkeys
 
@@ -18,17 +15,12 @@ def route_name(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request[STARTED_AT] = started = time.perf_counter()
-    response = await handler(request)
-    elapsed = time.perf_counter() - started
+def record_request(request: web.Request, response: web.StreamResponse, elapsed_s: float) -> None:
     metrics = request.app[appkeys.METRICS]
     route, status = route_name(request), response.status
-    metrics.request_seconds.labels(route, request.method, str(status)).observe(elapsed)
+    metrics.request_seconds.labels(route, request.method, str(status)).observe(elapsed_s)
     if status in (401, 429):
         metrics.refusals.labels(route, str(status), request.get(ERROR_CODE, "")).inc()
     if not route.startswith("/static"):
-        metrics.recent_latency[f"{request.method} {route}"].add(elapsed)
+        metrics.recent_latency[f"{request.method} {route}"].add(elapsed_s)
         metrics.recent_status[str(status)].add(1)
-    return response

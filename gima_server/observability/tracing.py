@@ -9,7 +9,6 @@ import secrets
 import uuid
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 current_trace_id: contextvars.ContextVar[str] = contextvars.ContextVar("trace_id", default="-")
 
@@ -35,15 +34,6 @@ def request_trace_id(request: web.BaseRequest) -> str:
         trace_id = trace_id_from_headers(request.headers.get("traceparent"), request.headers.get("X-Request-Id"))
         request[TRACE_ID_KEY] = trace_id
     return trace_id
-
-
-@web.middleware
-async def trace_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    token = current_trace_id.set(request_trace_id(request))
-    try:
-        return await handler(request)
-    finally:
-        current_trace_id.reset(token)
 
 
 async def add_trace_header(request: web.Request, response: web.StreamResponse) -> None:

@@ -69,18 +69,21 @@ def _start_server(tmp_path: Path, redis_url: str) -> tuple[subprocess.Popen[byte
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIMA_")}
     env.update({"GIMA_DATA_DIR": str(tmp_path), "GIMA_REDIS_URL": redis_url, "GIMA_RATE_LIMITS": "default=60/min/4"})
     proc = subprocess.Popen([sys.executable, "-m", "gima_server", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL)
     return proc, f"http://127.0.0.1:{port}"
 
 
-async def _healthy(session: aiohttp.ClientSession, base: str) -> None:
-    for _ in range(200):
+async def _healthy(session: aiohttp.ClientSession, base: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = asyncio.get_running_loop().time() + 30
+    while asyncio.get_running_loop().time() < deadline:
+        assert proc.poll() is None, f"{base} exited with {proc.returncode}"
         try:
             async with session.get(f"{base}/health") as resp:
                 if resp.status == 200:
                     return
         except aiohttp.ClientConnectionError:
-            await asyncio.sleep(0.05)
+            pass
+        await asyncio.sleep(0.05)
     raise AssertionError(f"{base} did not start")
 
 
@@ -89,8 +92,8 @@ async def test_two_server_processes_share_one_limit(tmp_path: Path, redis_url: s
     servers = [_start_server(tmp_path, redis_url) for _ in range(2)]
     try:
         async with aiohttp.ClientSession() as session:
-            for _, base in servers:
-                await _healthy(session, base)
+            for proc, base in servers:
+                await _healthy(session, base, proc)
             body = {"email": "shared@example.com", "password": "a good password"}
             async with session.post(f"{servers[0][1]}/api/auth/signup", json=body) as resp:
                 token = (await resp.json())["accessToken"]

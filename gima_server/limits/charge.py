@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from .. import appkeys
 from ..auth.sessions import authenticate
@@ -19,11 +18,10 @@ async def caller_key(request: web.Request, limit: str = "default") -> str:
     return anonymous_key(request.remote, request.headers.get("User-Agent"))
 
 
-@web.middleware
-async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def charge_route(request: web.Request) -> None:
+    """Take the request's cost from its route class's bucket, or raise 429."""
     charge = route_charge(request.method, request.path)
     if charge is not None:
         limiter = request.app[appkeys.LIMITER]
         if limiter.policy.enabled:
             await limiter.hit(charge.limit, await caller_key(request, charge.limit), charge.cost)
-    return await handler(request)
