@@ -19,6 +19,7 @@ from .events import SSE_SEP, retry_frame, unnumbered_error
 from .reply import EventSource
 
 log = logging.getLogger("gima.sse")
+_NEVER_PAUSES_BYTES = 64 * 1024  # asyncio's default write-buffer high-water mark
 
 
 class BatchingEventSourceResponse(EventSourceResponse):
@@ -36,6 +37,16 @@ class BatchingEventSourceResponse(EventSourceResponse):
 
     async def send_frames(self, frames: bytes) -> None:
         # aiohttp-sse's send() writes one event per call; this keeps its timeout and abort rules for a batch.
+        transport = self._req.transport if self._req is not None else None
+        if transport is not None and transport.get_write_buffer_size() + len(frames) < _NEVER_PAUSES_BYTES:
+            # Below the transport's high-water mark the write cannot wait on the peer, so it needs no timer
+            # (profile: arming one per write was ~10% of a busy server); TCP_USER_TIMEOUT still cuts dead peers.
+            try:
+                await self.write(frames)
+            except ConnectionResetError:
+                self.stop_streaming()
+                raise
+            return
         try:
             async with asyncio.timeout(self._send_timeout):
                 await self.write(frames)
