@@ -72,6 +72,7 @@ class Reply:
         self.started_at = time.monotonic()
         self.finished_at: float | None = None
         self.cancel_reason: str | None = None
+        self.end_code = "running"  # "done" or the error code, once the reply has ended
         self._store = store
         self._agent = agent
         self._limits = limits
@@ -153,7 +154,7 @@ class Reply:
                 "reply ended",
                 extra={
                     "messageId": self.message_id,
-                    "end": self.events[-1].data.get("code", "done") if self.events else "none",
+                    "end": self.end_code,
                     "events": len(self.events),
                     "durationMs": round((self.finished_at - self.started_at) * 1000),
                 },
@@ -197,6 +198,7 @@ class Reply:
         ):
             raise _Stale
         self.append("done", {"messageId": self.message_id, "content": self.text, "finishReason": "stop"})
+        self.end_code = "done"
 
     async def _generate(self) -> None:
         messages = await self._store.list_messages(self.user_id, self.chat_id)
@@ -228,6 +230,7 @@ class Reply:
         await self._store.finish_reply(self.message_id, "", status, code, len(self.events) + 1)
 
     def _error_data(self, code: str) -> dict[str, Any]:
+        self.end_code = code
         return {"code": code, "message": _ERROR_MESSAGES.get(code, code), "traceId": self.trace_id}
 
     async def _end_with_error(self, code: str, status: str) -> None:

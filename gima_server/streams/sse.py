@@ -90,7 +90,7 @@ async def stream_events(
     await resp.prepare(request)
     pending = retry_frame(options.retry_ms)
     client_gone = False
-    first = True
+    tally = _Tally(metrics, started_at)
     metrics.subscribers.inc()
     try:
         while True:
@@ -103,15 +103,7 @@ async def stream_events(
             if pending:
                 await resp.send_frames(pending)
                 pending = b""
-                metrics.writes.inc()
-            if batch:
-                metrics.events_sent.inc(len(batch))
-                metrics.recent_events.add(len(batch))
-                if first:
-                    first = False
-                    ttfe = time.perf_counter() - started_at
-                    metrics.time_to_first_event.observe(ttfe)
-                    metrics.recent_ttfe.add(ttfe)
+                tally.wrote(len(batch))
             if batch and batch[-1].terminal or (source.finished and cursor >= len(source.events)):
                 break
             if len(source.events) - cursor > options.max_lag:
@@ -121,10 +113,42 @@ async def stream_events(
     except (ConnectionResetError, TimeoutError):
         client_gone = True
     finally:
+        tally.flush()
         metrics.subscribers.dec()
         resp.stop_streaming()
         await resp.wait()
     return resp, client_gone
+
+
+class _Tally:
+    """Per-subscriber counts, handed to the metrics in bunches: a counter update per event adds up at 50k events/s."""
+
+    _FLUSH_EVERY = 64
+
+    def __init__(self, metrics: Metrics, started_at: float) -> None:
+        self._metrics = metrics
+        self._started_at = started_at
+        self._first = True
+        self._writes = 0
+        self._events = 0
+
+    def wrote(self, events: int) -> None:
+        self._writes += 1
+        self._events += events
+        if self._first and events:
+            self._first = False
+            ttfe = time.perf_counter() - self._started_at
+            self._metrics.time_to_first_event.observe(ttfe)
+            self._metrics.recent_ttfe.add(ttfe)
+        if self._events >= self._FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._writes:
+            self._metrics.writes.inc(self._writes)
+            self._metrics.events_sent.inc(self._events)
+            self._metrics.recent_events.add(self._events)
+            self._writes = self._events = 0
 
 
 async def _drop_slow_consumer(resp: BatchingEventSourceResponse, trace_id: str) -> None:
