@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -33,11 +33,24 @@ class Settings:
     data_dir: Path = Path("./data")
     store_url: str = ""
     redis_url: str = ""
-    secret_keys: tuple[str, ...] = ()
+    secret_keys: tuple[str, ...] = field(default=(), repr=False)  # never in a repr, so never in a log
     public_origin: str = ""
     allowed_origins: tuple[str, ...] = ()
     cookie_secure: bool = False
     agent: str = "demo"
+    openai_base_url: str = "https://api.openai.com"
+    openai_api_key: str = field(default="", repr=False)
+    openai_model: str = "gpt-4o-mini"
+    anthropic_base_url: str = "https://api.anthropic.com"
+    anthropic_api_key: str = field(default="", repr=False)
+    anthropic_model: str = "claude-sonnet-4-5"
+    pipeline_file: str = ""
+    upstream_connect_timeout_s: float = 3.0
+    upstream_first_token_timeout_s: float = 8.0
+    upstream_total_timeout_s: float = 120.0
+    upstream_max_retries: int = 2
+    breaker_failures: int = 5
+    breaker_cooldown_s: float = 30.0
     demo_tokens_per_s: float = 40.0
     demo_first_token_ms: float = 150.0
     demo_reply_words: int = 120
@@ -106,6 +119,11 @@ class Settings:
             parse_rate_limits(self.rate_limits)
         except PolicyError as exc:
             raise ConfigError(f"GIMA_RATE_LIMITS: {exc}") from None
+        for url_name in ("openai_base_url", "anthropic_base_url"):
+            if not getattr(self, url_name).startswith(("http://", "https://")):
+                raise ConfigError(f"GIMA_{url_name.upper()}: must start with http:// or https://")
+        if self.agent == "pipeline" and not self.pipeline_file:
+            raise ConfigError("GIMA_PIPELINE_FILE: required when GIMA_AGENT=pipeline")
         for key in self.secret_keys:
             if len(key) < 32:
                 raise ConfigError("GIMA_SECRET_KEY: each key must be at least 32 characters")
@@ -149,6 +167,12 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("admission_wait_s", _non_negative, "must be >= 0"),
     ("reply_token_estimate", _non_negative, "must be >= 0"),
     ("redis_timeout_s", _positive, "must be > 0"),
+    ("upstream_connect_timeout_s", _positive, "must be > 0"),
+    ("upstream_first_token_timeout_s", _positive, "must be > 0"),
+    ("upstream_total_timeout_s", _positive, "must be > 0"),
+    ("upstream_max_retries", _non_negative, "must be >= 0"),
+    ("breaker_failures", _positive, "must be > 0"),
+    ("breaker_cooldown_s", _positive, "must be > 0"),
     ("heartbeat_s", _positive, "must be > 0"),
     ("drain_s", _non_negative, "must be >= 0"),
     ("sse_retry_ms", _non_negative, "must be >= 0"),

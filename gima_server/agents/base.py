@@ -8,7 +8,7 @@ from typing import Any, AsyncIterator, Protocol, Sequence
 
 @dataclass(frozen=True, slots=True)
 class AgentEvent:
-    name: str  # "agent", "delta" or "tool" (see API.md)
+    name: str  # "agent", "delta" or "tool" (see API.md); "usage" is kept by the server, never streamed
     data: dict[str, Any]
 
 
@@ -20,14 +20,23 @@ def delta(agent: str, text: str) -> AgentEvent:
     return AgentEvent("delta", {"agent": agent, "text": text})
 
 
+def usage(input_tokens: int, output_tokens: int) -> AgentEvent:
+    return AgentEvent("usage", {"input": input_tokens, "output": output_tokens})
+
+
 @dataclass(frozen=True, slots=True)
 class AgentRequest:
     content: str
     history: Sequence[tuple[str, str]] = field(default_factory=tuple)  # (role, content), oldest first
     trace_id: str = "-"
+    earlier_agents: Sequence[tuple[str, str]] = field(default_factory=tuple)  # (agent, its output) in a pipeline
 
 
 class Agent(Protocol):
     def stream(self, request: AgentRequest) -> AsyncIterator[AgentEvent]: ...
+
+    def breakers(self) -> dict[str, str]:
+        """State of each upstream's circuit breaker, by upstream name (none for the demo)."""
+        ...
 
     async def close(self) -> None: ...

@@ -80,6 +80,9 @@ class DemoAgent:
                 yield delta(agent, token)
             yield agent_phase(agent, "end")
 
+    def breakers(self) -> dict[str, str]:
+        return {}
+
     async def close(self) -> None:
         return None
 

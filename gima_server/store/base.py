@@ -58,6 +58,8 @@ class Message:
     created_at: float
     finish_reason: str | None = None
     event_count: int = 0  # id of the reply's last event, so a rebuilt replay keeps its numbering
+    input_tokens: int | None = None  # as reported by the upstream, when it reports usage
+    output_tokens: int | None = None
 
     def public(self) -> dict[str, object]:
         body: dict[str, object] = {
@@ -70,6 +72,8 @@ class Message:
         if self.role == "assistant":
             body["status"] = self.status
             body["finishReason"] = self.finish_reason
+            if self.input_tokens is not None or self.output_tokens is not None:
+                body["usage"] = {"inputTokens": self.input_tokens, "outputTokens": self.output_tokens}
         return body
 
 
@@ -117,7 +121,15 @@ class Store(Protocol):
         ...
 
     async def finish_reply(
-        self, message_id: str, content: str, status: str, finish_reason: str | None, event_count: int, fence: int = 0
+        self,
+        message_id: str,
+        content: str,
+        status: str,
+        finish_reason: str | None,
+        event_count: int,
+        fence: int = 0,
+        usage: tuple[int, int] | None = None,
     ) -> bool:
-        """Write the final text and status; False (nothing written) when a newer producer owns the reply."""
+        """Write the final text, status and (input, output) token usage; False (nothing written) when a newer
+        producer owns the reply."""
         ...

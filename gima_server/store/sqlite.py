@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS messages (
     finish_reason TEXT,
     event_count INTEGER NOT NULL DEFAULT 0,
     fence INTEGER NOT NULL DEFAULT 0,
+    input_tokens INTEGER,
+    output_tokens INTEGER,
     seq INTEGER NOT NULL,
     created_at REAL NOT NULL
 );
@@ -62,6 +64,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
     columns = {row["name"] for row in conn.execute("PRAGMA table_info(messages)")}
     if "fence" not in columns:
         conn.execute("ALTER TABLE messages ADD COLUMN fence INTEGER NOT NULL DEFAULT 0")
+    for column in ("input_tokens", "output_tokens"):
+        if column not in columns:
+            conn.execute(f"ALTER TABLE messages ADD COLUMN {column} INTEGER")
     conn.execute("DROP INDEX IF EXISTS messages_by_chat")
 
 
@@ -80,7 +85,7 @@ def _chat(row: sqlite3.Row) -> Chat:
 def _message(row: sqlite3.Row) -> Message:
     return Message(
         row["id"], row["chat_id"], row["user_id"], row["role"], row["content"], row["status"],
-        row["created_at"], row["finish_reason"], row["event_count"],
+        row["created_at"], row["finish_reason"], row["event_count"], row["input_tokens"], row["output_tokens"],
     )
 
 
@@ -279,13 +284,22 @@ class SqliteStore:
         return await self._run(write)
 
     async def finish_reply(
-        self, message_id: str, content: str, status: str, finish_reason: str | None, event_count: int, fence: int = 0
+        self,
+        message_id: str,
+        content: str,
+        status: str,
+        finish_reason: str | None,
+        event_count: int,
+        fence: int = 0,
+        usage: tuple[int, int] | None = None,
     ) -> bool:
+        tokens_in, tokens_out = usage if usage is not None else (None, None)
+
         def write(conn: sqlite3.Connection) -> bool:
             return conn.execute(
-                "UPDATE messages SET content = ?, status = ?, finish_reason = ?, event_count = ?, fence = ?"
-                " WHERE id = ? AND fence <= ?",
-                (content, status, finish_reason, event_count, fence, message_id, fence),
+                "UPDATE messages SET content = ?, status = ?, finish_reason = ?, event_count = ?, fence = ?,"
+                " input_tokens = ?, output_tokens = ? WHERE id = ? AND fence <= ?",
+                (content, status, finish_reason, event_count, fence, tokens_in, tokens_out, message_id, fence),
             ).rowcount > 0
 
         return await self._run(write)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from contextlib import asynccontextmanager, suppress
+from contextlib import aclosing, asynccontextmanager, suppress
 from dataclasses import dataclass, replace
-from typing import Any, AsyncIterator, Awaitable, Callable, Protocol, Sequence
+from typing import Any, AsyncGenerator, AsyncIterator, Awaitable, Callable, Protocol, Sequence, cast
 
-from ..agents.base import Agent, AgentRequest
+from ..agents.base import Agent, AgentEvent, AgentRequest
+from ..agents.upstream import UpstreamError
 from ..locks import Lease
 from ..observability.tracing import current_trace_id
 from ..store.base import Exchange, Message, Store
@@ -27,6 +28,9 @@ _ERROR_MESSAGES = {
     "interrupted": "the reply was interrupted",
     "internal_error": "the reply failed",
     "stream_busy": "the previous reply of this session did not stop in time; try again",
+    "upstream_timeout": "the model did not answer in time",
+    "upstream_unavailable": "the model is unavailable right now; try again shortly",
+    "upstream_error": "the model refused the request",
 }
 
 
@@ -82,6 +86,7 @@ class Reply:
         self._on_finish = on_finish
         self._finalizers = finalizers
         self.delta_count = 0
+        self.usage: tuple[int, int] | None = None  # (input, output) tokens, when the upstream reports them
         self._checkpoints = Checkpointer(store, exchange.reply_message_id)
         self._changed = asyncio.Event()
         self._parts: list[str] = []
@@ -131,6 +136,9 @@ class Reply:
                     await self._end_with_error("stream_busy", "error")
                 except _TooLong:
                     await self._end_with_error("too_long", "error")
+                except UpstreamError as exc:
+                    log.warning("reply %s: %s", self.message_id, exc.message, extra={"code": exc.code})
+                    await self._end_with_error(exc.code, "error", exc.retry_after_s)
                 except _Stale:
                     self.append("error", self._error_data("superseded"))  # the newer producer's text stands
                 except Exception:
@@ -194,7 +202,7 @@ class Reply:
             raise _Stale
         final_id = len(self.events) + 1
         if not await asyncio.shield(
-            self._store.finish_reply(self.message_id, self.text, "complete", "stop", final_id, self._fence)
+            self._store.finish_reply(self.message_id, self.text, "complete", "stop", final_id, self._fence, self.usage)
         ):
             raise _Stale
         self.append("done", {"messageId": self.message_id, "content": self.text, "finishReason": "stop"})
@@ -204,17 +212,25 @@ class Reply:
         messages = await self._store.list_messages(self.user_id, self.chat_id)
         history = [(m.role, m.content) for m in messages if m.id != self.message_id]
         request = AgentRequest(content=self.exchange.content, history=history, trace_id=self.trace_id)
-        async for agent_event in self._agent.stream(request):
-            if len(self.events) >= self._limits.max_events - 1:
-                raise _TooLong
-            self.append(agent_event.name, agent_event.data)
-            if agent_event.name == "delta":
-                self._parts.append(agent_event.data["text"])
-                self.delta_count += 1
-                if self.delta_count % self._limits.checkpoint_every == 0:
-                    self._checkpoints.offer(lambda: self.text, self._fence)
-                    if self._checkpoints.stale:
-                        raise _Stale
+        agent_stream = cast(AsyncGenerator[AgentEvent, None], self._agent.stream(request))  # agents are async generators
+        async with aclosing(agent_stream) as stream:  # a cancel closes the upstream call at once
+            async for agent_event in stream:
+                self._take(agent_event)
+
+    def _take(self, agent_event: AgentEvent) -> None:
+        if agent_event.name == "usage":
+            self.usage = (int(agent_event.data["input"]), int(agent_event.data["output"]))
+            return
+        if len(self.events) >= self._limits.max_events - 1:
+            raise _TooLong
+        self.append(agent_event.name, agent_event.data)
+        if agent_event.name == "delta":
+            self._parts.append(agent_event.data["text"])
+            self.delta_count += 1
+            if self.delta_count % self._limits.checkpoint_every == 0:
+                self._checkpoints.offer(lambda: self.text, self._fence)
+                if self._checkpoints.stale:
+                    raise _Stale
 
     async def _end_unowned(self, code: str, status: str) -> None:
         """The reply never produced: keep the user's message (and an ended reply to it), then the error event."""
@@ -233,14 +249,19 @@ class Reply:
         self.end_code = code
         return {"code": code, "message": _ERROR_MESSAGES.get(code, code), "traceId": self.trace_id}
 
-    async def _end_with_error(self, code: str, status: str) -> None:
+    async def _end_with_error(self, code: str, status: str, retry_after_s: float | None = None) -> None:
         await self._checkpoints.settle()
         final_id = len(self.events) + 1
         try:
-            await asyncio.shield(self._store.finish_reply(self.message_id, self.text, status, code, final_id, self._fence))
+            await asyncio.shield(
+                self._store.finish_reply(self.message_id, self.text, status, code, final_id, self._fence, self.usage)
+            )
         except Exception:
             log.exception("could not store the partial reply %s", self.message_id)
-        self.append("error", self._error_data(code))
+        error = self._error_data(code)
+        if retry_after_s is not None:
+            error["retryAfter"] = round(retry_after_s, 3)
+        self.append("error", error)
 
 
 class _TooLong(Exception):

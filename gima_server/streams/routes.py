@@ -110,7 +110,8 @@ async def _start_new_reply(request: web.Request, start: StartRequest, message_ex
 
     async def settle(reply: Reply) -> None:
         gate.release(slot)
-        await limiter.adjust("tokens", bucket, reply.delta_count - estimate)  # refunds what was not used
+        used = sum(reply.usage) if reply.usage is not None else reply.delta_count  # the upstream's count when it gives one
+        await limiter.adjust("tokens", bucket, used - estimate)  # refunds what was not used
 
     try:
         outcome = await app[appkeys.REGISTRY].start(replace(start, finalizers=(settle,)), message_exists=message_exists)
