@@ -168,9 +168,12 @@ async def ready(request: web.Request) -> web.Response:
             checks["redis"] = f"failed: {type(exc).__name__}"
         checks["rateLimits"] = "degraded (local buckets)" if request.app[appkeys.LIMITER].degraded else "ok"
     checks["load"] = request.app[appkeys.LOAD].snapshot()
+    breakers = request.app[appkeys.AGENT].breakers()
+    if breakers:
+        checks["upstreams"] = breakers  # shown, not judged: an open breaker fails replies fast, the server is fine
     if request.app[appkeys.REGISTRY].draining:
         return web.json_response({"status": "draining", "checks": checks}, status=503, headers={"Retry-After": "5"})
-    healthy = all(v == "ok" for k, v in checks.items() if k != "load")
+    healthy = all(v == "ok" for k, v in checks.items() if k not in ("load", "upstreams"))
     return web.json_response({"status": "ready" if healthy else "degraded", "checks": checks}, status=200 if healthy else 503)
 
 

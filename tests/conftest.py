@@ -81,6 +81,8 @@ async def make_client(aiohttp_client: Any, settings: Settings) -> AsyncIterator[
     async def make(**overrides: Any) -> TestClient:
         store = overrides.pop("store", None)
         agent = overrides.pop("agent", None)
+        if isinstance(agent, str):  # a setting (GIMA_AGENT), not an agent object to inject
+            overrides["agent"], agent = agent, None
         app = create_app(replace(settings, **overrides), store=store, agent=agent)
         client: TestClient = await aiohttp_client(app)
         return client

@@ -142,7 +142,6 @@ class UpstreamCall:
                 raise UpstreamError("upstream_unavailable", dropped) from None
             finally:
                 response.close()  # not release(): an unfinished stream must not be paid for any longer
-            self._up.breaker.success()
             return
 
     def _may_retry(self, attempt: int, server_says: float | None) -> bool:
@@ -170,6 +169,7 @@ class UpstreamCall:
                 raise self._timeout_error() from None
             raise UpstreamError("upstream_unavailable", f"{self._up.name}: cannot connect") from None
         if response.status == 200:
+            self._up.breaker.success()  # it answers; a failure later in the stream counts against it again
             return response
         server_says = retry_after_s(response.headers.get("Retry-After"))
         response.close()

@@ -46,6 +46,10 @@ class Metrics:
         )
         self.admission_queue = Gauge("gima_admission_queue_depth", "Replies waiting for a slot", registry=r)
         self.active_replies = Gauge("gima_active_replies", "Replies holding an admission slot", registry=r)
+        self.breaker_open = Gauge(
+            "gima_upstream_breaker_open", "1 when the upstream's circuit breaker is open, 0.5 half-open, 0 closed",
+            ["upstream"], registry=r,
+        )
         self.loop_lag = Gauge("gima_event_loop_lag_seconds", "Event-loop lag, smoothed", registry=r)
         self.store_ops = Counter("gima_store_operations_total", "Store calls by operation", ["op"], registry=r)
         self.store_seconds = Histogram(

@@ -12,8 +12,14 @@ from ..errors import ApiError
 _QS = (0.5, 0.9, 0.99)
 
 
+_BREAKER_VALUE = {"closed": 0.0, "half_open": 0.5, "open": 1.0}
+
+
 async def prometheus(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[appkeys.METRICS].registry)
+    metrics = request.app[appkeys.METRICS]
+    for upstream, state in request.app[appkeys.AGENT].breakers().items():
+        metrics.breaker_open.labels(upstream).set(_BREAKER_VALUE.get(state, 1.0))
+    body = generate_latest(metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
