@@ -196,3 +196,15 @@ def test_bad_pipeline_files_name_the_setting(tmp_path: Path) -> None:
     path = tmp_path / "ok.json"
     path.write_text(json.dumps({"agents": [{"name": "solo", "upstream": "demo"}]}))
     assert load_pipeline(path)[0].name == "solo"
+
+
+async def test_the_upstreams_token_count_settles_the_budget(make_client: MakeClient, aiohttp_server: Any) -> None:
+    # Budget 40, 25 reserved per reply. The fake reports 11 input + 9 output = 20 tokens for 9 deltas: counting the
+    # upstream's usage leaves 20 (too few for the next reply); counting deltas would have left 31.
+    fake, client, alice = await _setup(make_client, aiohttp_server, "openai", rate_limits="tokens=40/min/40",
+                                       reply_token_estimate=25)
+    events, _ = await alice.stream("first")
+    assert events[-1].name == "done"
+    await asyncio.sleep(0.05)  # settled right after the last event
+    refused = await client.post("/api/chat/stream", json={"content": "second"}, headers=alice.headers)
+    assert refused.status == 429 and "(tokens)" in (await refused.json())["error"]["message"]
