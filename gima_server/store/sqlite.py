@@ -90,10 +90,15 @@ def _message(row: sqlite3.Row) -> Message:
 
 
 class SqliteStore:
+    """Writes go through one connection on one thread (SQLite has one writer anyway); reads through a second,
+    read-only connection on a thread of its own, so a request's lookups never queue behind replies' writes."""
+
     def __init__(self, path: Path) -> None:
         self._path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gima-sqlite")
+        self._read_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gima-sqlite-read")
         self._conn: sqlite3.Connection | None = None
+        self._read_conn: sqlite3.Connection | None = None
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
@@ -101,6 +106,13 @@ class SqliteStore:
             return fn(self._conn)
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            assert self._read_conn is not None, "store is not open"
+            return fn(self._read_conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._read_executor, call)
 
     async def open(self) -> None:
         def connect() -> None:
@@ -117,17 +129,34 @@ class SqliteStore:
 
         await asyncio.get_running_loop().run_in_executor(self._executor, connect)
 
+        def connect_reader() -> None:
+            conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout=5000")
+            self._read_conn = conn
+
+        await asyncio.get_running_loop().run_in_executor(self._read_executor, connect_reader)
+
     async def close(self) -> None:
         def disconnect() -> None:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, disconnect)
+        def disconnect_reader() -> None:
+            if self._read_conn is not None:
+                self._read_conn.close()
+                self._read_conn = None
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._read_executor, disconnect_reader)
+        await loop.run_in_executor(self._executor, disconnect)
+        self._read_executor.shutdown(wait=True)
         self._executor.shutdown(wait=True)
 
     async def ping(self) -> None:
         await self._run(lambda c: c.execute("SELECT 1").fetchone())
+        await self._read(lambda c: c.execute("SELECT 1").fetchone())
 
     # users
     async def create_user(self, email: str, password_hash: str, name: str, roles: Sequence[str]) -> User:
@@ -146,7 +175,7 @@ class SqliteStore:
         return user
 
     async def _one(self, sql: str, args: tuple[Any, ...]) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = await self._run(lambda c: c.execute(sql, args).fetchone())
+        row: sqlite3.Row | None = await self._read(lambda c: c.execute(sql, args).fetchone())
         return row
 
     async def get_user(self, user_id: str) -> User | None:
@@ -213,7 +242,7 @@ class SqliteStore:
                 ).fetchall()
             return [_chat(r) for r in rows]
 
-        return await self._run(select)
+        return await self._read(select)
 
     async def delete_chat(self, user_id: str, chat_id: str) -> bool:
         def delete(conn: sqlite3.Connection) -> bool:
@@ -267,7 +296,7 @@ class SqliteStore:
         return _message(row) if row else None
 
     async def list_messages(self, user_id: str, chat_id: str) -> list[Message]:
-        rows = await self._run(
+        rows = await self._read(
             lambda c: c.execute(
                 "SELECT * FROM messages WHERE chat_id = ? AND user_id = ? ORDER BY created_at, seq", (chat_id, user_id)
             ).fetchall()

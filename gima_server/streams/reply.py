@@ -88,6 +88,7 @@ class Reply:
         self.delta_count = 0
         self.usage: tuple[int, int] | None = None  # (input, output) tokens, when the upstream reports them
         self._checkpoints = Checkpointer(store, exchange.reply_message_id)
+        self._written: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._parts: list[str] = []
         self.append("meta", meta_data(self.message_id, self.chat_id, trace_id))
@@ -170,6 +171,8 @@ class Reply:
 
     async def _finalize(self) -> None:
         """Book-keeping after the last event (idempotency record kept, token budget settled)."""
+        with suppress(Exception):
+            await self._exchange_written()  # ours to await on every path, even one that did not need it
         for finalizer in self._finalizers:
             try:
                 await finalizer(self)
@@ -194,9 +197,11 @@ class Reply:
         return self._lease.fence if self._lease is not None else 0
 
     async def _produce(self) -> None:
-        async with self._ownership.chat_order(self.chat_id):
-            await self._store.begin_exchange(replace(self.exchange, fence=self._fence))
-        await self._generate()
+        history = await self._history()
+        # The model is asked while the store writes the exchange: the first token does not wait for the disk.
+        self._written = asyncio.create_task(self._write_exchange())
+        await self._generate(history)
+        await self._exchange_written()
         await self._checkpoints.settle()
         if self._checkpoints.stale:
             raise _Stale
@@ -208,9 +213,23 @@ class Reply:
         self.append("done", {"messageId": self.message_id, "content": self.text, "finishReason": "stop"})
         self.end_code = "done"
 
-    async def _generate(self) -> None:
-        messages = await self._store.list_messages(self.user_id, self.chat_id)
-        history = [(m.role, m.content) for m in messages if m.id != self.message_id]
+    async def _history(self) -> list[tuple[str, str]]:
+        """The conversation so far, ending with this message (read before this exchange is written)."""
+        earlier = [] if self.exchange.new_chat_title is not None else await self._store.list_messages(self.user_id, self.chat_id)
+        return [*((m.role, m.content) for m in earlier), ("user", self.exchange.content)]
+
+    async def _write_exchange(self) -> None:
+        async with self._ownership.chat_order(self.chat_id):
+            await self._store.begin_exchange(replace(self.exchange, fence=self._fence))
+
+    async def _exchange_written(self) -> None:
+        """Wait for the exchange write, if one was started (every later write must come after it)."""
+        if self._written is not None:
+            await asyncio.wait({self._written})
+            if not self._written.cancelled() and self._written.exception() is not None:
+                raise self._written.exception()  # type: ignore[misc]
+
+    async def _generate(self, history: list[tuple[str, str]]) -> None:
         request = AgentRequest(content=self.exchange.content, history=history, trace_id=self.trace_id)
         agent_stream = cast(AsyncGenerator[AgentEvent, None], self._agent.stream(request))  # agents are async generators
         async with aclosing(agent_stream) as stream:  # a cancel closes the upstream call at once
@@ -227,7 +246,7 @@ class Reply:
         if agent_event.name == "delta":
             self._parts.append(agent_event.data["text"])
             self.delta_count += 1
-            if self.delta_count % self._limits.checkpoint_every == 0:
+            if self.delta_count % self._limits.checkpoint_every == 0 and self._written is not None and self._written.done():
                 self._checkpoints.offer(lambda: self.text, self._fence)
                 if self._checkpoints.stale:
                     raise _Stale
@@ -250,6 +269,8 @@ class Reply:
         return {"code": code, "message": _ERROR_MESSAGES.get(code, code), "traceId": self.trace_id}
 
     async def _end_with_error(self, code: str, status: str, retry_after_s: float | None = None) -> None:
+        with suppress(Exception):
+            await self._exchange_written()  # failed: the finish below writes nothing, the error event still goes out
         await self._checkpoints.settle()
         final_id = len(self.events) + 1
         try:
