@@ -26,6 +26,8 @@ from .limits.limiter import Limiter
 from .limits.policy import parse_rate_limits
 from .locks import FallbackLocks, LocalLocks, RedisLocks
 from .middleware import outer_middleware, policy_middleware
+from .migration import routes as migration_routes
+from .migration.lane import LaneSettings, MigrationLane
 from .observability import routes as observability_routes
 from .observability.metrics import Metrics
 from .observability.tracing import add_trace_header
@@ -140,6 +142,28 @@ async def _streams_context(app: web.Application) -> AsyncIterator[None]:
     await registry.close()
 
 
+async def _migration_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[appkeys.SETTINGS]
+    lane = MigrationLane(
+        app[appkeys.STORE],
+        app[appkeys.ADMISSION],
+        app[appkeys.REGISTRY].user_streaming,
+        app[appkeys.LOAD].under_pressure,
+        LaneSettings(max_concurrent=settings.max_concurrent_migrations, window=settings.migration_window),
+        settings.migration_batch_limits,
+    )
+    app[appkeys.MIGRATION] = lane
+    if not settings.migration_enabled:
+        yield
+        return
+    await lane.load()
+    worker = asyncio.create_task(lane.run())
+    yield
+    worker.cancel()
+    with suppress(asyncio.CancelledError):
+        await worker
+
+
 async def _stop_replies(app: web.Application) -> None:
     """on_shutdown: end running replies so their subscribers get the last event and close before the server waits."""
     await app[appkeys.REGISTRY].close()
@@ -196,6 +220,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     app.cleanup_ctx.append(_redis_context)
     app.cleanup_ctx.append(_limits_context)
     app.cleanup_ctx.append(_streams_context)
+    app.cleanup_ctx.append(_migration_context)
     app.on_shutdown.append(_stop_replies)
     app.on_response_prepare.append(add_trace_header)
     app.on_response_prepare.append(add_security_headers)
@@ -205,6 +230,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     chats.add_routes(app)
     stream_routes.add_routes(app)
     observability_routes.add_routes(app)
+    migration_routes.add_routes(app)
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR, append_version=False)
     return app

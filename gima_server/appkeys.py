@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .config import Settings
     from .idempotency import IdempotencyStore
     from .limits.limiter import Limiter
+    from .migration.lane import MigrationLane
     from .observability.metrics import Metrics
     from .store.base import Store
     from .streams.registry import Registry
@@ -32,3 +33,4 @@ REDIS: web.AppKey[Redis | None] = web.AppKey("redis")
 ADMISSION: web.AppKey[AdmissionGate] = web.AppKey("admission")
 LOAD: web.AppKey[LoadMonitor] = web.AppKey("load")
 SESSIONS: web.AppKey[SessionCache] = web.AppKey("sessions")
+MIGRATION: web.AppKey[MigrationLane] = web.AppKey("migration")

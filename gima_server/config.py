@@ -6,7 +6,10 @@ import os
 import secrets
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+if TYPE_CHECKING:
+    from .migration.model import BatchLimits
 
 
 class ConfigError(ValueError):
@@ -80,6 +83,11 @@ class Settings:
     session_ttl_s: int = 30 * 86_400
     session_cache_s: float = 5.0
     migration_enabled: bool = False
+    migration_window: str = ""
+    max_concurrent_migrations: int = 2
+    migration_max_batch_bytes: int = 4 * 1024 * 1024
+    migration_batch_conversations: int = 100
+    migration_conversation_messages: int = 2000
     log_level: str = "info"
     log_format: str = "json"
 
@@ -122,11 +130,21 @@ class Settings:
         for url_name in ("openai_base_url", "anthropic_base_url"):
             if not getattr(self, url_name).startswith(("http://", "https://")):
                 raise ConfigError(f"GIMA_{url_name.upper()}: must start with http:// or https://")
+        from .migration.lane import valid_window
+
+        if not valid_window(self.migration_window):
+            raise ConfigError(f"GIMA_MIGRATION_WINDOW={self.migration_window!r}: expected HH:MM-HH:MM (UTC) or empty")
         if self.agent == "pipeline" and not self.pipeline_file:
             raise ConfigError("GIMA_PIPELINE_FILE: required when GIMA_AGENT=pipeline")
         for key in self.secret_keys:
             if len(key) < 32:
                 raise ConfigError("GIMA_SECRET_KEY: each key must be at least 32 characters")
+
+    @property
+    def migration_batch_limits(self) -> BatchLimits:
+        from .migration.model import BatchLimits
+
+        return BatchLimits(self.migration_batch_conversations, self.migration_conversation_messages, self.max_content_bytes)
 
     @property
     def sqlite_path(self) -> Path:
@@ -190,6 +208,10 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("access_token_ttl_s", _positive, "must be > 0"),
     ("session_ttl_s", _positive, "must be > 0"),
     ("session_cache_s", _non_negative, "must be >= 0 (0 = off)"),
+    ("max_concurrent_migrations", _positive, "must be > 0"),
+    ("migration_max_batch_bytes", lambda n: n >= 1024, "must be >= 1024"),
+    ("migration_batch_conversations", _positive, "must be > 0"),
+    ("migration_conversation_messages", _positive, "must be > 0"),
     ("log_level", lambda v: v in ("debug", "info", "warning", "error"), "must be debug, info, warning or error"),
     ("log_format", lambda v: v in ("json", "text"), "must be json or text"),
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
+from ..migration.store import MigrationStore
+
 
 class DuplicateError(Exception):
     """A unique value (email, message id) is already taken."""
@@ -91,7 +93,7 @@ class Exchange:
     fence: int = 0  # fencing token of the producer that writes the reply (see locks.py)
 
 
-class Store(Protocol):
+class Store(MigrationStore, Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def ping(self) -> None: ...

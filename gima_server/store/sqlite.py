@@ -6,12 +6,14 @@ import asyncio
 import json
 import sqlite3
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 from .base import AuthSession, Chat, DuplicateError, Exchange, Message, User
+from .sqlite_migration import SqliteMigrationMixin
+from .sqlite_util import new_id as _new_id
+from .sqlite_util import transaction as _transaction
 
 T = TypeVar("T")
 
@@ -56,6 +58,26 @@ CREATE TABLE IF NOT EXISTS messages (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_chat_time ON messages(chat_id, created_at, seq);
+CREATE TABLE IF NOT EXISTS migration_jobs (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    finished INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS migration_jobs_unfinished ON migration_jobs(finished);
+CREATE TABLE IF NOT EXISTS migration_batches (
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    PRIMARY KEY (job_id, seq)
+);
+CREATE TABLE IF NOT EXISTS imported_conversations (
+    user_id TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    chat_id TEXT NOT NULL,
+    PRIMARY KEY (user_id, content_hash)
+);
 """
 
 
@@ -68,10 +90,6 @@ def _migrate(conn: sqlite3.Connection) -> None:
         if column not in columns:
             conn.execute(f"ALTER TABLE messages ADD COLUMN {column} INTEGER")
     conn.execute("DROP INDEX IF EXISTS messages_by_chat")
-
-
-def _new_id() -> str:
-    return uuid.uuid4().hex
 
 
 def _user(row: sqlite3.Row) -> User:
@@ -89,7 +107,7 @@ def _message(row: sqlite3.Row) -> Message:
     )
 
 
-class SqliteStore:
+class SqliteStore(SqliteMigrationMixin):
     """Writes go through one connection on one thread (SQLite has one writer anyway); reads through a second,
     read-only connection on a thread of its own, so a request's lookups never queue behind replies' writes."""
 
@@ -332,16 +350,3 @@ class SqliteStore:
             ).rowcount > 0
 
         return await self._run(write)
-
-
-class _transaction:
-    """BEGIN IMMEDIATE ... COMMIT/ROLLBACK on an autocommit connection, so a failure half-way writes nothing."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def __enter__(self) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self._conn.execute("ROLLBACK" if exc_type else "COMMIT")

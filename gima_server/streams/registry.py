@@ -75,6 +75,10 @@ class Registry:
         reply = self._replies.get(message_id)
         return reply if reply is not None and reply.user_id == user_id else None
 
+    def user_streaming(self, user_id: str) -> bool:
+        """Whether any of this user's sessions has a reply running (the migration lane waits for it)."""
+        return any(r.user_id == user_id and not r.finished for r in self._active.values())
+
     def taken(self, message_id: str) -> bool:
         return message_id in self._replies
 

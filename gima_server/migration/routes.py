@@ -1,0 +1,125 @@
+"""/api/migration/...: jobs, batches, completion — for users with role alpha while GIMA_MIGRATION_ENABLED is on."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+from aiohttp import web
+
+from .. import appkeys
+from ..auth.sessions import Principal, require_user
+from ..errors import ApiError, invalid, not_found
+from ..ids import new_id, path_id
+from ..validation import Field, read_json
+from .model import MigrationJob, parse_batch
+
+_MAX_SEQ = 1_000_000
+
+
+async def _alpha(request: web.Request) -> Principal:
+    """The lane does not exist for anyone else: flag off or no alpha role is a plain 404."""
+    if not request.app[appkeys.SETTINGS].migration_enabled:
+        raise not_found("resource")
+    principal = await require_user(request)
+    if "alpha" not in principal.user.roles:
+        raise not_found("resource")
+    return principal
+
+
+async def _job(request: web.Request, principal: Principal) -> MigrationJob:
+    job_id = path_id(request.match_info["jobId"], "job")
+    lane = request.app[appkeys.MIGRATION]
+    job = lane.jobs.get(job_id)
+    if job is None or job.user_id != principal.user.id:
+        job = await request.app[appkeys.STORE].get_migration_job(principal.user.id, job_id)
+    if job is None:
+        raise not_found("job")
+    return job
+
+
+def _answer(request: web.Request, job: MigrationJob, status: int) -> web.Response:
+    return web.json_response({"job": job.public(request.app[appkeys.MIGRATION].poll_after_ms(job))}, status=status)
+
+
+async def create_job(request: web.Request) -> web.Response:
+    principal = await _alpha(request)
+    body = await read_json(request, {"source": Field(str, required=True), "totalConversations": Field(int)})
+    if body["source"] != "indexeddb":
+        raise invalid("source must be indexeddb")
+    total = body["totalConversations"]
+    if total is not None and not 0 <= total <= 10_000_000:
+        raise invalid("totalConversations must be between 0 and 10,000,000")
+    job = MigrationJob(new_id(), principal.user.id, "indexeddb", total, created_at=time.time())
+    await request.app[appkeys.STORE].create_migration_job(job)
+    request.app[appkeys.MIGRATION].track(job)
+    return _answer(request, job, 201)
+
+
+async def _read_batch_body(request: web.Request) -> object:
+    """Batches may be larger than other requests: their own byte limit, read here instead of client_max_size."""
+    limit = request.app[appkeys.SETTINGS].migration_max_batch_bytes
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "body must be application/json")
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "payload_too_large", f"a batch is at most {limit} bytes")
+    raw = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        raw += chunk
+        if len(raw) > limit:
+            raise ApiError(413, "payload_too_large", f"a batch is at most {limit} bytes")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise invalid("body is not valid JSON") from None
+
+
+async def put_batch(request: web.Request) -> web.Response:
+    principal = await _alpha(request)
+    job = await _job(request, principal)
+    raw_seq = request.match_info["seq"]
+    if not raw_seq.isdigit() or int(raw_seq) > _MAX_SEQ:
+        raise invalid(f"seq must be a whole number from 0 to {_MAX_SEQ}")
+    if job.status in ("done", "failed") or job.complete_requested:
+        raise ApiError(409, "conflict", f"the job is {job.status if not job.complete_requested else 'completing'}")
+    conversations = parse_batch(await _read_batch_body(request), request.app[appkeys.SETTINGS].migration_batch_limits)
+    payload = json.dumps({"conversations": [
+        {"title": c.title, "createdAt": c.created_at,
+         "messages": [{"role": m.role, "content": m.content, "createdAt": m.created_at} for m in c.messages]}
+        for c in conversations
+    ]})
+    await request.app[appkeys.STORE].add_migration_batch(job.id, int(raw_seq), payload)  # same seq again: no-op
+    request.app[appkeys.MIGRATION].track(job)
+    return _answer(request, job, 202)
+
+
+async def complete_job(request: web.Request) -> web.Response:
+    principal = await _alpha(request)
+    job = await _job(request, principal)
+    if not job.complete_requested and job.status not in ("done", "failed"):
+        job.complete_requested = True
+        await request.app[appkeys.STORE].save_migration_job(job)
+        request.app[appkeys.MIGRATION].track(job)
+    return _answer(request, job, 202)
+
+
+async def get_job(request: web.Request) -> web.Response:
+    principal = await _alpha(request)
+    job = await _job(request, principal)
+    lane = request.app[appkeys.MIGRATION]
+    wait_s = lane.poll_wait_s(job.id)
+    if wait_s > 0:  # polled sooner than pollAfterMs said: the migration bucket's answer, not chat's
+        request.app[appkeys.METRICS].rate_limited.labels("migration").inc()
+        raise ApiError(429, "rate_limited", "poll again after pollAfterMs", retry_after_s=round(wait_s, 3),
+                       headers={"RateLimit-Policy": '"migration-poll";q=1;w=1',
+                                "RateLimit": f'"migration-poll";r=0;t={math.ceil(wait_s)}'})
+    lane.polled(job)
+    return _answer(request, job, 200)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/migration/jobs", create_job)
+    app.router.add_put("/api/migration/jobs/{jobId}/batches/{seq}", put_batch)
+    app.router.add_post("/api/migration/jobs/{jobId}/complete", complete_job)
+    app.router.add_get("/api/migration/jobs/{jobId}", get_job)
