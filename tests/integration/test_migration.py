@@ -1,0 +1,260 @@
+"""The alpha migration lane through a real server: flag and role, full import, idempotency, pauses, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from gima_server import appkeys
+from gima_server.store.sqlite import SqliteStore
+
+from ..conftest import Api, MakeClient, quick_user
+from ..sse import read_until
+
+
+def history(conversations: int, messages: int, tag: str = "c") -> list[dict[str, Any]]:
+    return [
+        {"id": f"{tag}{i}", "title": f"Old chat {tag}{i}", "createdAt": 1_600_000_000 + i,
+         "messages": [{"role": "user" if j % 2 == 0 else "assistant", "content": f"{tag}{i} message {j}"}
+                      for j in range(messages)]}
+        for i in range(conversations)
+    ]
+
+
+async def alpha_user(client: TestClient, email: str = "alpha@example.com") -> Api:
+    api = await quick_user(client, email)
+    await client.app[appkeys.STORE].set_roles(api.user["id"], ["user", "alpha"])
+    return api
+
+
+async def new_job(api: Api, total: int | None = None) -> str:
+    resp = await api.client.post("/api/migration/jobs", json={"source": "indexeddb", "totalConversations": total},
+                                 headers=api.headers)
+    assert resp.status == 201, await resp.text()
+    body = await resp.json()
+    assert body["job"]["status"] == "queued" and body["job"]["pollAfterMs"] > 0
+    return str(body["job"]["id"])
+
+
+async def put_batch(api: Api, job_id: str, seq: int, conversations: list[dict[str, Any]]) -> Any:
+    return await api.client.put(f"/api/migration/jobs/{job_id}/batches/{seq}", json={"conversations": conversations},
+                                headers=api.headers)
+
+
+async def wait_for(client: TestClient, api: Api, job_id: str, status: str, timeout_s: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = await client.app[appkeys.STORE].get_migration_job(api.user["id"], job_id)
+        if job is not None and job.status == status:
+            return job.public(0)
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"job never became {status}: {job}")
+
+
+async def all_chats(api: Api) -> list[dict[str, Any]]:
+    chats, before = [], None
+    while True:
+        query = "limit=100" + (f"&before={before}" if before else "")
+        page = await (await api.client.get(f"/api/chats?{query}", headers=api.headers)).json()
+        chats += page["chats"]
+        if not page["nextCursor"]:
+            return chats
+        before = page["nextCursor"]
+
+
+async def test_flag_off_or_no_alpha_role_is_404_everywhere(make_client: MakeClient) -> None:
+    off = await make_client()
+    alpha_off = await alpha_user(off)
+    on = await make_client(migration_enabled=True)
+    plain = await quick_user(on, "plain@example.com")
+    for api in (alpha_off, plain):
+        for method, path in [("POST", "/api/migration/jobs"), ("PUT", "/api/migration/jobs/j1/batches/0"),
+                             ("POST", "/api/migration/jobs/j1/complete"), ("GET", "/api/migration/jobs/j1")]:
+            resp = await api.client.request(method, path, json={"source": "indexeddb"}, headers=api.headers)
+            assert resp.status == 404 and (await resp.json())["error"]["code"] == "not_found", (method, path)
+
+
+async def test_full_import_of_a_large_history_and_reupload_changes_nothing(make_client: MakeClient) -> None:
+    client = await make_client(migration_enabled=True, rate_limits="migration=600/min/100")
+    alice = await alpha_user(client)
+    job_id = await new_job(alice, total=1000)
+    conversations = history(1000, 20)
+    for seq in range(10):
+        resp = await put_batch(alice, job_id, seq, conversations[seq * 100:(seq + 1) * 100])
+        assert resp.status == 202
+    assert (await alice.client.post(f"/api/migration/jobs/{job_id}/complete", headers=alice.headers)).status == 202
+    job = await wait_for(client, alice, job_id, "done", timeout_s=60)
+    assert (job["imported"], job["skipped"], job["failed"]) == (1000, 0, 0)
+    chats = await all_chats(alice)
+    assert len(chats) == 1000
+    sample = next(c for c in chats if c["title"] == "Old chat c17")
+    messages = await alice.messages(sample["id"])
+    assert [m["content"] for m in messages] == [f"c17 message {j}" for j in range(20)]
+    assert {m["role"] for m in messages} == {"user", "assistant"}
+    # The same batches again: the same seq is a no-op; the same conversations in a new job are skipped.
+    assert (await put_batch(alice, job_id, 3, conversations[300:400])).status == 409  # the job is done
+    again = await new_job(alice)
+    for seq in range(10):
+        await put_batch(alice, again, seq, conversations[seq * 100:(seq + 1) * 100])
+        await put_batch(alice, again, seq, conversations[seq * 100:(seq + 1) * 100])  # same seq twice
+    await alice.client.post(f"/api/migration/jobs/{again}/complete", headers=alice.headers)
+    job = await wait_for(client, alice, again, "done", timeout_s=60)
+    assert (job["imported"], job["skipped"]) == (0, 1000)
+    assert len(await all_chats(alice)) == 1000
+
+
+async def test_bad_batches_are_refused_and_write_nothing(make_client: MakeClient) -> None:
+    client = await make_client(migration_enabled=True, migration_batch_conversations=5, rate_limits="migration=600/min/100")
+    alice = await alpha_user(client)
+    job_id = await new_job(alice)
+    good = history(1, 2)[0]
+    cases: list[tuple[Any, int]] = [
+        ({"conversations": "nope"}, 400),
+        ({"conversations": [good], "extra": 1}, 400),
+        ({"conversations": [{**good, "unknown": 1}]}, 400),
+        ({"conversations": [{**good, "messages": []}]}, 422),
+        ({"conversations": [{**good, "messages": [{"role": "system", "content": "x"}]}]}, 422),
+        ({"conversations": [{**good, "messages": [{"role": "user", "content": 5}]}]}, 400),
+        ({"conversations": [{**good, "messages": [{"role": "user", "content": "x" * 40_000}]}]}, 413),
+        ({"conversations": [good] * 6}, 413),
+        ({"conversations": [good, {**good, "title": 7}]}, 400),  # one bad conversation: the whole batch is refused
+    ]
+    for body, status in cases:
+        resp = await client.put(f"/api/migration/jobs/{job_id}/batches/0", json=body, headers=alice.headers)
+        assert resp.status == status, (body, await resp.text())
+    raw = await client.put(f"/api/migration/jobs/{job_id}/batches/0", data=b"{not json",
+                           headers={**alice.headers, "Content-Type": "application/json"})
+    assert raw.status == 400
+    assert (await put_batch(alice, job_id, -1, [good])).status in (400, 404)
+    assert (await put_batch(alice, "someone-elses", 0, [good])).status == 404
+    assert await client.app[appkeys.STORE].pending_migration_batches(job_id) == 0
+    assert await all_chats(alice) == []
+
+
+async def test_a_streaming_reply_pauses_the_lane_which_resumes_after(make_client: MakeClient) -> None:
+    client = await make_client(migration_enabled=True, demo_tokens_per_s=200, demo_reply_words=150,
+                               rate_limits="migration=600/min/100")
+    alice = await alpha_user(client)
+    job_id = await new_job(alice)
+    reply = await client.post("/api/chat/stream", json={"content": "keep chatting"}, headers=alice.headers)
+    await read_until(reply, lambda ev: len(ev) >= 2)
+    await put_batch(alice, job_id, 0, history(10, 4))
+    paused = await wait_for(client, alice, job_id, "paused")
+    assert paused["pausedReason"] == "chat_streaming"
+    resp = await client.get(f"/api/migration/jobs/{job_id}", headers=alice.headers)
+    assert (await resp.json())["job"]["pollAfterMs"] >= 10_000  # told to come back later while chatting
+    await reply.read()  # the reply ends
+    job = await wait_for(client, alice, job_id, "queued")
+    assert job["imported"] == 10
+
+
+async def test_a_reply_pauses_a_running_import_between_batches_quickly(make_client: MakeClient) -> None:
+    client = await make_client(migration_enabled=True, demo_tokens_per_s=100, demo_reply_words=100,
+                               rate_limits="migration=600/min/100")
+    alice = await alpha_user(client)
+    job_id = await new_job(alice)
+    for seq in range(40):
+        await put_batch(alice, job_id, seq, history(100, 5, tag=f"b{seq}-"))
+    await wait_for(client, alice, job_id, "running")
+    started = time.monotonic()
+    reply = await client.post("/api/chat/stream", json={"content": "I am back"}, headers=alice.headers)
+    await wait_for(client, alice, job_id, "paused")
+    paused_after_s = time.monotonic() - started
+    job = await client.app[appkeys.STORE].get_migration_job(alice.user["id"], job_id)
+    assert job is not None and 0 < job.imported < 4000
+    print(f"import paused {paused_after_s * 1000:.0f} ms after the reply started")
+    assert paused_after_s < 5  # at most one batch (100 conversations) in between
+    reply.close()
+
+
+async def test_load_pressure_and_a_closed_window_pause_the_lane(make_client: MakeClient) -> None:
+    hour = time.gmtime().tm_hour
+    closed = f"{(hour + 2) % 24:02d}:00-{(hour + 3) % 24:02d}:00"
+    client = await make_client(migration_enabled=True, migration_window=closed, rate_limits="migration=600/min/100")
+    alice = await alpha_user(client)
+    job_id = await new_job(alice)
+    await put_batch(alice, job_id, 0, history(3, 2))
+    assert (await wait_for(client, alice, job_id, "paused"))["pausedReason"] == "window"
+
+    busy = await make_client(migration_enabled=True, rate_limits="migration=600/min/100")
+    busy.app[appkeys.LOAD]._lag_threshold_s = -1.0  # any lag at all counts as pressure
+    bob = await alpha_user(busy, "bob@example.com")
+    job_id = await new_job(bob)
+    await put_batch(bob, job_id, 0, history(3, 2))
+    assert (await wait_for(busy, bob, job_id, "paused"))["pausedReason"] == "load"
+    busy.app[appkeys.LOAD]._lag_threshold_s = 10.0
+    assert (await wait_for(busy, bob, job_id, "queued"))["imported"] == 3
+
+
+class SlowStore(SqliteStore):
+    async def import_migration_batch(self, *args: Any) -> tuple[int, int]:
+        await asyncio.sleep(0.3)
+        return await super().import_migration_batch(*args)
+
+
+async def test_max_concurrent_migrations_is_respected(make_client: MakeClient, tmp_path: Path) -> None:
+    client = await make_client(store=SlowStore(tmp_path / "slow.sqlite3"), migration_enabled=True,
+                               max_concurrent_migrations=1, rate_limits="migration=600/min/100")
+    users = [await alpha_user(client, f"a{i}@example.com") for i in range(2)]
+    jobs = [await new_job(u) for u in users]
+    for user, job_id in zip(users, jobs, strict=True):
+        for seq in range(3):
+            await put_batch(user, job_id, seq, history(2, 2, tag=f"{job_id}-{seq}-"))
+    seen_capacity = False
+    for _ in range(100):
+        states = [await client.app[appkeys.STORE].get_migration_job(u.user["id"], j) for u, j in zip(users, jobs, strict=True)]
+        assert sum(s is not None and s.status == "running" for s in states) <= 1
+        seen_capacity |= any(s is not None and s.paused_reason == "capacity" for s in states)
+        await asyncio.sleep(0.02)
+    assert seen_capacity
+    for user, job_id in zip(users, jobs, strict=True):
+        assert (await wait_for(client, user, job_id, "queued"))["imported"] == 6
+
+
+class BrokenStore(SqliteStore):
+    async def import_migration_batch(self, *args: Any) -> tuple[int, int]:
+        raise OSError("disk full")
+
+
+async def test_a_failing_batch_fails_the_job_with_nothing_half_imported(make_client: MakeClient, tmp_path: Path) -> None:
+    client = await make_client(store=BrokenStore(tmp_path / "broken.sqlite3"), migration_enabled=True,
+                               rate_limits="migration=600/min/100")
+    alice = await alpha_user(client)
+    job_id = await new_job(alice)
+    await put_batch(alice, job_id, 0, history(5, 2))
+    job = await wait_for(client, alice, job_id, "failed")
+    assert "batch 0" in job["error"] and job["imported"] == 0
+    assert await all_chats(alice) == []
+
+
+async def test_polling_sooner_than_poll_after_is_429_from_the_migration_bucket(make_client: MakeClient) -> None:
+    client = await make_client(migration_enabled=True)
+    alice = await alpha_user(client)
+    job_id = await new_job(alice)
+    first = await client.get(f"/api/migration/jobs/{job_id}", headers=alice.headers)
+    assert first.status == 200
+    wait_ms = (await first.json())["job"]["pollAfterMs"]
+    early = await client.get(f"/api/migration/jobs/{job_id}", headers=alice.headers)
+    assert early.status == 429 and 0 < float(early.headers["Retry-After"]) <= wait_ms / 1000 + 1
+    assert early.headers["RateLimit-Policy"].startswith('"migration')
+    chat = await client.post("/api/chat/stream", json={"content": "chat is not affected"}, headers=alice.headers)
+    assert chat.status == 200
+    await chat.read()
+
+
+async def test_chat_during_an_import_sees_no_429(make_client: MakeClient) -> None:
+    client = await make_client(migration_enabled=True, demo_reply_words=10, rate_limits="migration=600/min/100")
+    alice = await alpha_user(client)
+    job_id = await new_job(alice)
+    for seq in range(20):
+        await put_batch(alice, job_id, seq, history(100, 4, tag=f"x{seq}-"))
+    others = [await quick_user(client, f"chatter{i}@example.com") for i in range(20)]
+    results = await asyncio.gather(*(client.post("/api/chat/stream", json={"content": f"hi {i}"}, headers=o.headers)
+                                     for i, o in enumerate(others)))
+    assert {r.status for r in results} == {200}
+    for r in results:
+        await r.read()
