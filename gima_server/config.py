@@ -36,6 +36,11 @@ class Settings:
     data_dir: Path = Path("./data")
     store_url: str = ""
     redis_url: str = ""
+    mongo_max_pool_size: int = 50
+    mongo_min_pool_size: int = 5
+    mongo_wait_queue_timeout_ms: int = 30_000
+    mongo_max_idle_time_ms: int = 3_600_000
+    mongo_server_selection_timeout_ms: int = 5_000
     secret_keys: tuple[str, ...] = field(default=(), repr=False)  # never in a repr, so never in a log
     public_origin: str = ""
     allowed_origins: tuple[str, ...] = ()
@@ -212,6 +217,11 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("migration_max_batch_bytes", lambda n: n >= 1024, "must be >= 1024"),
     ("migration_batch_conversations", _positive, "must be > 0"),
     ("migration_conversation_messages", _positive, "must be > 0"),
+    ("mongo_max_pool_size", _positive, "must be > 0"),
+    ("mongo_min_pool_size", _non_negative, "must be >= 0"),
+    ("mongo_wait_queue_timeout_ms", _positive, "must be > 0"),
+    ("mongo_max_idle_time_ms", _positive, "must be > 0"),
+    ("mongo_server_selection_timeout_ms", _positive, "must be > 0"),
     ("log_level", lambda v: v in ("debug", "info", "warning", "error"), "must be debug, info, warning or error"),
     ("log_format", lambda v: v in ("json", "text"), "must be json or text"),
 ]

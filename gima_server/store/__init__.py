@@ -8,9 +8,16 @@ from .base import Store
 
 def open_store(settings: Settings) -> Store:
     if settings.store_url.startswith(("mongodb://", "mongodb+srv://")):
-        from ..config import ConfigError
+        try:
+            from .mongo import MongoPool, MongoStore
+        except ImportError:
+            from ..config import ConfigError
 
-        raise ConfigError("GIMA_STORE_URL: the MongoDB store is not available in this version")
+            message = "GIMA_STORE_URL: a mongodb:// store needs the mongo extra (pip install 'gima-server[mongo]')"
+            raise ConfigError(message) from None
+        pool = MongoPool(settings.mongo_max_pool_size, settings.mongo_min_pool_size, settings.mongo_wait_queue_timeout_ms,
+                         settings.mongo_max_idle_time_ms, settings.mongo_server_selection_timeout_ms)
+        return MongoStore(settings.store_url, pool)
     from .sqlite import SqliteStore
 
     return SqliteStore(settings.sqlite_path)

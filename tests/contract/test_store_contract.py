@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -15,21 +16,30 @@ import pytest
 from gima_server.store.base import DuplicateError, Exchange, Store
 from gima_server.store.sqlite import SqliteStore
 
+MONGODB_URI = os.environ.get("GIMA_TEST_MONGODB_URI", "")
+
 
 def _backends() -> list[object]:
-    mongo_reason = (
-        "GIMA_TEST_MONGODB_URI is not set: the MongoDB store is NOT tested in this run"
-        if not os.environ.get("GIMA_TEST_MONGODB_URI")
-        else "the MongoDB store is not implemented yet (issue 6)"
+    skip_mongo = pytest.mark.skipif(
+        not MONGODB_URI, reason="GIMA_TEST_MONGODB_URI is not set: the MongoDB store is NOT tested in this run"
     )
-    return ["sqlite", pytest.param("mongodb", marks=pytest.mark.skip(reason=mongo_reason))]
+    return ["sqlite", pytest.param("mongodb", marks=skip_mongo)]
 
 
 @pytest.fixture(params=_backends())
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    backend: Store = SqliteStore(tmp_path / "contract.sqlite3")
+    backend: Store
+    if request.param == "sqlite":
+        backend = SqliteStore(tmp_path / "contract.sqlite3")
+    else:
+        from gima_server.store.mongo import MongoStore
+
+        # One database per test, dropped after it.
+        backend = MongoStore(MONGODB_URI, database=f"gima_contract_{uuid.uuid4().hex[:12]}")
     await backend.open()
     yield backend
+    if request.param == "mongodb":
+        await backend.drop_database()  # type: ignore[attr-defined]
     await backend.close()
 
 
@@ -179,3 +189,49 @@ async def test_messages_follow_send_time_even_when_written_late(store: Store) ->
     await store.begin_exchange(_exchange(user_id, "c1", 3, new=True))
     await store.begin_exchange(_exchange(user_id, "c1", 2))  # sent earlier, stored later (it was superseded)
     assert [m.id for m in await store.list_messages(user_id, "c1")] == ["u2-c1", "a2-c1", "u3-c1", "a3-c1"]
+
+
+async def test_migration_jobs_are_saved_and_listed_until_finished(store: Store) -> None:
+    from gima_server.migration.model import MigrationJob
+
+    user_id = await _user(store)
+    job = MigrationJob("job1", user_id, "indexeddb", 10, created_at=1.0)
+    await store.create_migration_job(job)
+    assert await store.get_migration_job(user_id, "job1") == job
+    assert await store.get_migration_job("someone-else", "job1") is None
+    job.status, job.paused_reason = "paused", "load"
+    await store.save_migration_job(job)
+    assert (await store.get_migration_job(user_id, "job1")) == job
+    assert [j.id for j in await store.unfinished_migration_jobs()] == ["job1"]
+    job.status = "done"
+    await store.save_migration_job(job)
+    assert await store.unfinished_migration_jobs() == []
+
+
+async def test_migration_batches_are_queued_once_and_imported_all_or_nothing(store: Store) -> None:
+    from gima_server.migration.model import BatchLimits, MigrationJob, parse_batch
+
+    user_id = await _user(store)
+    job = MigrationJob("job1", user_id, "indexeddb", None, created_at=1.0)
+    await store.create_migration_job(job)
+    assert await store.add_migration_batch("job1", 1, "second")
+    assert await store.add_migration_batch("job1", 0, "first")
+    assert not await store.add_migration_batch("job1", 0, "again")  # same seq: no-op
+    assert await store.pending_migration_batches("job1") == 2
+    assert await store.next_migration_batch("job1") == (0, "first")
+    batch = {"conversations": [
+        {"title": "one", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
+        {"title": "two", "messages": [{"role": "user", "content": "yo"}]},
+    ]}
+    conversations = parse_batch(batch, BatchLimits())
+    assert await store.import_migration_batch(job, 0, conversations) == (2, 0)
+    assert (job.imported, job.skipped) == (2, 0)
+    assert await store.import_migration_batch(job, 1, conversations) == (0, 2)  # same content: skipped
+    assert await store.pending_migration_batches("job1") == 0
+    saved = await store.get_migration_job(user_id, "job1")
+    assert saved is not None and (saved.imported, saved.skipped) == (2, 2)
+    chats = await store.list_chats(user_id, None, 10)
+    assert sorted(c.title for c in chats) == ["one", "two"]
+    one = next(c for c in chats if c.title == "one")
+    assert [(m.role, m.content, m.status) for m in await store.list_messages(user_id, one.id)] == [
+        ("user", "hi", "complete"), ("assistant", "hello", "complete")]

@@ -1,0 +1,288 @@
+"""MongoDB store on PyMongo's async API (pymongo.AsyncMongoClient), selected by GIMA_STORE_URL=mongodb://...
+
+Writes that must be all-or-nothing (an exchange, a migration batch) run in a transaction, so the server must
+be a replica set (a single-node one is enough). Indexes are created at start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, InsertOne, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from ..migration.model import ImportedConversation, MigrationJob
+from .base import AuthSession, Chat, DuplicateError, Exchange, Message, User
+
+
+@dataclass(frozen=True, slots=True)
+class MongoPool:
+    max_pool_size: int = 50
+    min_pool_size: int = 5
+    wait_queue_timeout_ms: int = 30_000
+    max_idle_time_ms: int = 3_600_000
+    server_selection_timeout_ms: int = 5_000
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _user(d: dict[str, Any]) -> User:
+    return User(d["_id"], d["email"], d["name"], d["password_hash"], tuple(d["roles"]), d["created_at"])
+
+
+def _chat(d: dict[str, Any]) -> Chat:
+    return Chat(d["_id"], d["user_id"], d["title"], d["created_at"], d["updated_at"])
+
+
+def _message(d: dict[str, Any]) -> Message:
+    return Message(d["_id"], d["chat_id"], d["user_id"], d["role"], d["content"], d["status"], d["created_at"],
+                   d.get("finish_reason"), d.get("event_count", 0), d.get("input_tokens"), d.get("output_tokens"))
+
+
+class MongoStore:
+    def __init__(self, url: str, pool: MongoPool = MongoPool(), database: str | None = None) -> None:
+        self._client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            url,
+            maxPoolSize=pool.max_pool_size,
+            minPoolSize=pool.min_pool_size,
+            waitQueueTimeoutMS=pool.wait_queue_timeout_ms,
+            maxIdleTimeMS=pool.max_idle_time_ms,
+            serverSelectionTimeoutMS=pool.server_selection_timeout_ms,
+            connect=False,
+        )
+        self._db = self._client[database] if database else self._client.get_default_database(default="gima")
+
+    async def drop_database(self) -> None:
+        """For tests: remove everything this store wrote."""
+        await self._client.drop_database(self._db.name)
+
+    async def open(self) -> None:
+        db = self._db
+        await db.users.create_index("email", unique=True)
+        await db.sessions.create_index("user_id")
+        await db.chats.create_index([("user_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)])
+        await db.messages.create_index([("chat_id", ASCENDING), ("created_at", ASCENDING), ("seq", ASCENDING)])
+        await db.migration_jobs.create_index("finished")
+        await db.migration_batches.create_index([("job_id", ASCENDING), ("status", ASCENDING), ("seq", ASCENDING)])
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def ping(self) -> None:
+        await self._db.command("ping")
+
+    # users and sessions
+    async def create_user(self, email: str, password_hash: str, name: str, roles: Sequence[str]) -> User:
+        doc = {"_id": _new_id(), "email": email, "name": name, "password_hash": password_hash, "roles": list(roles),
+               "created_at": time.time()}
+        try:
+            await self._db.users.insert_one(doc)
+        except DuplicateKeyError as exc:
+            raise DuplicateError(email) from exc
+        return _user(doc)
+
+    async def get_user(self, user_id: str) -> User | None:
+        doc = await self._db.users.find_one({"_id": user_id})
+        return _user(doc) if doc else None
+
+    async def get_user_by_email(self, email: str) -> User | None:
+        doc = await self._db.users.find_one({"email": email})
+        return _user(doc) if doc else None
+
+    async def set_roles(self, user_id: str, roles: Sequence[str]) -> User | None:
+        doc = await self._db.users.find_one_and_update(
+            {"_id": user_id}, {"$set": {"roles": list(roles)}}, return_document=ReturnDocument.AFTER
+        )
+        return _user(doc) if doc else None
+
+    async def create_session(self, user_id: str, ttl_s: float) -> AuthSession:
+        now = time.time()
+        session = AuthSession(_new_id(), user_id, now, now + ttl_s, False)
+        await self._db.sessions.insert_one({"_id": session.id, "user_id": user_id, "created_at": now,
+                                            "expires_at": session.expires_at, "revoked": False})
+        return session
+
+    async def get_session(self, session_id: str) -> AuthSession | None:
+        d = await self._db.sessions.find_one({"_id": session_id})
+        return AuthSession(d["_id"], d["user_id"], d["created_at"], d["expires_at"], d["revoked"]) if d else None
+
+    async def revoke_session(self, session_id: str) -> None:
+        await self._db.sessions.update_one({"_id": session_id}, {"$set": {"revoked": True}})
+
+    # chats
+    async def create_chat(self, user_id: str, title: str) -> Chat:
+        now = time.time()
+        doc = {"_id": _new_id(), "user_id": user_id, "title": title, "created_at": now, "updated_at": now, "next_seq": 0}
+        await self._db.chats.insert_one(doc)
+        return _chat(doc)
+
+    async def get_chat(self, user_id: str, chat_id: str) -> Chat | None:
+        doc = await self._db.chats.find_one({"_id": chat_id, "user_id": user_id})
+        return _chat(doc) if doc else None
+
+    async def list_chats(self, user_id: str, before_chat_id: str | None, limit: int) -> list[Chat]:
+        query: dict[str, Any] = {"user_id": user_id}
+        if before_chat_id is not None:
+            anchor = await self._db.chats.find_one({"_id": before_chat_id, "user_id": user_id})
+            if anchor is None:
+                return []
+            query["$or"] = [{"created_at": {"$lt": anchor["created_at"]}},
+                            {"created_at": anchor["created_at"], "_id": {"$lt": anchor["_id"]}}]
+        cursor = self._db.chats.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
+        return [_chat(d) for d in await cursor.to_list(length=None)]
+
+    async def delete_chat(self, user_id: str, chat_id: str) -> bool:
+        async with self._client.start_session() as session, await session.start_transaction():
+            result = await self._db.chats.delete_one({"_id": chat_id, "user_id": user_id}, session=session)
+            if not result.deleted_count:
+                return False
+            await self._db.messages.delete_many({"chat_id": chat_id}, session=session)
+            return True
+
+    # messages
+    async def message_owner(self, message_id: str) -> str | None:
+        doc = await self._db.messages.find_one({"_id": message_id}, {"user_id": 1})
+        return str(doc["user_id"]) if doc else None
+
+    async def begin_exchange(self, exchange: Exchange) -> None:
+        ex = exchange
+        async with self._client.start_session() as session, await session.start_transaction():
+            if ex.new_chat_title is not None:
+                await self._db.chats.insert_one({"_id": ex.chat_id, "user_id": ex.user_id, "title": ex.new_chat_title,
+                                                 "created_at": ex.created_at, "updated_at": ex.created_at, "next_seq": 2},
+                                                session=session)
+                seq = 0
+            else:
+                chat = await self._db.chats.find_one_and_update(
+                    {"_id": ex.chat_id, "user_id": ex.user_id},
+                    {"$set": {"updated_at": ex.created_at}, "$inc": {"next_seq": 2}},
+                    session=session,
+                )
+                if chat is None:
+                    raise LookupError(f"chat {ex.chat_id} not found")
+                seq = int(chat.get("next_seq", 0))
+            common = {"chat_id": ex.chat_id, "user_id": ex.user_id, "created_at": ex.created_at, "fence": ex.fence}
+            try:
+                await self._db.messages.insert_many([
+                    {"_id": ex.user_message_id, "role": "user", "content": ex.content, "status": "complete",
+                     "seq": seq + 1, **common},
+                    {"_id": ex.reply_message_id, "role": "assistant", "content": "", "status": "streaming",
+                     "seq": seq + 2, **common},
+                ], session=session)
+            except DuplicateKeyError as exc:
+                raise DuplicateError(ex.reply_message_id) from exc
+
+    async def get_message(self, user_id: str, message_id: str) -> Message | None:
+        doc = await self._db.messages.find_one({"_id": message_id, "user_id": user_id})
+        return _message(doc) if doc else None
+
+    async def list_messages(self, user_id: str, chat_id: str) -> list[Message]:
+        cursor = self._db.messages.find({"chat_id": chat_id, "user_id": user_id}).sort(
+            [("created_at", ASCENDING), ("seq", ASCENDING)]
+        )
+        return [_message(d) for d in await cursor.to_list(length=None)]
+
+    async def checkpoint_reply(self, message_id: str, content: str, fence: int = 0) -> bool:
+        result = await self._db.messages.update_one(
+            {"_id": message_id, "status": "streaming", "fence": {"$lte": fence}},
+            {"$set": {"content": content, "fence": fence}},
+        )
+        return result.matched_count > 0
+
+    async def finish_reply(
+        self,
+        message_id: str,
+        content: str,
+        status: str,
+        finish_reason: str | None,
+        event_count: int,
+        fence: int = 0,
+        usage: tuple[int, int] | None = None,
+    ) -> bool:
+        update = {"content": content, "status": status, "finish_reason": finish_reason, "event_count": event_count,
+                  "fence": fence, "input_tokens": usage[0] if usage else None, "output_tokens": usage[1] if usage else None}
+        result = await self._db.messages.update_one({"_id": message_id, "fence": {"$lte": fence}}, {"$set": update})
+        return result.matched_count > 0
+
+    # migration
+    async def create_migration_job(self, job: MigrationJob) -> None:
+        await self._db.migration_jobs.insert_one({"_id": job.id, "user_id": job.user_id, "finished": False,
+                                                  "data": dataclasses.asdict(job)})
+
+    async def get_migration_job(self, user_id: str, job_id: str) -> MigrationJob | None:
+        doc = await self._db.migration_jobs.find_one({"_id": job_id, "user_id": user_id})
+        return MigrationJob(**doc["data"]) if doc else None
+
+    async def save_migration_job(self, job: MigrationJob, session: Any = None) -> None:
+        await self._db.migration_jobs.update_one(
+            {"_id": job.id},
+            {"$set": {"data": dataclasses.asdict(job), "finished": job.status in ("done", "failed")}},
+            session=session,
+        )
+
+    async def unfinished_migration_jobs(self) -> list[MigrationJob]:
+        docs = await self._db.migration_jobs.find({"finished": False}).to_list(length=None)
+        return [MigrationJob(**d["data"]) for d in docs]
+
+    async def add_migration_batch(self, job_id: str, seq: int, payload: str) -> bool:
+        try:
+            await self._db.migration_batches.insert_one(
+                {"_id": f"{job_id}:{seq}", "job_id": job_id, "seq": seq, "payload": payload, "status": "queued"}
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def next_migration_batch(self, job_id: str) -> tuple[int, str] | None:
+        doc = await self._db.migration_batches.find_one({"job_id": job_id, "status": "queued"}, sort=[("seq", ASCENDING)])
+        return (int(doc["seq"]), str(doc["payload"])) if doc else None
+
+    async def pending_migration_batches(self, job_id: str) -> int:
+        return int(await self._db.migration_batches.count_documents({"job_id": job_id, "status": "queued"}))
+
+    async def import_migration_batch(
+        self, job: MigrationJob, seq: int, conversations: Sequence[ImportedConversation]
+    ) -> tuple[int, int]:
+        imported = skipped = 0
+        async with self._client.start_session() as session, await session.start_transaction():
+            chats, messages = [], []
+            for conversation in conversations:
+                chat_id = _new_id()
+                try:
+                    await self._db.imported_conversations.insert_one(
+                        {"_id": f"{job.user_id}:{conversation.content_hash}", "chat_id": chat_id}, session=session
+                    )
+                except DuplicateKeyError:
+                    skipped += 1  # imported before: never rewritten
+                    continue
+                imported += 1
+                created = conversation.created_at or time.time()
+                chats.append(InsertOne({"_id": chat_id, "user_id": job.user_id, "title": conversation.title,
+                                        "created_at": created, "updated_at": created,
+                                        "next_seq": len(conversation.messages)}))
+                messages += [InsertOne({"_id": _new_id(), "chat_id": chat_id, "user_id": job.user_id, "role": m.role,
+                                        "content": m.content, "status": "complete", "seq": i + 1, "fence": 0,
+                                        "created_at": m.created_at or created + i * 1e-6,
+                                        "finish_reason": "stop" if m.role == "assistant" else None})
+                             for i, m in enumerate(conversation.messages)]
+            if chats:
+                await self._db.chats.bulk_write(chats, ordered=False, session=session)
+                await self._db.messages.bulk_write(messages, ordered=False, session=session)
+            await self._db.migration_batches.update_one(
+                {"_id": f"{job.id}:{seq}"}, {"$set": {"status": "done", "payload": ""}}, session=session
+            )
+            await self.save_migration_job(
+                dataclasses.replace(job, imported=job.imported + imported, skipped=job.skipped + skipped), session
+            )
+        job.imported += imported  # only once the transaction has committed
+        job.skipped += skipped
+        return imported, skipped
+
+    async def fail_migration_batch(self, job_id: str, seq: int) -> None:
+        await self._db.migration_batches.update_one({"_id": f"{job_id}:{seq}"}, {"$set": {"status": "failed"}})
