@@ -47,7 +47,7 @@ class Target:
         return f"{self.base}/api/chat/stream", {"Authorization": f"Bearer {self.tokens[i % len(self.tokens)]}"}
 
 
-async def _seed(data_dir: Path, users: int) -> list[str]:
+async def _seed(data_dir: Path, users: int, alpha: int = 0) -> list[str]:
     """Users and login sessions written straight into the store, so the bench measures chat, not argon2."""
     from gima_server.auth.tokens import TokenIssuer
     from gima_server.store.sqlite import SqliteStore
@@ -58,7 +58,8 @@ async def _seed(data_dir: Path, users: int) -> list[str]:
     issuer, tokens = TokenIssuer((SECRET,), 86_400), []
     try:
         for i in range(users):
-            user = await store.create_user(f"load{i}@example.com", "not-a-hash", f"load{i}", ("user",))
+            roles = ("user", "alpha") if i < alpha else ("user",)
+            user = await store.create_user(f"load{i}@example.com", "not-a-hash", f"load{i}", roles)
             session = await store.create_session(user.id, 86_400)
             tokens.append(issuer.issue(user.id, session.id))
     finally:
@@ -81,10 +82,10 @@ async def _wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
 
 
 @asynccontextmanager
-async def gima(users: int, tokens_per_s: float, words: int, **env: str) -> AsyncIterator[Target]:
+async def gima(users: int, tokens_per_s: float, words: int, alpha: int = 0, **env: str) -> AsyncIterator[Target]:
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        tokens = await _seed(Path(tmp), users)
+        tokens = await _seed(Path(tmp), users, alpha)
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("GIMA_")}
         full_env.update({
             "GIMA_DATA_DIR": tmp, "GIMA_LOG_LEVEL": "warning", "GIMA_DEMO_TOKENS_PER_S": str(tokens_per_s),
