@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from ..processes import wait_healthy
 from ..sse import parse_sse
 
 pytestmark = pytest.mark.slow
@@ -41,19 +42,6 @@ def _cli(tmp_path: Path, *args: str, stdin: str | None = None, **env: str) -> su
     )
 
 
-async def _wait_healthy(session: aiohttp.ClientSession, base: str, proc: subprocess.Popen[str]) -> None:
-    for _ in range(200):
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        try:
-            async with session.get(f"{base}/health") as resp:
-                if resp.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError("server did not become healthy")
-
-
 async def _sign_up(session: aiohttp.ClientSession, base: str, email: str) -> str:
     async with session.post(f"{base}/api/auth/signup", json={"email": email, "password": "a good password"}) as resp:
         assert resp.status == 201
@@ -72,7 +60,7 @@ async def test_server_command_serves_a_streamed_reply(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as session:
-            await _wait_healthy(session, base, proc)
+            await wait_healthy(session, base, proc)
             token = await _sign_up(session, base, "cli@example.com")
             async with session.post(
                 f"{base}/api/chat/stream", json={"content": "Hello from a subprocess test"},
@@ -138,7 +126,7 @@ async def test_sigterm_drains_then_ends_the_rest_and_loses_nothing(tmp_path: Pat
     signalled = False
     try:
         async with aiohttp.ClientSession() as session:
-            await _wait_healthy(session, base, proc)
+            await wait_healthy(session, base, proc)
             tokens = [await _sign_up(session, base, f"term{i}@example.com") for i in range(3)]
             # Replies take ~3.5 s: one nearly done when the signal comes (it finishes within the 2 s drain),
             # two just started (they do not).

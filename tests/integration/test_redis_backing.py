@@ -13,6 +13,7 @@ import aiohttp
 from redis.asyncio import Redis
 
 from ..conftest import MakeClient, log_in, same_origin, sign_up
+from ..processes import wait_healthy
 from ..redis_server import RedisServer, free_port
 from ..sse import parse_sse, read_until
 
@@ -73,27 +74,13 @@ def _start_server(tmp_path: Path, redis_url: str) -> tuple[subprocess.Popen[byte
     return proc, f"http://127.0.0.1:{port}"
 
 
-async def _healthy(session: aiohttp.ClientSession, base: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = asyncio.get_running_loop().time() + 30
-    while asyncio.get_running_loop().time() < deadline:
-        assert proc.poll() is None, f"{base} exited with {proc.returncode}"
-        try:
-            async with session.get(f"{base}/health") as resp:
-                if resp.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{base} did not start")
-
-
 async def test_two_server_processes_share_one_limit(tmp_path: Path, redis_url: str) -> None:
     (tmp_path / "secret_key").write_text("shared-secret-for-both-processes-0123456789")
     servers = [_start_server(tmp_path, redis_url) for _ in range(2)]
     try:
         async with aiohttp.ClientSession() as session:
             for proc, base in servers:
-                await _healthy(session, base, proc)
+                await wait_healthy(session, base, proc)
             body = {"email": "shared@example.com", "password": "a good password"}
             async with session.post(f"{servers[0][1]}/api/auth/signup", json=body) as resp:
                 token = (await resp.json())["accessToken"]
