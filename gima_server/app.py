@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import weakref
 from contextlib import suppress
 from pathlib import Path
 from typing import AsyncIterator, cast
@@ -36,6 +37,7 @@ from .store import open_store
 from .store.base import Store
 from .store.instrumented import InstrumentedStore
 from .streams import routes as stream_routes
+from .streams import ws as ws_routes
 from .streams.ownership import Ownership, RedisCancelBus
 from .streams.registry import Registry, RegistryLimits
 from .streams.reply import ReplyLimits
@@ -167,6 +169,9 @@ async def _migration_context(app: web.Application) -> AsyncIterator[None]:
 async def _stop_replies(app: web.Application) -> None:
     """on_shutdown: end running replies so their subscribers get the last event and close before the server waits."""
     await app[appkeys.REGISTRY].close()
+    sockets: weakref.WeakSet[web.WebSocketResponse] = app[appkeys.WEBSOCKETS]
+    for ws in list(sockets):
+        await ws.close(code=1001, message=b"server shutting down")
 
 
 async def health(request: web.Request) -> web.Response:
@@ -214,6 +219,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics()
     app[appkeys.SESSIONS] = SessionCache(settings.session_cache_s)
+    app[appkeys.WEBSOCKETS] = weakref.WeakSet()
     app[appkeys.TOKENS] = TokenIssuer(settings.secret_keys, settings.access_token_ttl_s)
     app.cleanup_ctx.append(_store_context(store))
     app.cleanup_ctx.append(_agent_context(agent))
@@ -229,6 +235,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     auth_routes.add_routes(app)
     chats.add_routes(app)
     stream_routes.add_routes(app)
+    ws_routes.add_routes(app)
     observability_routes.add_routes(app)
     migration_routes.add_routes(app)
     app.router.add_get("/", index)

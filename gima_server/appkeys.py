@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref  # noqa: F401 - named in an annotation below
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -34,3 +35,4 @@ ADMISSION: web.AppKey[AdmissionGate] = web.AppKey("admission")
 LOAD: web.AppKey[LoadMonitor] = web.AppKey("load")
 SESSIONS: web.AppKey[SessionCache] = web.AppKey("sessions")
 MIGRATION: web.AppKey[MigrationLane] = web.AppKey("migration")
+WEBSOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("websockets")

@@ -70,6 +70,9 @@ class Settings:
     reply_token_estimate: int = 500
     redis_timeout_s: float = 0.25
     heartbeat_s: float = 15.0
+    ws_max_sockets: int = 100
+    ws_heartbeat_s: float = 30.0
+    ws_idle_timeout_s: float = 300.0
     drain_s: float = 120.0
     sse_retry_ms: int = 3000
     sse_send_timeout_s: float = 30.0
@@ -197,6 +200,9 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("breaker_failures", _positive, "must be > 0"),
     ("breaker_cooldown_s", _positive, "must be > 0"),
     ("heartbeat_s", _positive, "must be > 0"),
+    ("ws_max_sockets", _positive, "must be > 0"),
+    ("ws_heartbeat_s", _positive, "must be > 0"),
+    ("ws_idle_timeout_s", _positive, "must be > 0"),
     ("drain_s", _non_negative, "must be >= 0"),
     ("sse_retry_ms", _non_negative, "must be >= 0"),
     ("sse_send_timeout_s", _positive, "must be > 0"),

@@ -47,6 +47,13 @@ async def check_origin(request: web.Request) -> None:
             raise ApiError(403, "forbidden", "cross-origin request refused (origin check failed)")
 
 
+def check_websocket_origin(request: web.Request) -> None:
+    """Browsers let any page open a WebSocket with the user's cookies: a foreign Origin is refused (403)."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin not in _trusted_origins(request):
+        raise ApiError(403, "forbidden", "cross-origin WebSocket refused")
+
+
 def preflight_response(request: web.Request) -> web.Response | None:
     """The answer to a CORS preflight from an allowed origin; None for every other request."""
     origin = request.headers.get("Origin")

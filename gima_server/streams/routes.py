@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import Any
 
 from aiohttp import web
 
@@ -20,7 +21,7 @@ from .registry import StartOutcome, StartRequest
 from .reply import EventSource, Reply, StoredReply
 from .sse import SubscriberOptions, stream_events
 
-_STREAM_BODY = {
+STREAM_BODY = {
     "chatId": Field(str, max_chars=64),
     "content": Field(str, required=True),
     "messageId": Field(str, max_chars=64),
@@ -63,13 +64,28 @@ async def _exchange(request: web.Request, principal: Principal, body: dict[str, 
 
 async def post_stream(request: web.Request) -> web.StreamResponse:
     principal = await require_user(request)
-    body = await read_json(request, _STREAM_BODY)
-    exchange, message_exists = await _exchange(request, principal, body)
+    body = await read_json(request, STREAM_BODY)
     header_key = request.headers.get("Idempotency-Key")
     key = idempotency_key(header_key) if header_key is not None else body["messageId"]
+    source, outcome = await begin_reply(request, principal, body, key)
+    trace_id = request_trace_id(request)
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
+    metrics = request.app[appkeys.METRICS]
+    resp, client_gone = await stream_events(request, source, 0, _subscriber_options(request), trace_id, metrics, headers)
+    if client_gone and outcome.reply is not None and request.app[appkeys.SETTINGS].cancel_on_disconnect:
+        outcome.reply.cancel("cancelled")
+    return resp
+
+
+async def begin_reply(
+    request: web.Request, principal: Principal, body: dict[str, Any], key: str | None
+) -> tuple[EventSource, StartOutcome]:
+    """Start (or attach to) the reply a message asks for; shared by the SSE route and the WebSocket."""
+    exchange, message_exists = await _exchange(request, principal, body)
     registry = request.app[appkeys.REGISTRY]
     trace_id = request_trace_id(request)
-    start = StartRequest(exchange, principal.session_id, trace_id, key, fingerprint(request.method, request.path, body))
+    # The same operation over SSE or WebSocket: one fingerprint, so a retry on the other transport replays.
+    start = StartRequest(exchange, principal.session_id, trace_id, key, fingerprint("POST", "/api/chat/stream", body))
     if await registry.attaches(start):
         outcome = await registry.start(start, message_exists=message_exists)  # a replay or double send: free
     else:
@@ -83,12 +99,7 @@ async def post_stream(request: web.Request) -> web.StreamResponse:
             # Claimed (and maybe running) in another process, whose live log this one cannot follow yet.
             raise ApiError(409, "conflict", "this request is still being processed; retry shortly", retry_after_s=1.0)
         source = StoredReply(message, trace_id)
-    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
-    metrics = request.app[appkeys.METRICS]
-    resp, client_gone = await stream_events(request, source, 0, _subscriber_options(request), trace_id, metrics, headers)
-    if client_gone and outcome.reply is not None and request.app[appkeys.SETTINGS].cancel_on_disconnect:
-        outcome.reply.cancel("cancelled")
-    return resp
+    return source, outcome
 
 
 async def _start_new_reply(request: web.Request, start: StartRequest, message_exists: bool) -> StartOutcome:
@@ -135,21 +146,24 @@ def _last_event_id(request: web.Request) -> int:
     return int(raw)
 
 
+async def open_resume(request: web.Request, principal: Principal, message_id: str, last_id: int) -> tuple[EventSource, int]:
+    """The log to follow for a resume (live, or rebuilt from the store) and where to start in it."""
+    reply = request.app[appkeys.REGISTRY].find(principal.user.id, message_id)
+    if reply is not None:
+        return reply, last_id
+    message = await request.app[appkeys.STORE].get_message(principal.user.id, message_id)
+    if message is None or message.role != "assistant":
+        raise not_found("message")
+    stored = StoredReply(message, request_trace_id(request))
+    return stored, stored.after(last_id)
+
+
 async def get_events(request: web.Request) -> web.StreamResponse:
     principal = await require_user(request)
     message_id = path_id(request.match_info["messageId"], "message")
     last_id = _last_event_id(request)
     trace_id = request_trace_id(request)
-    source: EventSource
-    reply = request.app[appkeys.REGISTRY].find(principal.user.id, message_id)
-    if reply is not None:
-        source, cursor = reply, last_id
-    else:
-        message = await request.app[appkeys.STORE].get_message(principal.user.id, message_id)
-        if message is None or message.role != "assistant":
-            raise not_found("message")
-        stored = StoredReply(message, trace_id)
-        source, cursor = stored, stored.after(last_id)
+    source, cursor = await open_resume(request, principal, message_id, last_id)
     if source.finished and cursor >= len(source.events):
         return web.Response(status=204)  # tells an EventSource that this reply has nothing more
     metrics = request.app[appkeys.METRICS]

@@ -1,0 +1,128 @@
+"""GET /ws: the same replies over a WebSocket. Client frames send / cancel / resume; server frames carry the
+SSE events as {"type", "id", "messageId", "data"}. Bounded sockets per process, heartbeat, idle timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from contextlib import suppress
+
+from aiohttp import WSMsgType, web
+
+from .. import appkeys
+from ..auth.sessions import Principal, require_user
+from ..errors import ApiError
+from ..ids import idempotency_key, is_valid_id
+from ..security import check_websocket_origin
+from ..validation import Field, check_object
+from .reply import EventSource
+from .routes import STREAM_BODY, begin_reply, open_resume
+
+log = logging.getLogger("gima.ws")
+_SEND = {"type": Field(str, required=True), **STREAM_BODY}
+_CANCEL = {"type": Field(str, required=True), "messageId": Field(str, required=True, max_chars=64)}
+_RESUME = {**_CANCEL, "lastEventId": Field(int)}
+
+
+def ws_frame(message_id: str, event_id: int, name: str, frame: bytes) -> str:
+    """The SSE frame re-dressed for a WebSocket; its JSON data is reused as it is (encoded once per event)."""
+    data = frame.split(b"\ndata: ", 1)[1].rstrip(b"\n").decode()
+    return f'{{"type":"{name}","id":{event_id},"messageId":{json.dumps(message_id)},"data":{data}}}'
+
+
+class _Socket:
+    def __init__(self, request: web.Request, principal: Principal, ws: web.WebSocketResponse) -> None:
+        self.request = request
+        self.principal = principal
+        self.ws = ws
+        self.followers: dict[str, asyncio.Task[None]] = {}
+
+    async def error(self, code: str, message: str) -> None:
+        await self.ws.send_str(json.dumps({"type": "error", "data": {"code": code, "message": message}}))
+
+    async def follow(self, message_id: str, source: EventSource, cursor: int) -> None:
+        """Forward the log from cursor to its last event (a slow socket only delays itself)."""
+        while True:
+            await source.wait_beyond(cursor)
+            batch = source.events[cursor:]
+            cursor += len(batch)
+            for event in batch:
+                await self.ws.send_str(ws_frame(message_id, event.id, event.name, event.frame))
+            if (batch and batch[-1].terminal) or (source.finished and cursor >= len(source.events)):
+                return
+
+    def start_following(self, message_id: str, source: EventSource, cursor: int) -> None:
+        previous = self.followers.pop(message_id, None)
+        if previous is not None:
+            previous.cancel()
+        self.followers[message_id] = asyncio.create_task(self.follow(message_id, source, cursor))
+
+    async def handle(self, raw: str) -> None:
+        try:
+            frame = json.loads(raw)
+        except ValueError:
+            raise ApiError(400, "invalid_request", "frames must be JSON objects") from None
+        kind = frame.get("type") if isinstance(frame, dict) else None
+        if kind == "send":
+            body = check_object(frame, _SEND)
+            body.pop("type")
+            key = idempotency_key(body["messageId"]) if body["messageId"] else None
+            source, outcome = await begin_reply(self.request, self.principal, body, key)
+            self.start_following(outcome.message_id, source, 0)
+        elif kind in ("cancel", "resume"):
+            body = check_object(frame, _CANCEL if kind == "cancel" else _RESUME)
+            message_id = body["messageId"]
+            if not is_valid_id(message_id):
+                raise ApiError(404, "not_found", "message not found")
+            if kind == "cancel":
+                reply = self.request.app[appkeys.REGISTRY].find(self.principal.user.id, message_id)
+                if reply is None:
+                    raise ApiError(404, "not_found", "message not found")
+                reply.cancel("cancelled")
+            else:
+                source, cursor = await open_resume(self.request, self.principal, message_id, body["lastEventId"] or 0)
+                self.start_following(message_id, source, cursor)
+        else:
+            raise ApiError(400, "invalid_request", "type must be send, cancel or resume")
+
+    async def close(self) -> None:
+        for task in self.followers.values():
+            task.cancel()
+        await asyncio.gather(*self.followers.values(), return_exceptions=True)
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    check_websocket_origin(request)
+    principal = await require_user(request)
+    settings, open_sockets = request.app[appkeys.SETTINGS], request.app[appkeys.WEBSOCKETS]
+    if len(open_sockets) >= settings.ws_max_sockets:
+        raise ApiError(503, "server_busy", "too many WebSocket connections", retry_after_s=5)
+    ws = web.WebSocketResponse(heartbeat=settings.ws_heartbeat_s, max_msg_size=settings.max_body_bytes)
+    await ws.prepare(request)
+    socket = _Socket(request, principal, ws)
+    open_sockets.add(ws)
+    try:
+        while True:
+            try:
+                message = await ws.receive(timeout=settings.ws_idle_timeout_s)
+            except TimeoutError:
+                break  # idle for too long
+            if message.type != WSMsgType.TEXT:
+                break
+            try:
+                await socket.handle(message.data)
+            except ApiError as exc:
+                await socket.error(exc.code, exc.message)
+    finally:
+        open_sockets.discard(ws)
+        await socket.close()
+        with suppress(Exception):
+            await ws.close()
+    return ws
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/ws", websocket)
+
+
