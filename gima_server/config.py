@@ -34,8 +34,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: Path = Path("./data")
-    store_url: str = ""
-    redis_url: str = ""
+    store_url: str = field(default="", repr=False)  # URLs may carry credentials
+    redis_url: str = field(default="", repr=False)
     mongo_max_pool_size: int = 50
     mongo_min_pool_size: int = 5
     mongo_wait_queue_timeout_ms: int = 30_000

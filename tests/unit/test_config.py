@@ -46,3 +46,11 @@ def test_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
     first, second = s.with_secret(), s.with_secret()
     assert first.secret_keys == second.secret_keys and len(first.secret_keys[0]) >= 32
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_secrets_stay_out_of_the_settings_repr() -> None:
+    s = Settings(secret_keys=("k" * 40,), openai_api_key="sk-top-secret", anthropic_api_key="ant-secret",
+                 redis_url="redis://:hunter2@cache:6379/0", store_url="mongodb://user:pw123@db/gima")
+    text = repr(s)
+    for secret in ("k" * 40, "sk-top-secret", "ant-secret", "hunter2", "pw123"):
+        assert secret not in text
