@@ -127,9 +127,7 @@ async def _streams_context(app: web.Application) -> AsyncIterator[None]:
     )
     redis = app[appkeys.REDIS]
     bus = RedisCancelBus(redis) if redis is not None else None
-    ownership = None
-    if redis is not None and bus is not None:
-        ownership = Ownership(FallbackLocks(RedisLocks(redis), LocalLocks(), settings.redis_timeout_s), bus)
+    ownership = Ownership(_shared_locks(app), bus) if bus is not None else None
     registry = Registry(app[appkeys.STORE], app[appkeys.AGENT], app[appkeys.IDEMPOTENCY], limits, ownership)
     app[appkeys.REGISTRY] = registry
     tasks = [asyncio.create_task(registry.sweep_forever(max(1.0, min(30.0, settings.replay_retention_s / 4))))]
@@ -144,6 +142,13 @@ async def _streams_context(app: web.Application) -> AsyncIterator[None]:
     await registry.close()
 
 
+def _shared_locks(app: web.Application) -> FallbackLocks | LocalLocks:
+    redis = app[appkeys.REDIS]
+    if redis is None:
+        return LocalLocks()
+    return FallbackLocks(RedisLocks(redis), LocalLocks(), app[appkeys.SETTINGS].redis_timeout_s)
+
+
 async def _migration_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
     lane = MigrationLane(
@@ -153,6 +158,7 @@ async def _migration_context(app: web.Application) -> AsyncIterator[None]:
         app[appkeys.LOAD].under_pressure,
         LaneSettings(max_concurrent=settings.max_concurrent_migrations, window=settings.migration_window),
         settings.migration_batch_limits,
+        _shared_locks(app),
     )
     app[appkeys.MIGRATION] = lane
     if not settings.migration_enabled:

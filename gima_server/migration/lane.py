@@ -12,6 +12,7 @@ from typing import Callable
 
 from ..admission import AdmissionGate, Priority
 from ..errors import ApiError
+from ..locks import LocalLocks, Locks
 from .model import BatchLimits, MigrationJob, parse_batch
 from .store import MigrationStore
 
@@ -56,6 +57,7 @@ class MigrationLane:
         under_pressure: Callable[[], bool],
         settings: LaneSettings,
         limits: BatchLimits,
+        locks: Locks | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -65,6 +67,7 @@ class MigrationLane:
         self._settings = settings
         self._limits = limits
         self._clock = clock
+        self._locks: Locks = locks or LocalLocks()
         self.jobs: dict[str, MigrationJob] = {}
         self._working: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
@@ -142,11 +145,15 @@ class MigrationLane:
             await self._store.save_migration_job(job)
 
     async def _work(self, job: MigrationJob) -> None:
+        lease = await self._locks.try_acquire(f"migration:{job.id}", 120.0)  # one process per job at a time
         try:
-            batch = await self._store.next_migration_batch(job.id)
-            if batch is not None:
-                await self._import(job, *batch)
+            if lease is not None:
+                batch = await self._store.next_migration_batch(job.id)
+                if batch is not None:
+                    await self._import(job, *batch)
         finally:
+            if lease is not None:
+                await self._locks.release(lease)
             del self._working[job.id]
             self._wake.set()
 
