@@ -209,7 +209,9 @@ async def ready(request: web.Request) -> web.Response:
     if request.app[appkeys.REGISTRY].draining:
         return web.json_response({"status": "draining", "checks": checks}, status=503, headers={"Retry-After": "5"})
     healthy = all(v == "ok" for k, v in checks.items() if k not in ("load", "upstreams"))
-    return web.json_response({"status": "ready" if healthy else "degraded", "checks": checks}, status=200 if healthy else 503)
+    if healthy:
+        return web.json_response({"status": "ready", "checks": checks})
+    return web.json_response({"status": "degraded", "checks": checks}, status=503, headers={"Retry-After": "5"})
 
 
 async def index(request: web.Request) -> web.FileResponse:

@@ -48,7 +48,7 @@ async def test_redis_down_falls_back_and_recovers(make_client: MakeClient, redis
         assert login.status == 503 and login.headers["Retry-After"]  # auth fails closed
         ready = await client.get("/ready")
         body = await ready.json()
-        assert ready.status == 503 and body["status"] == "degraded"
+        assert ready.status == 503 and body["status"] == "degraded" and ready.headers["Retry-After"] == "5"
         assert body["checks"]["redis"].startswith("failed") and body["checks"]["rateLimits"].startswith("degraded")
         metrics = await (await client.get("/metrics")).text()
         assert 'gima_ratelimit_fallbacks_total{limit="chat"}' in metrics
