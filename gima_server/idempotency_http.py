@@ -12,6 +12,7 @@ from .auth.sessions import authenticate
 from .errors import ApiError
 from .idempotency import IdempotencyRecord, fingerprint
 from .ids import idempotency_key
+from .observability.tracing import request_trace_id
 
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _OWN_HANDLING = ("/api/chat/stream", "/api/auth/")  # the stream route attaches to replies itself
@@ -56,7 +57,7 @@ async def begin(request: web.Request) -> tuple[web.Response | None, Claim | None
     if not existing.completed:
         raise ApiError(409, "conflict", "a request with this Idempotency-Key is still in progress", retry_after_s=1.0)
     assert existing.status is not None
-    return _replay(existing.status, existing.body), None
+    return _replay(request, existing.status, existing.body), None
 
 
 async def settle(request: web.Request, claim: Claim, response: web.StreamResponse | None, error: BaseException | None) -> None:
@@ -71,8 +72,12 @@ async def settle(request: web.Request, claim: Claim, response: web.StreamRespons
         await records.release(claim.user_id, claim.key)
 
 
-def _replay(status: int, body: str | None) -> web.Response:
+def _replay(request: web.Request, status: int, body: str | None) -> web.Response:
     headers = {"Idempotent-Replayed": "true"}
     if body is None:
         return web.Response(status=status, headers=headers)
+    if status >= 400:  # a replayed error names this request's trace, like every error
+        error = json.loads(body)
+        error["error"]["traceId"] = request_trace_id(request)
+        body = json.dumps(error)
     return web.Response(status=status, text=body, content_type="application/json", headers=headers)

@@ -131,6 +131,7 @@ async def test_json_writes_honour_idempotency_keys(make_client: MakeClient) -> N
     bad = await client.post("/api/chats", json={"title": 5}, headers={**alice.headers, "Idempotency-Key": "bad-1"})
     replayed_bad = await client.post("/api/chats", json={"title": 5}, headers={**alice.headers, "Idempotency-Key": "bad-1"})
     assert bad.status == replayed_bad.status == 400 and replayed_bad.headers["Idempotent-Replayed"] == "true"
+    assert (await replayed_bad.json())["error"]["traceId"] == replayed_bad.headers["X-Trace-Id"]
 
 
 async def test_normal_chat_from_100_users_sees_no_429_while_a_flood_does(make_client: MakeClient) -> None:
