@@ -7,7 +7,7 @@ import hashlib
 import weakref
 from contextlib import suppress
 from pathlib import Path
-from typing import AsyncIterator, cast
+from typing import AsyncIterator, Callable, cast
 
 from aiohttp import web
 from aiohttp_session import session_middleware
@@ -58,7 +58,7 @@ def _cookie_storage(settings: Settings) -> EncryptedCookieStorage:
     )
 
 
-def _store_context(store: Store | None):  # type: ignore[no-untyped-def]
+def _store_context(store: Store | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
         inner = store if store is not None else open_store(app[appkeys.SETTINGS])
         app[appkeys.STORE] = cast(Store, InstrumentedStore(inner, app[appkeys.METRICS]))
@@ -69,7 +69,7 @@ def _store_context(store: Store | None):  # type: ignore[no-untyped-def]
     return context
 
 
-def _agent_context(agent: Agent | None):  # type: ignore[no-untyped-def]
+def _agent_context(agent: Agent | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
         app[appkeys.AGENT] = agent if agent is not None else make_agent(app[appkeys.SETTINGS])
         yield

@@ -226,8 +226,9 @@ class Reply:
         """Wait for the exchange write, if one was started (every later write must come after it)."""
         if self._written is not None:
             await asyncio.wait({self._written})
-            if not self._written.cancelled() and self._written.exception() is not None:
-                raise self._written.exception()  # type: ignore[misc]
+            error = None if self._written.cancelled() else self._written.exception()
+            if error is not None:
+                raise error
 
     async def _generate(self, history: list[tuple[str, str]]) -> None:
         request = AgentRequest(content=self.exchange.content, history=history, trace_id=self.trace_id)
