@@ -68,7 +68,8 @@ async def test_redis_down_falls_back_and_recovers(make_client: MakeClient, redis
 def _start_server(tmp_path: Path, redis_url: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIMA_")}
-    env.update({"GIMA_DATA_DIR": str(tmp_path), "GIMA_REDIS_URL": redis_url, "GIMA_RATE_LIMITS": "default=4/min/4"})
+    env.update({"GIMA_DATA_DIR": str(tmp_path), "GIMA_REDIS_URL": redis_url, "GIMA_RATE_LIMITS": "default=4/min/4",
+                "GIMA_REDIS_TIMEOUT_S": "2"})  # a slow first call under load must not look like an outage
     proc = subprocess.Popen([sys.executable, "-m", "gima_server", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL)
     return proc, f"http://127.0.0.1:{port}"
