@@ -81,6 +81,16 @@ CREATE TABLE IF NOT EXISTS imported_conversations (
 """
 
 
+def _prepare(conn: sqlite3.Connection) -> None:
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.executescript(_SCHEMA)
+    _migrate(conn)
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
     """Bring a database made by an earlier version up to this schema."""
     columns = {row["name"] for row in conn.execute("PRAGMA table_info(messages)")}
@@ -135,15 +145,20 @@ class SqliteStore(SqliteMigrationMixin):
     async def open(self) -> None:
         def connect() -> None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self._path, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=5000")
-            conn.executescript(_SCHEMA)
-            _migrate(conn)
-            self._conn = conn
+            # Switching to WAL and creating the schema need the file to themselves, and SQLite answers
+            # "database is locked" without waiting when two processes start on a new file at once.
+            for attempt in range(50):
+                conn = sqlite3.connect(self._path, isolation_level=None, timeout=5.0)
+                try:
+                    _prepare(conn)
+                except sqlite3.OperationalError as exc:
+                    conn.close()
+                    if "locked" not in str(exc) or attempt == 49:
+                        raise
+                    time.sleep(0.1)
+                    continue
+                self._conn = conn
+                return
 
         await asyncio.get_running_loop().run_in_executor(self._executor, connect)
 

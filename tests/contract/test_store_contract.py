@@ -235,3 +235,4 @@ async def test_migration_batches_are_queued_once_and_imported_all_or_nothing(sto
     one = next(c for c in chats if c.title == "one")
     assert [(m.role, m.content, m.status) for m in await store.list_messages(user_id, one.id)] == [
         ("user", "hi", "complete"), ("assistant", "hello", "complete")]
+
