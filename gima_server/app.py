@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import weakref
 from contextlib import suppress
 from pathlib import Path
-from typing import AsyncIterator, Callable, cast
+from typing import Any, AsyncIterator, Callable, Coroutine, cast
 
 from aiohttp import web
 from aiohttp_session import session_middleware
@@ -22,6 +23,7 @@ from .auth.sessions import COOKIE_NAME, SessionCache
 from .auth.tokens import TokenIssuer
 from .config import Settings
 from .idempotency import MemoryIdempotencyStore, RedisIdempotencyStore
+from .ids import new_id
 from .limits.backends import MemoryBackend, RedisBackend
 from .limits.limiter import Limiter
 from .limits.policy import parse_rate_limits
@@ -38,10 +40,16 @@ from .store.base import Store
 from .store.instrumented import InstrumentedStore
 from .streams import routes as stream_routes
 from .streams import ws as ws_routes
+from .streams.coalesce import RedisCoalescer
+from .streams.follower import LogFollower
 from .streams.ownership import Ownership, RedisCancelBus
+from .streams.publisher import LogPublisher, LogSettings
 from .streams.registry import Registry, RegistryLimits
+from .streams.repair import OrphanRepair
 from .streams.reply import ReplyLimits
+from .streams.sources import ReplySources
 
+log = logging.getLogger("gima.app")
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 
@@ -118,28 +126,78 @@ async def _limits_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _streams_context(app: web.Application) -> AsyncIterator[None]:
-    settings = app[appkeys.SETTINGS]
+    settings, store, redis = app[appkeys.SETTINGS], app[appkeys.STORE], app[appkeys.REDIS]
     limits = RegistryLimits(
         coalesce_window_s=settings.coalesce_window_ms / 1000,
         retention_s=settings.replay_retention_s,
         max_events_total=settings.replay_max_events_total,
         reply=ReplyLimits(settings.checkpoint_every, settings.replay_max_events_per_reply),
     )
-    redis = app[appkeys.REDIS]
+    interrupted_id = settings.replay_max_events_per_reply + 1  # above any id a reply can reach
+    shared = _SharedLog(app, interrupted_id) if redis is not None else None
     bus = RedisCancelBus(redis) if redis is not None else None
     ownership = Ownership(_shared_locks(app), bus) if bus is not None else None
-    registry = Registry(app[appkeys.STORE], app[appkeys.AGENT], app[appkeys.IDEMPOTENCY], limits, ownership)
+    registry = Registry(
+        store, app[appkeys.AGENT], app[appkeys.IDEMPOTENCY], limits, ownership,
+        publisher=shared.publisher if shared else None,
+        coalescer=RedisCoalescer(redis, limits.coalesce_window_s) if redis is not None else None,
+    )
     app[appkeys.REGISTRY] = registry
-    tasks = [asyncio.create_task(registry.sweep_forever(max(1.0, min(30.0, settings.replay_retention_s / 4))))]
-    if bus is not None:
-        tasks.append(asyncio.create_task(bus.listen(registry.cancel_session)))
+    follower = shared.follower if shared else None
+    app[appkeys.SOURCES] = ReplySources(registry, store, follower, bus, interrupted_id)
+    repair = OrphanRepair(store, follower, registry.taken, interrupted_id, settings.reply_owner_timeout_s)
+    try:
+        await repair.run_once()
+    except Exception as exc:  # Redis down at start-up: the periodic sweep catches up
+        log.warning("orphan repair at start-up skipped (%s)", type(exc).__name__)
+    sweep_s = max(1.0, min(30.0, settings.replay_retention_s / 4))
+    jobs = [registry.sweep_forever(sweep_s)]
+    if bus is not None and shared is not None:
+        jobs += [bus.listen(registry.on_cancel_request), *shared.jobs(), repair.run_forever(settings.reply_owner_timeout_s * 4)]
+    tasks = [asyncio.create_task(job) for job in jobs]
     yield
+    await registry.close()
+    if shared is not None:
+        await shared.publisher.drain(settings.redis_timeout_s * 8)  # the last events reach readers elsewhere
     for task in tasks:
         task.cancel()
     for task in tasks:
         with suppress(asyncio.CancelledError):
             await task
-    await registry.close()
+    if shared is not None:
+        await shared.blocking.aclose()
+
+
+class _SharedLog:
+    """The reply log on Redis Streams: this process's publisher and its follower of other processes' replies."""
+
+    def __init__(self, app: web.Application, interrupted_id: int) -> None:
+        from redis.asyncio import Redis
+
+        settings, redis, store = app[appkeys.SETTINGS], app[appkeys.REDIS], app[appkeys.STORE]
+        assert redis is not None
+        self.settings = LogSettings(
+            process_id=new_id(),
+            owner_timeout_s=settings.reply_owner_timeout_s,
+            retention_s=settings.replay_retention_s,
+            stream_maxlen=settings.replay_stream_maxlen,
+            interrupted_id=interrupted_id,
+            publish_interval_s=settings.log_publish_interval_ms / 1000,
+            read_interval_s=settings.log_read_interval_ms / 1000,
+        )
+        self.blocking = Redis.from_url(  # its own pool: a blocking read must outlast the usual socket timeout
+            settings.redis_url, socket_timeout=self.settings.block_s + settings.redis_timeout_s + 1,
+            socket_connect_timeout=settings.redis_timeout_s,
+        )
+
+        async def interrupted(message_id: str, text: str, event_id: int) -> None:
+            await store.interrupt_reply(message_id, text or None, event_id)
+
+        self.publisher = LogPublisher(redis, self.settings, app[appkeys.METRICS])
+        self.follower = LogFollower(redis, self.blocking, self.settings, app[appkeys.METRICS], interrupted)
+
+    def jobs(self) -> list[Coroutine[Any, Any, None]]:
+        return [self.publisher.run(), self.publisher.heartbeat(), self.follower.run()]
 
 
 def _shared_locks(app: web.Application) -> FallbackLocks | LocalLocks:

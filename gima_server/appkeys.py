@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .observability.metrics import Metrics
     from .store.base import Store
     from .streams.registry import Registry
+    from .streams.sources import ReplySources
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 STORE: web.AppKey[Store] = web.AppKey("store")
@@ -28,6 +29,7 @@ TOKENS: web.AppKey[TokenIssuer] = web.AppKey("tokens")
 AGENT: web.AppKey[Agent] = web.AppKey("agent")
 IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry")
+SOURCES: web.AppKey[ReplySources] = web.AppKey("sources")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 LIMITER: web.AppKey[Limiter] = web.AppKey("limiter")
 REDIS: web.AppKey[Redis | None] = web.AppKey("redis")

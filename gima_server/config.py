@@ -84,6 +84,10 @@ class Settings:
     replay_retention_s: float = 300.0
     replay_max_events_per_reply: int = 20_000
     replay_max_events_total: int = 2_000_000
+    replay_stream_maxlen: int = 1000
+    reply_owner_timeout_s: float = 15.0
+    log_publish_interval_ms: float = 5.0
+    log_read_interval_ms: float = 10.0
     idempotency_ttl_s: float = 86_400.0
     max_body_bytes: int = 256 * 1024
     max_content_bytes: int = 32 * 1024
@@ -213,6 +217,10 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("replay_retention_s", _non_negative, "must be >= 0"),
     ("replay_max_events_per_reply", lambda n: n >= 10, "must be >= 10"),
     ("replay_max_events_total", lambda n: n >= 100, "must be >= 100"),
+    ("replay_stream_maxlen", lambda n: n >= 10, "must be >= 10"),
+    ("reply_owner_timeout_s", lambda n: n >= 1, "must be >= 1"),
+    ("log_publish_interval_ms", _non_negative, "must be >= 0"),
+    ("log_read_interval_ms", _non_negative, "must be >= 0"),
     ("idempotency_ttl_s", _positive, "must be > 0"),
     ("max_body_bytes", lambda n: n >= 1024, "must be >= 1024"),
     ("max_content_bytes", _positive, "must be > 0"),

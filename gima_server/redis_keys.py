@@ -19,3 +19,40 @@ def lock(name: str) -> str:
 
 def fence(name: str) -> str:
     return f"{PREFIX}fence:{{{name}}}"
+
+
+# A reply's keys share the {messageId} hash tag, so one script can touch them all on Redis Cluster.
+def reply_log(message_id: str) -> str:
+    """The reply's events, a Redis Stream whose entry ids are 0-<event id>."""
+    return f"{PREFIX}log:{{{message_id}}}"
+
+
+def reply_info(message_id: str) -> str:
+    """Hash: user, chat, upto (newest id the text covers), sections, status, ended, closed."""
+    return f"{PREFIX}reply:{{{message_id}}}"
+
+
+def reply_text(message_id: str) -> str:
+    """The reply's text so far, appended with the events that carry it (what a snapshot is made of)."""
+    return f"{PREFIX}text:{{{message_id}}}"
+
+
+def reply_owner(message_id: str) -> str:
+    """The producing process's lease: it lapses when that process dies."""
+    return f"{PREFIX}owner:{{{message_id}}}"
+
+
+def reply_keys(message_id: str) -> list[str]:
+    return [reply_log(message_id), reply_info(message_id), reply_text(message_id), reply_owner(message_id)]
+
+
+def coalesce(session_id: str, content_key: str) -> str:
+    return f"{PREFIX}coalesce:{{{session_id}}}:{content_key}"
+
+
+def wake(process_id: str) -> str:
+    """A stream only this process reads: a write to it ends its blocking read early (a new follower)."""
+    return f"{PREFIX}wake:{{{process_id}}}"
+
+
+CANCEL_CHANNEL = f"{PREFIX}cancel"

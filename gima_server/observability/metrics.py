@@ -55,6 +55,19 @@ class Metrics:
         self.store_seconds = Histogram(
             "gima_store_operation_seconds", "Store call latency by operation", ["op"], registry=r, buckets=_LATENCY_BUCKETS
         )
+        self.log_round_trips = Counter(
+            "gima_log_redis_round_trips_total", "Round trips to Redis for the shared reply log, by operation",
+            ["op"], registry=r,
+        )
+        self.log_events_published = Counter("gima_log_events_published_total", "Events written to Redis Streams",
+                                            registry=r)
+        self.log_events_read = Counter("gima_log_events_read_total", "Events read from other processes' replies",
+                                       registry=r)
+        self.log_failures = Counter("gima_log_failures_total", "Shared reply log calls that failed, by operation",
+                                    ["op"], registry=r)
+        self.interrupted_replies = Counter(
+            "gima_replies_interrupted_total", "Replies ended as interrupted because their producer died", registry=r
+        )
         # Windows behind /api/metrics/summary.
         self.recent_latency: defaultdict[str, RecentSamples] = defaultdict(RecentSamples)
         self.recent_status: defaultdict[str, RecentSamples] = defaultdict(RecentSamples)

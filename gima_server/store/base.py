@@ -135,3 +135,12 @@ class Store(MigrationStore, Protocol):
         """Write the final text, status and (input, output) token usage; False (nothing written) when a newer
         producer owns the reply."""
         ...
+
+    async def list_streaming_replies(self, limit: int) -> list[Message]:
+        """Replies still marked streaming, oldest first (candidates for the repair of a dead producer's work)."""
+        ...
+
+    async def interrupt_reply(self, message_id: str, content: str | None, event_count: int) -> bool:
+        """End a reply whose producer died: status error, reason interrupted, content kept unless a fuller text is
+        given. False (nothing written) when it is no longer streaming."""
+        ...

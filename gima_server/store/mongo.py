@@ -68,6 +68,9 @@ class MongoStore:
         await db.sessions.create_index("user_id")
         await db.chats.create_index([("user_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)])
         await db.messages.create_index([("chat_id", ASCENDING), ("created_at", ASCENDING), ("seq", ASCENDING)])
+        await db.messages.create_index(
+            [("created_at", ASCENDING)], name="streaming", partialFilterExpression={"status": "streaming"}
+        )
         await db.migration_jobs.create_index("finished")
         await db.migration_batches.create_index([("job_id", ASCENDING), ("status", ASCENDING), ("seq", ASCENDING)])
 
@@ -209,6 +212,17 @@ class MongoStore:
                   "fence": fence, "input_tokens": usage[0] if usage else None, "output_tokens": usage[1] if usage else None}
         result = await self._db.messages.update_one({"_id": message_id, "fence": {"$lte": fence}}, {"$set": update})
         return result.matched_count > 0
+
+    async def list_streaming_replies(self, limit: int) -> list[Message]:
+        cursor = self._db.messages.find({"status": "streaming"}).sort("created_at", ASCENDING).limit(limit)
+        return [_message(d) for d in await cursor.to_list(length=None)]
+
+    async def interrupt_reply(self, message_id: str, content: str | None, event_count: int) -> bool:
+        update: dict[str, Any] = {"status": "error", "finish_reason": "interrupted", "event_count": event_count}
+        if content is not None:
+            update["content"] = content
+        result = await self._db.messages.update_one({"_id": message_id, "status": "streaming"}, {"$set": update})
+        return result.modified_count > 0
 
     # migration
     async def create_migration_job(self, job: MigrationJob) -> None:

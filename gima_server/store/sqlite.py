@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS messages (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_chat_time ON messages(chat_id, created_at, seq);
+CREATE INDEX IF NOT EXISTS messages_streaming ON messages(created_at) WHERE status = 'streaming';
 CREATE TABLE IF NOT EXISTS migration_jobs (
     id TEXT PRIMARY KEY,
     user_id TEXT NOT NULL,
@@ -362,6 +363,24 @@ class SqliteStore(SqliteMigrationMixin):
                 "UPDATE messages SET content = ?, status = ?, finish_reason = ?, event_count = ?, fence = ?,"
                 " input_tokens = ?, output_tokens = ? WHERE id = ? AND fence <= ?",
                 (content, status, finish_reason, event_count, fence, tokens_in, tokens_out, message_id, fence),
+            ).rowcount > 0
+
+        return await self._run(write)
+
+    async def list_streaming_replies(self, limit: int) -> list[Message]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT * FROM messages WHERE status = 'streaming' ORDER BY created_at LIMIT ?", (limit,)
+            ).fetchall()
+        )
+        return [_message(r) for r in rows]
+
+    async def interrupt_reply(self, message_id: str, content: str | None, event_count: int) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            return conn.execute(
+                "UPDATE messages SET status = 'error', finish_reason = 'interrupted', event_count = ?,"
+                " content = COALESCE(?, content) WHERE id = ? AND status = 'streaming'",
+                (event_count, content, message_id),
             ).rowcount > 0
 
         return await self._run(write)

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, AsyncIterator, Callable, Protocol
 
 from ..backing import SHARED_FAILURES
 from ..locks import Lease, Locks, acquire
+from ..redis_keys import CANCEL_CHANNEL
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 log = logging.getLogger("gima.ownership")
-CANCEL_CHANNEL = "gima:cancel"
 
 class CancelBus(Protocol):
     async def request_cancel(self, session_id: str, requester: str) -> None:
@@ -44,8 +44,12 @@ class RedisCancelBus:
         except SHARED_FAILURES as exc:  # no one else can be reached: the wait decides
             log.warning("could not ask other processes to cancel (%s)", type(exc).__name__)
 
-    async def listen(self, on_request: Callable[[str, str], None]) -> None:
-        """Run until cancelled: hand every cancel request of other processes to on_request(session, requester)."""
+    async def request_message_cancel(self, message_id: str, reason: str) -> None:
+        """Ask whichever process produces this reply to end it (raises when Redis cannot be reached)."""
+        await self._redis.publish(CANCEL_CHANNEL, json.dumps({"message": message_id, "reason": reason}))
+
+    async def listen(self, on_request: Callable[[dict[str, str]], None]) -> None:
+        """Run until cancelled: hand every cancel request of other processes to on_request (its JSON object)."""
         pubsub = self._redis.pubsub()
         await pubsub.subscribe(CANCEL_CHANNEL)
         try:
@@ -57,8 +61,7 @@ class RedisCancelBus:
                     await asyncio.sleep(1.0)
                     continue
                 if message is not None:
-                    data = json.loads(message["data"])
-                    on_request(data["session"], data["requester"])
+                    on_request(json.loads(message["data"]))
         finally:
             with suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]

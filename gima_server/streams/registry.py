@@ -15,7 +15,9 @@ from ..errors import ApiError
 from ..idempotency import IdempotencyRecord, IdempotencyStore
 from ..locks import LocalLocks
 from ..store.base import Exchange, Store
+from .coalesce import RedisCoalescer
 from .ownership import LocalCancelBus, Ownership
+from .publisher import LogPublisher
 from .reply import Reply, ReplyLimits
 
 log = logging.getLogger("gima.registry")
@@ -55,6 +57,8 @@ class Registry:
         limits: RegistryLimits,
         ownership: Ownership | None = None,
         clock: Callable[[], float] = time.monotonic,
+        publisher: LogPublisher | None = None,
+        coalescer: RedisCoalescer | None = None,
     ) -> None:
         self._store = store
         self._agent = agent
@@ -62,6 +66,8 @@ class Registry:
         self._limits = limits
         self._ownership = ownership or Ownership(LocalLocks(), LocalCancelBus())
         self._clock = clock
+        self._publisher = publisher
+        self._coalescer = coalescer
         self._replies: dict[str, Reply] = {}  # by message id: live, then retained for replay
         self._active: dict[str, Reply] = {}  # by session id: the one reply that may run
         self._recent: dict[str, tuple[str, Reply, float]] = {}  # by session: (content key, reply, started) to coalesce
@@ -98,11 +104,17 @@ class Registry:
                 if existing.fingerprint != request.fingerprint:
                     raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used with a different request")
                 return StartOutcome(existing.message_id, self.find(ex.user_id, existing.message_id), replayed=True)
-        # From here to the end nothing awaits: coalescing, cancel-previous and registration happen as one step.
         coalesced = self._coalesce_target(request)
+        if coalesced is None and self._coalescer is not None:
+            first = await self._coalescer.claim(request.session_id, _content_key(ex), ex.reply_message_id)
+            coalesced = self._coalesce_target(request)  # a send here may have registered while we asked
+            if coalesced is None and first != ex.reply_message_id:
+                # Another process (or a send here still starting) answers this one.
+                await self._release_key(request)
+                return StartOutcome(first, self.find(ex.user_id, first), replayed=False)
+        # From here to the end nothing awaits: coalescing, cancel-previous and registration happen as one step.
         if coalesced is not None:
-            if request.idempotency_key is not None:
-                await self._idempotency.release(ex.user_id, request.idempotency_key)
+            await self._release_key(request)
             return StartOutcome(coalesced.message_id, coalesced, replayed=False)
         if self.taken(ex.reply_message_id) or message_exists:
             if request.idempotency_key is not None:
@@ -121,12 +133,19 @@ class Registry:
             ownership=self._ownership,
             on_finish=self._finished,
             finalizers=[*request.finalizers, *self._keep_idempotency_record(request)],
+            on_append=self._publisher.offer if self._publisher is not None else None,
         )
+        if self._publisher is not None:
+            self._publisher.track(reply)
         self._replies[reply.message_id] = reply
         self._active[request.session_id] = reply
         self._idle.clear()
         self._recent[request.session_id] = (_content_key(ex), reply, self._clock())
         return StartOutcome(reply.message_id, reply, replayed=False)
+
+    async def _release_key(self, request: StartRequest) -> None:
+        if request.idempotency_key is not None:
+            await self._idempotency.release(request.exchange.user_id, request.idempotency_key)
 
     async def attaches(self, request: StartRequest) -> bool:
         """Would start() attach to an existing reply (idempotent replay or double send)? Such requests are free."""
@@ -188,6 +207,15 @@ class Registry:
         reply = self._active.get(session_id)
         if reply is not None and reply.message_id != requester:
             reply.cancel("superseded")
+
+    def on_cancel_request(self, request: dict[str, str]) -> None:
+        """A cancel request from another process: supersede a session's reply, or end one reply."""
+        if "session" in request:
+            self.cancel_session(request["session"], request.get("requester", ""))
+        elif "message" in request:
+            reply = self._replies.get(request["message"])
+            if reply is not None:
+                reply.cancel(request.get("reason", "cancelled"))
 
     def cancel_chat(self, user_id: str, chat_id: str) -> None:
         for reply in list(self._active.values()):

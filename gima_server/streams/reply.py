@@ -17,6 +17,7 @@ from ..store.base import Exchange, Message, Store
 from .checkpoint import Checkpointer
 from .events import Event, make_event, meta_data
 from .ownership import Busy, Ownership
+from .snapshot import snapshot_event
 
 log = logging.getLogger("gima.reply")
 
@@ -25,7 +26,8 @@ _ERROR_MESSAGES = {
     "cancelled": "the reply was cancelled",
     "shutting_down": "the server is shutting down",
     "too_long": "the reply reached its size limit",
-    "interrupted": "the reply was interrupted",
+    "interrupted": "the process producing this reply stopped before it ended",
+    "backing_unavailable": "the shared backing (Redis) is unavailable; resume shortly",
     "internal_error": "the reply failed",
     "stream_busy": "the previous reply of this session did not stop in time; try again",
     "upstream_timeout": "the model did not answer in time",
@@ -44,6 +46,22 @@ class EventSource(Protocol):
     def finished(self) -> bool: ...
 
     async def wait_beyond(self, cursor: int) -> None: ...
+
+    def close(self) -> None:
+        """The subscriber is done with it (a remote follower stops reading for it)."""
+        ...
+
+
+_CANCELLED_CODES = frozenset({"cancelled", "superseded", "shutting_down"})
+
+
+def final_status(end_code: str) -> str:
+    """How a stored reply reads once it ended with end_code ("done" or an error code)."""
+    if end_code == "running":
+        return "streaming"
+    if end_code == "done":
+        return "complete"
+    return "cancelled" if end_code in _CANCELLED_CODES else "error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +83,7 @@ class Reply:
         ownership: Ownership,
         on_finish: Callable[[Reply], None] = lambda reply: None,
         finalizers: Sequence[Callable[[Reply], Awaitable[None]]] = (),
+        on_append: Callable[[Reply], None] | None = None,
     ) -> None:
         self.exchange = exchange
         self.message_id = exchange.reply_message_id
@@ -91,6 +110,9 @@ class Reply:
         self._written: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._parts: list[str] = []
+        self.text_chars = 0
+        self.sections: list[tuple[str, int]] = []  # (agent, offset of its first character): see snapshot.py
+        self._on_append = on_append
         self.append("meta", meta_data(self.message_id, self.chat_id, trace_id))
         self.task: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._run(), name=f"reply-{self.message_id}")
 
@@ -102,12 +124,29 @@ class Reply:
     def text(self) -> str:
         return "".join(self._parts)
 
+    def text_parts(self, start: int, end: int) -> str:
+        """The text of deltas start..end-1 (a publisher sends only what is new)."""
+        return "".join(self._parts[start:end])
+
+    @property
+    def part_count(self) -> int:
+        return len(self._parts)
+
+    @property
+    def status(self) -> str:
+        return final_status(self.end_code)
+
     def append(self, name: str, data: dict[str, Any]) -> Event:
         event = make_event(len(self.events) + 1, name, data)
         self.events.append(event)
         self._changed.set()
         self._changed.clear()
+        if self._on_append is not None:
+            self._on_append(self)
         return event
+
+    def close(self) -> None:
+        return None
 
     async def wait_beyond(self, cursor: int) -> None:
         while len(self.events) <= cursor and not self.finished:
@@ -245,7 +284,11 @@ class Reply:
             raise _TooLong
         self.append(agent_event.name, agent_event.data)
         if agent_event.name == "delta":
-            self._parts.append(agent_event.data["text"])
+            text, agent = agent_event.data["text"], str(agent_event.data.get("agent", "assistant"))
+            if not self.sections or self.sections[-1][0] != agent:
+                self.sections.append((agent, self.text_chars))
+            self._parts.append(text)
+            self.text_chars += len(text)
             self.delta_count += 1
             if self.delta_count % self._limits.checkpoint_every == 0 and self._written is not None and self._written.done():
                 self._checkpoints.offer(lambda: self.text, self._fence)
@@ -295,31 +338,44 @@ class _Stale(Exception):
 
 
 class StoredReply:
-    """A finished reply rebuilt from the store once its event log has gone: meta, one delta, then done/error.
+    """A finished reply rebuilt from the store once its event log has gone.
 
-    The last event keeps the id the live reply gave it, so a client resuming with Last-Event-ID gets only what it
-    lacks: the final event, whose content is the whole text.
+    From the start it reads meta, one delta and the final event. A client that had part of the reply gets a
+    `snapshot` (all the stored text, history lost) then the final event. The final event keeps the id the live
+    reply gave it, so a client that saw it gets nothing (204); a reply whose producer died gets an id above any
+    its producer could have used (the reply's event bound), so its client always learns that it was interrupted.
     """
 
     finished = True
 
-    def __init__(self, message: Message, trace_id: str) -> None:
-        final_id = max(message.event_count, 3)
-        self.events: list[Event] = [
-            make_event(1, "meta", meta_data(message.id, message.chat_id, trace_id)),
-            make_event(2, "delta", {"agent": "assistant", "text": message.content}),
-        ]
+    def __init__(self, message: Message, trace_id: str, last_event_id: int, unknown_final_id: int) -> None:
+        streaming = message.status == "streaming"
+        known = message.event_count if not streaming and message.finish_reason != "interrupted" else 0
+        final_id = max(known or unknown_final_id, 3)
         if message.status == "complete":
-            final = {"messageId": message.id, "content": message.content, "finishReason": message.finish_reason or "stop"}
-            self.events.append(make_event(final_id, "done", final))
+            final = make_event(final_id, "done", {
+                "messageId": message.id, "content": message.content, "finishReason": message.finish_reason or "stop",
+            })
         else:
-            code = message.finish_reason or "interrupted" if message.status != "streaming" else "interrupted"
+            code = "interrupted" if streaming else message.finish_reason or "interrupted"
             error = {"code": code, "message": _ERROR_MESSAGES.get(code, code), "traceId": trace_id}
-            self.events.append(make_event(final_id, "error", error))
-
-    def after(self, last_event_id: int) -> int:
-        """The cursor (index into events) of the first event with an id above last_event_id."""
-        return sum(1 for e in self.events if e.id <= last_event_id)
+            final = make_event(final_id, "error", error)
+        status = "error" if streaming else message.status
+        if last_event_id >= final_id:
+            self.events: list[Event] = []
+        elif last_event_id == 0:
+            self.events = [
+                make_event(1, "meta", meta_data(message.id, message.chat_id, trace_id)),
+                make_event(2, "delta", {"agent": "assistant", "text": message.content}),
+                final,
+            ]
+        elif last_event_id == final_id - 1:
+            self.events = [final]
+        else:
+            self.events = [snapshot_event(final_id - 1, message.id, status, message.content, ()), final]
 
     async def wait_beyond(self, cursor: int) -> None:
+        return None
+
+    def close(self) -> None:
         return None

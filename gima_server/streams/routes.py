@@ -18,7 +18,7 @@ from ..observability.tracing import request_trace_id
 from ..store.base import Exchange
 from ..validation import Field, read_json
 from .registry import StartOutcome, StartRequest
-from .reply import EventSource, Reply, StoredReply
+from .reply import EventSource, Reply
 from .sse import SubscriberOptions, stream_events
 
 STREAM_BODY = {
@@ -90,15 +90,16 @@ async def begin_reply(
         outcome = await registry.start(start, message_exists=message_exists)  # a replay or double send: free
     else:
         outcome = await _start_new_reply(request, start, message_exists)
-    source: EventSource
     if outcome.reply is not None:
-        source = outcome.reply
-    else:
-        message = await request.app[appkeys.STORE].get_message(principal.user.id, outcome.message_id)
-        if message is None or message.status == "streaming":
-            # Claimed (and maybe running) in another process, whose live log this one cannot follow yet.
-            raise ApiError(409, "conflict", "this request is still being processed; retry shortly", retry_after_s=1.0)
-        source = StoredReply(message, trace_id)
+        return outcome.reply, outcome
+    # Claimed by an earlier identical request, maybe on another process: follow that reply from its start.
+    sources = request.app[appkeys.SOURCES]
+    try:
+        source, _ = await sources.open(principal.user.id, outcome.message_id, 0, trace_id, expect_soon=True)
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        raise ApiError(409, "conflict", "this request is still being processed; retry shortly", retry_after_s=1.0) from None
     return source, outcome
 
 
@@ -147,15 +148,9 @@ def _last_event_id(request: web.Request) -> int:
 
 
 async def open_resume(request: web.Request, principal: Principal, message_id: str, last_id: int) -> tuple[EventSource, int]:
-    """The log to follow for a resume (live, or rebuilt from the store) and where to start in it."""
-    reply = request.app[appkeys.REGISTRY].find(principal.user.id, message_id)
-    if reply is not None:
-        return reply, last_id
-    message = await request.app[appkeys.STORE].get_message(principal.user.id, message_id)
-    if message is None or message.role != "assistant":
-        raise not_found("message")
-    stored = StoredReply(message, request_trace_id(request))
-    return stored, stored.after(last_id)
+    """The log to follow for a resume (here, on another process, or rebuilt from the store) and where to start."""
+    sources = request.app[appkeys.SOURCES]
+    return await sources.open(principal.user.id, message_id, last_id, request_trace_id(request))
 
 
 async def get_events(request: web.Request) -> web.StreamResponse:
@@ -165,6 +160,7 @@ async def get_events(request: web.Request) -> web.StreamResponse:
     trace_id = request_trace_id(request)
     source, cursor = await open_resume(request, principal, message_id, last_id)
     if source.finished and cursor >= len(source.events):
+        source.close()
         return web.Response(status=204)  # tells an EventSource that this reply has nothing more
     metrics = request.app[appkeys.METRICS]
     if last_id > 0:
@@ -177,11 +173,7 @@ async def get_events(request: web.Request) -> web.StreamResponse:
 async def cancel_stream(request: web.Request) -> web.Response:
     principal = await require_user(request)
     message_id = path_id(request.match_info["messageId"], "message")
-    reply = request.app[appkeys.REGISTRY].find(principal.user.id, message_id)
-    if reply is not None:
-        reply.cancel("cancelled")
-    elif await request.app[appkeys.STORE].get_message(principal.user.id, message_id) is None:
-        raise not_found("message")
+    await request.app[appkeys.SOURCES].cancel(principal.user.id, message_id)
     return web.json_response({"messageId": message_id}, status=202)
 
 

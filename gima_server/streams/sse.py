@@ -113,6 +113,7 @@ async def stream_events(
     except (ConnectionResetError, TimeoutError):
         client_gone = True
     finally:
+        source.close()
         tally.flush()
         metrics.subscribers.dec()
         resp.stop_streaming()

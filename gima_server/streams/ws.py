@@ -43,14 +43,17 @@ class _Socket:
 
     async def follow(self, message_id: str, source: EventSource, cursor: int) -> None:
         """Forward the log from cursor to its last event (a slow socket only delays itself)."""
-        while True:
-            await source.wait_beyond(cursor)
-            batch = source.events[cursor:]
-            cursor += len(batch)
-            for event in batch:
-                await self.ws.send_str(ws_frame(message_id, event.id, event.name, event.frame))
-            if (batch and batch[-1].terminal) or (source.finished and cursor >= len(source.events)):
-                return
+        try:
+            while True:
+                await source.wait_beyond(cursor)
+                batch = source.events[cursor:]
+                cursor += len(batch)
+                for event in batch:
+                    await self.ws.send_str(ws_frame(message_id, event.id, event.name, event.frame))
+                if (batch and batch[-1].terminal) or (source.finished and cursor >= len(source.events)):
+                    return
+        finally:
+            source.close()
 
     def start_following(self, message_id: str, source: EventSource, cursor: int) -> None:
         previous = self.followers.pop(message_id, None)
@@ -76,10 +79,7 @@ class _Socket:
             if not is_valid_id(message_id):
                 raise ApiError(404, "not_found", "message not found")
             if kind == "cancel":
-                reply = self.request.app[appkeys.REGISTRY].find(self.principal.user.id, message_id)
-                if reply is None:
-                    raise ApiError(404, "not_found", "message not found")
-                reply.cancel("cancelled")
+                await self.request.app[appkeys.SOURCES].cancel(self.principal.user.id, message_id)
             else:
                 source, cursor = await open_resume(self.request, self.principal, message_id, body["lastEventId"] or 0)
                 self.start_following(message_id, source, cursor)

@@ -96,8 +96,10 @@ async def test_two_server_processes_share_one_limit(tmp_path: Path, redis_url: s
     assert statuses == [200, 200, 200, 200, 429, 429, 429, 429]  # one shared bucket of 4, not two
 
 
-async def test_a_reply_in_progress_on_another_instance_is_409(make_client: MakeClient, redis_url: str) -> None:
-    one = await make_client(redis_url=redis_url, demo_tokens_per_s=100, demo_reply_words=100)
+async def test_an_idempotent_retry_on_another_instance_joins_the_running_reply(
+    make_client: MakeClient, redis_url: str
+) -> None:
+    one = await make_client(redis_url=redis_url, demo_tokens_per_s=100, demo_reply_words=30)
     two = await make_client(redis_url=redis_url)
     alice_one = await sign_up(one, "alice@example.com")
     alice_two = await log_in(two, "alice@example.com")
@@ -105,7 +107,10 @@ async def test_a_reply_in_progress_on_another_instance_is_409(make_client: MakeC
     running = await one.post("/api/chat/stream", json={"content": "slow"}, headers={**alice_one.headers, **key})
     await running.content.readuntil(b"event: delta")
     elsewhere = await two.post("/api/chat/stream", json={"content": "slow"}, headers={**alice_two.headers, **key})
-    assert elsewhere.status == 409 and elsewhere.headers["Retry-After"] == "1"
+    assert elsewhere.status == 200 and elsewhere.headers["Idempotent-Replayed"] == "true"
+    joined, _ = parse_sse(await elsewhere.read())
+    assert joined[0].name == "meta" and joined[-1].name == "done"
+    assert [e.id for e in joined] == list(range(1, len(joined) + 1))  # from the start, nothing missing or repeated
     running.close()
 
 

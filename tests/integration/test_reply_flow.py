@@ -74,6 +74,10 @@ async def test_finished_reply_is_rebuilt_from_the_store_once_its_log_is_gone(ali
     assert status == 200
     assert [e.name for e in rebuilt] == ["meta", "delta", "done"]
     assert rebuilt[-1].id == last and rebuilt[-1].data["content"] == events[-1].data["content"]
-    status, tail = await alice.resume(message_id, 10)
-    assert [e.name for e in tail] == ["done"] and tail[0].id == last
+    status, tail = await alice.resume(message_id, 10)  # events 11.. are gone: the loss is said, not skipped
+    assert [e.name for e in tail] == ["snapshot", "done"] and [e.id for e in tail] == [last - 1, last]
+    assert tail[0].data == {"messageId": message_id, "status": "complete", "content": events[-1].data["content"],
+                            "agents": [{"agent": "assistant", "text": events[-1].data["content"]}], "historyLost": True}
+    status, only_end = await alice.resume(message_id, last - 1)
+    assert [e.name for e in only_end] == ["done"] and only_end[0].id == last
     assert (await alice.resume(message_id, last))[0] == 204

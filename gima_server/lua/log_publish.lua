@@ -1,0 +1,43 @@
+-- Append a reply's new events to its stream, with the text they carry, and renew its owner lease.
+-- KEYS[1] log stream, KEYS[2] info hash, KEYS[3] text, KEYS[4] owner
+-- ARGV[1] owner token, ARGV[2] owner ttl ms, ARGV[3] stream maxlen (approximate), ARGV[4] mode:
+--   's' = ARGV[5] is the whole text (first write, or a resend after an outage), 'a' = append ARGV[5]
+-- ARGV[6] id of the newest event the text covers, ARGV[7] sections JSON ('' = unchanged),
+-- ARGV[8] user id, ARGV[9] chat id, ARGV[10] status ('streaming' or how it ended),
+-- ARGV[11] seconds to keep the keys (retention once ended, the running bound before), ARGV[12] 1 if ended,
+-- then triples (event id, name, frame) from ARGV[13].
+-- Returns 1, or -1 when a reader already closed this reply as interrupted (its producer was thought dead).
+local info = KEYS[2]
+if redis.call('HGET', info, 'closed') == '1' then
+  return -1
+end
+for i = 13, #ARGV, 3 do
+  -- An id at or below the stream's top is already there (resent after an outage): pcall skips it.
+  redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '0-' .. ARGV[i], 'n', ARGV[i + 1], 'f', ARGV[i + 2])
+end
+if ARGV[4] == 's' then
+  redis.call('SET', KEYS[3], ARGV[5])
+  redis.call('HSET', info, 'user', ARGV[8], 'chat', ARGV[9])
+elseif #ARGV[5] > 0 then
+  redis.call('APPEND', KEYS[3], ARGV[5])
+end
+local upto = tonumber(redis.call('HGET', info, 'upto') or '0')
+if tonumber(ARGV[6]) > upto then
+  redis.call('HSET', info, 'upto', ARGV[6])
+end
+if ARGV[7] ~= '' then
+  redis.call('HSET', info, 'sections', ARGV[7])
+end
+redis.call('HSET', info, 'status', ARGV[10])
+if ARGV[12] == '1' then
+  redis.call('HSET', info, 'ended', '1')
+  redis.call('DEL', KEYS[4])
+else
+  redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[2])
+end
+if ARGV[4] == 's' or ARGV[12] == '1' then
+  for k = 1, 3 do
+    redis.call('EXPIRE', KEYS[k], ARGV[11])
+  end
+end
+return 1

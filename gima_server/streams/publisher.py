@@ -1,0 +1,216 @@
+"""Publishing this process's replies to Redis Streams, so that any process can resume, replay or follow them.
+
+Events are not written one by one: every reply with new events since the last write goes into one pipeline
+(one round trip for all of them), sent as soon as the previous one returned, at most every publish interval.
+Each running reply's owner lease is renewed by those writes and, for quiet replies, by a heartbeat.
+While Redis is down nothing is lost here: the replies go on in memory, and once Redis answers again each one
+is sent whole (ids already there are skipped), so readers elsewhere find no gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from .. import redis_keys
+from ..backing import SHARED_FAILURES
+from ..observability.metrics import Metrics
+from .reply import Reply
+from .snapshot import encode_sections
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+log = logging.getLogger("gima.publisher")
+PUBLISH_SCRIPT = resources.files("gima_server").joinpath("lua/log_publish.lua").read_text()
+_DRAIN_FAILURES: tuple[type[BaseException], ...] = (TimeoutError, *SHARED_FAILURES)
+_RUNNING_TTL_S = 3600  # a running reply's keys outlive any reply; its end sets the retention instead
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    process_id: str
+    owner_timeout_s: float  # a reader declares a producer dead this long after its last sign of life
+    retention_s: float
+    stream_maxlen: int
+    interrupted_id: int  # the id of the event that ends a dead producer's reply: above any id a reply can use
+    publish_interval_s: float = 0.005
+    read_interval_s: float = 0.01
+    block_s: float = 1.0
+    retry_s: float = 0.5
+
+    @property
+    def owner_ttl_ms(self) -> int:
+        return max(1, int(self.owner_timeout_s * 600))  # 60 %: two missed checks still fit in the timeout
+
+    @property
+    def heartbeat_s(self) -> float:
+        return self.owner_timeout_s / 5
+
+    @property
+    def retention_ttl_s(self) -> int:
+        return max(1, math.ceil(self.retention_s))
+
+
+@dataclass(slots=True)
+class _Sent:
+    events: int = 0
+    parts: int = 0
+    sections: int = 0
+    whole: bool = True  # the next write sends everything (first write, or after a failure)
+
+
+class LogPublisher:
+    def __init__(self, redis: Redis, settings: LogSettings, metrics: Metrics) -> None:
+        self._redis = redis
+        self._settings = settings
+        self._metrics = metrics
+        self._sha: str | None = None
+        self._dirty: dict[str, Reply] = {}
+        self._sent: dict[str, _Sent] = {}
+        self._live: dict[str, Reply] = {}
+        self._wake = asyncio.Event()
+        self.healthy = True
+
+    def offer(self, reply: Reply) -> None:
+        """A reply appended an event (the reply's hot path: a dict write and a wake-up)."""
+        self._dirty[reply.message_id] = reply
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def track(self, reply: Reply) -> None:
+        self._live[reply.message_id] = reply
+
+    async def run(self) -> None:
+        """Until cancelled: write what is new, one pipeline per turn."""
+        while True:
+            await self._wake.wait()
+            if self._settings.publish_interval_s:
+                await asyncio.sleep(self._settings.publish_interval_s)
+            self._wake.clear()
+            batch, self._dirty = self._dirty, {}
+            try:
+                await self._write(batch)
+            except SHARED_FAILURES as exc:
+                self._failed(batch, exc)
+                await asyncio.sleep(self._settings.retry_s)
+                self._wake.set()
+            else:
+                if not self.healthy:
+                    log.warning("reply log: Redis answers again; replies written during the outage are resent")
+                    self.healthy = True
+
+    def _failed(self, batch: dict[str, Reply], exc: BaseException) -> None:
+        if self.healthy:
+            log.warning("reply log: Redis unavailable (%s); replies go on in this process", type(exc).__name__)
+            self.healthy = False
+        self._metrics.log_failures.labels("publish").inc()
+        for message_id, reply in batch.items():
+            self._sent.setdefault(message_id, _Sent()).whole = True
+            self._dirty.setdefault(message_id, reply)
+
+    async def _write(self, batch: dict[str, Reply]) -> None:
+        if not batch:
+            return
+        if self._sha is None:
+            self._sha = await self._redis.script_load(PUBLISH_SCRIPT)
+        pipe = self._redis.pipeline(transaction=False)
+        marks: list[tuple[Reply, _Sent]] = []
+        for message_id, reply in batch.items():
+            if self._expired(reply):  # ended longer ago than anyone may replay it (a long outage): not worth sending
+                self._forget(message_id)
+                continue
+            sent = self._sent.setdefault(message_id, _Sent())
+            args, mark = self._args(reply, sent)
+            pipe.evalsha(self._sha, 4, *redis_keys.reply_keys(message_id), *args)
+            marks.append((reply, mark))
+            self._metrics.log_events_published.inc(mark.events - (0 if sent.whole else sent.events))
+        if not marks:
+            return
+        results = await pipe.execute(raise_on_error=False)
+        self._metrics.log_round_trips.labels("publish").inc()
+        for (reply, mark), result in zip(marks, results, strict=True):
+            self._settle(reply, mark, result)
+
+    def _expired(self, reply: Reply) -> bool:
+        finished_at = reply.finished_at
+        return finished_at is not None and time.monotonic() - finished_at > self._settings.retention_s
+
+    def _settle(self, reply: Reply, mark: _Sent, result: Any) -> None:
+        message_id = reply.message_id
+        if isinstance(result, Exception):
+            if "NOSCRIPT" in str(result):
+                self._sha = None  # Redis restarted: load the script again and resend this reply whole
+            else:
+                log.warning("reply log: writing %s failed (%s)", message_id, result)
+            self._sent.setdefault(message_id, _Sent()).whole = True
+            self._dirty.setdefault(message_id, reply)
+            self._wake.set()
+            return
+        if result == -1:  # a reader found our lease lapsed and ended the reply as interrupted
+            log.warning("reply %s was closed as interrupted elsewhere; stopping it", message_id)
+            self._forget(message_id)
+            reply.cancel("interrupted")
+            return
+        if reply.events[mark.events - 1].terminal:
+            self._forget(message_id)
+        else:
+            mark.whole = False
+            self._sent[message_id] = mark
+
+    def _forget(self, message_id: str) -> None:
+        self._sent.pop(message_id, None)
+        self._live.pop(message_id, None)
+
+    def _args(self, reply: Reply, sent: _Sent) -> tuple[list[Any], _Sent]:
+        events, parts_end = reply.events, reply.part_count
+        end = len(events)
+        ended = events[-1].terminal
+        start = 0 if sent.whole else sent.events
+        text = reply.text_parts(0 if sent.whole else sent.parts, parts_end)
+        sections = reply.sections
+        new_sections = sent.whole or len(sections) > sent.sections
+        s = self._settings
+        args: list[Any] = [
+            s.process_id, s.owner_ttl_ms, s.stream_maxlen, "s" if sent.whole else "a", text,
+            end - 1 if ended else end, encode_sections(sections) if new_sections else "",
+            reply.user_id, reply.chat_id, reply.status if ended else "streaming",
+            s.retention_ttl_s if ended else _RUNNING_TTL_S, 1 if ended else 0,
+        ]
+        for event in events[start:end]:
+            args += (event.id, event.name, event.frame)
+        return args, _Sent(end, parts_end, len(sections), sent.whole)
+
+    async def drain(self, timeout_s: float) -> None:
+        """At shutdown: write what is still waiting, for at most timeout_s."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while self._dirty:
+                    batch, self._dirty = self._dirty, {}
+                    await self._write(batch)
+        except _DRAIN_FAILURES as exc:
+            log.warning("reply log: %d replies not written at shutdown (%s)", len(self._dirty), type(exc).__name__)
+
+    async def heartbeat(self) -> None:
+        """Until cancelled: renew the owner lease of every running reply (quiet ones included)."""
+        while True:
+            await asyncio.sleep(self._settings.heartbeat_s)
+            running = [r for r in self._live.values() if not r.finished]
+            for gone in [m for m, r in self._live.items() if r.finished and m not in self._sent]:
+                del self._live[gone]
+            if not running:
+                continue
+            pipe = self._redis.pipeline(transaction=False)
+            for reply in running:
+                pipe.set(redis_keys.reply_owner(reply.message_id), self._settings.process_id, px=self._settings.owner_ttl_ms)
+            try:
+                await pipe.execute()
+                self._metrics.log_round_trips.labels("heartbeat").inc()
+            except SHARED_FAILURES as exc:
+                self._metrics.log_failures.labels("heartbeat").inc()
+                log.debug("owner heartbeat failed (%s)", type(exc).__name__)
