@@ -141,6 +141,7 @@ async def _streams_context(app: web.Application) -> AsyncIterator[None]:
         store, app[appkeys.AGENT], app[appkeys.IDEMPOTENCY], limits, ownership,
         publisher=shared.publisher if shared else None,
         coalescer=RedisCoalescer(redis, limits.coalesce_window_s) if redis is not None else None,
+        announce_timeout_s=settings.redis_timeout_s,
     )
     app[appkeys.REGISTRY] = registry
     follower = shared.follower if shared else None

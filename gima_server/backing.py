@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 try:  # redis is an optional extra
-    from redis.exceptions import RedisError
+    from redis.exceptions import NoScriptError, RedisError
 
     SHARED_FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+    SCRIPT_MISSING: tuple[type[BaseException], ...] = (NoScriptError,)
 except ImportError:  # pragma: no cover - only without the redis extra
     SHARED_FAILURES = (OSError, TimeoutError)
+    SCRIPT_MISSING = ()

@@ -18,7 +18,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from .. import redis_keys
-from ..backing import SHARED_FAILURES
+from ..backing import SCRIPT_MISSING, SHARED_FAILURES
 from ..observability.metrics import Metrics
 from .reply import Reply
 from .snapshot import encode_sections
@@ -75,6 +75,9 @@ class LogPublisher:
         self._sent: dict[str, _Sent] = {}
         self._live: dict[str, Reply] = {}
         self._wake = asyncio.Event()
+        self._backoff = False  # Redis refused a write: wait before the next one
+        self._urgent = False  # a new reply waits to be announced: write without the batching pause
+        self._announced: dict[str, asyncio.Future[None]] = {}
         self.healthy = True
 
     def offer(self, reply: Reply) -> None:
@@ -85,13 +88,26 @@ class LogPublisher:
 
     def track(self, reply: Reply) -> None:
         self._live[reply.message_id] = reply
+        self._urgent = True
+
+    async def announced(self, reply: Reply, timeout_s: float) -> None:
+        """Wait until the reply is in Redis, so that any process can serve its id once the client learns it."""
+        if not self.healthy or reply.message_id not in self._live or reply.message_id in self._sent:
+            return
+        future = self._announced.setdefault(reply.message_id, asyncio.get_running_loop().create_future())
+        try:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(future)
+        except TimeoutError:
+            pass  # Redis is slow or away: the reply goes on here, readers elsewhere catch up
 
     async def run(self) -> None:
         """Until cancelled: write what is new, one pipeline per turn."""
         while True:
             await self._wake.wait()
-            if self._settings.publish_interval_s:
+            if self._settings.publish_interval_s and not self._urgent:
                 await asyncio.sleep(self._settings.publish_interval_s)
+            self._urgent = False
             self._wake.clear()
             batch, self._dirty = self._dirty, {}
             try:
@@ -101,6 +117,9 @@ class LogPublisher:
                 await asyncio.sleep(self._settings.retry_s)
                 self._wake.set()
             else:
+                if self._backoff:
+                    self._backoff = False
+                    await asyncio.sleep(self._settings.retry_s)
                 if not self.healthy:
                     log.warning("reply log: Redis answers again; replies written during the outage are resent")
                     self.healthy = True
@@ -144,10 +163,11 @@ class LogPublisher:
     def _settle(self, reply: Reply, mark: _Sent, result: Any) -> None:
         message_id = reply.message_id
         if isinstance(result, Exception):
-            if "NOSCRIPT" in str(result):
+            if isinstance(result, SCRIPT_MISSING):
                 self._sha = None  # Redis restarted: load the script again and resend this reply whole
             else:
                 log.warning("reply log: writing %s failed (%s)", message_id, result)
+                self._backoff = True
             self._sent.setdefault(message_id, _Sent()).whole = True
             self._dirty.setdefault(message_id, reply)
             self._wake.set()
@@ -157,6 +177,9 @@ class LogPublisher:
             self._forget(message_id)
             reply.cancel("interrupted")
             return
+        announced = self._announced.pop(message_id, None)
+        if announced is not None and not announced.done():
+            announced.set_result(None)
         if reply.events[mark.events - 1].terminal:
             self._forget(message_id)
         else:
@@ -164,6 +187,9 @@ class LogPublisher:
             self._sent[message_id] = mark
 
     def _forget(self, message_id: str) -> None:
+        announced = self._announced.pop(message_id, None)
+        if announced is not None and not announced.done():
+            announced.set_result(None)
         self._sent.pop(message_id, None)
         self._live.pop(message_id, None)
 

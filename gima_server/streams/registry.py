@@ -59,6 +59,7 @@ class Registry:
         clock: Callable[[], float] = time.monotonic,
         publisher: LogPublisher | None = None,
         coalescer: RedisCoalescer | None = None,
+        announce_timeout_s: float = 0.25,
     ) -> None:
         self._store = store
         self._agent = agent
@@ -68,6 +69,7 @@ class Registry:
         self._clock = clock
         self._publisher = publisher
         self._coalescer = coalescer
+        self._announce_timeout_s = announce_timeout_s
         self._replies: dict[str, Reply] = {}  # by message id: live, then retained for replay
         self._active: dict[str, Reply] = {}  # by session id: the one reply that may run
         self._recent: dict[str, tuple[str, Reply, float]] = {}  # by session: (content key, reply, started) to coalesce
@@ -141,6 +143,8 @@ class Registry:
         self._active[request.session_id] = reply
         self._idle.clear()
         self._recent[request.session_id] = (_content_key(ex), reply, self._clock())
+        if self._publisher is not None:
+            await self._publisher.announced(reply, self._announce_timeout_s)
         return StartOutcome(reply.message_id, reply, replayed=False)
 
     async def _release_key(self, request: StartRequest) -> None:
