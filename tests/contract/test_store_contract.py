@@ -236,3 +236,25 @@ async def test_migration_batches_are_queued_once_and_imported_all_or_nothing(sto
     assert [(m.role, m.content, m.status) for m in await store.list_messages(user_id, one.id)] == [
         ("user", "hi", "complete"), ("assistant", "hello", "complete")]
 
+
+
+async def test_interrupted_replies_are_found_and_ended_once(store: Store) -> None:
+    user_id = await _user(store)
+    await store.begin_exchange(_exchange(user_id, "c1", 1, new=True))
+    await store.begin_exchange(_exchange(user_id, "c1", 2))
+    assert await store.finish_reply("a2-c1", "whole", "complete", "stop", 9)
+    assert await store.checkpoint_reply("a1-c1", "partial")
+    assert [m.id for m in await store.list_streaming_replies(10)] == ["a1-c1"]
+    assert await store.interrupt_reply("a1-c1", None, 20_001)
+    assert not await store.interrupt_reply("a1-c1", "again", 20_001)  # no longer streaming: nothing written
+    assert not await store.interrupt_reply("a2-c1", "not mine to end", 20_001)
+    ended = await store.get_message(user_id, "a1-c1")
+    assert ended is not None and (ended.status, ended.finish_reason, ended.content, ended.event_count) == (
+        "error", "interrupted", "partial", 20_001)
+    assert await store.list_streaming_replies(10) == []
+    await store.begin_exchange(_exchange(user_id, "c1", 3))
+    assert await store.interrupt_reply("a3-c1", "fuller text from the log", 57)
+    fuller = await store.get_message(user_id, "a3-c1")
+    assert fuller is not None and fuller.content == "fuller text from the log" and fuller.event_count == 57
+    complete = await store.get_message(user_id, "a2-c1")
+    assert complete is not None and complete.status == "complete" and complete.content == "whole"

@@ -1,0 +1,79 @@
+"""Reading a reply from any event id: the same answer from the producing process's memory and from the Redis
+Stream another process reads. Each case runs against both ("local": the producing app; "redis": a second app
+on the same Redis and data dir, which has the reply only through Redis)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from ..conftest import Api, MakeClient, quick_user
+from ..sse import SseEvent, parse_sse, read_until
+
+LOGS = ["local", "redis"]
+
+
+async def _pair(make_client: MakeClient, redis_url: str, log: str, **settings: Any) -> tuple[Api, Api]:
+    """(the producer's user, the reader's user): the same signed-in user on the producer or on another app."""
+    producer = await make_client(redis_url=redis_url, **settings)
+    writer = await quick_user(producer, "alice@example.com")
+    if log == "local":
+        return writer, writer
+    reader_app: TestClient = await make_client(redis_url=redis_url, **settings)
+    return writer, Api(reader_app, writer.token, writer.user)
+
+
+def _shape(events: list[SseEvent]) -> list[tuple[int | None, str, Any]]:
+    return [(e.id, e.name, e.data) for e in events]
+
+
+@pytest.mark.parametrize("log", LOGS)
+async def test_a_finished_reply_reads_the_same_from_every_id(make_client: MakeClient, redis_url: str, log: str) -> None:
+    writer, reader = await _pair(make_client, redis_url, log)
+    events, _ = await writer.stream("read me from anywhere")
+    message_id, last = events[0].data["messageId"], events[-1].id
+    assert last is not None
+    for after in (0, 1, last // 2, last - 1):
+        status, got = await reader.resume(message_id, after)
+        assert status == 200 and _shape(got) == _shape([e for e in events if e.id is not None and e.id > after])
+    assert (await reader.resume(message_id, last))[0] == 204
+    assert (await reader.resume(message_id, last + 5))[0] == 204
+
+
+@pytest.mark.parametrize("log", LOGS)
+async def test_a_live_reply_is_followed_to_its_end(make_client: MakeClient, redis_url: str, log: str) -> None:
+    writer, reader = await _pair(make_client, redis_url, log, demo_tokens_per_s=200, demo_reply_words=20)
+    resp = await writer.client.post("/api/chat/stream", json={"content": "follow me"}, headers=writer.headers)
+    first = await read_until(resp, lambda ev: len(ev) >= 3)
+    message_id = first[0].data["messageId"]
+    follower = await reader.client.get(f"/api/chat/streams/{message_id}/events",
+                                       headers={**reader.headers, "Last-Event-ID": "2"})
+    followed, _ = parse_sse(await follower.read())
+    origin = first + parse_sse(await resp.read())[0]
+    assert _shape(followed) == _shape(origin[2:]) and followed[-1].name == "done"
+
+
+@pytest.mark.parametrize("log", LOGS)
+async def test_someone_elses_reply_is_not_found(make_client: MakeClient, redis_url: str, log: str) -> None:
+    writer, reader = await _pair(make_client, redis_url, log)
+    events, _ = await writer.stream("mine alone")
+    mallory = await quick_user(reader.client, "mallory@example.com")
+    status, got = await mallory.resume(events[0].data["messageId"], 0)
+    assert status == 404 and got == []
+    cancel = await reader.client.post(f"/api/chat/streams/{events[0].data['messageId']}/cancel",
+                                      headers=mallory.headers)
+    assert cancel.status == 404
+
+
+@pytest.mark.parametrize("log", LOGS)
+async def test_a_cancel_reaches_the_reply(make_client: MakeClient, redis_url: str, log: str) -> None:
+    writer, reader = await _pair(make_client, redis_url, log, demo_tokens_per_s=50, demo_reply_words=200)
+    resp = await writer.client.post("/api/chat/stream", json={"content": "stop me"}, headers=writer.headers)
+    first = await read_until(resp, lambda ev: sum(e.name == "delta" for e in ev) >= 2)
+    message_id = first[0].data["messageId"]
+    cancel = await reader.client.post(f"/api/chat/streams/{message_id}/cancel", headers=reader.headers)
+    assert cancel.status == 202
+    rest, _ = parse_sse(await resp.read())
+    assert rest[-1].name == "error" and rest[-1].data["code"] == "cancelled"
