@@ -135,6 +135,16 @@ function agentBlock(item, name) {
   return text;
 }
 
+function replaceWithSnapshot(answer, blocks, snapshot) {
+  answer.querySelectorAll(".agent").forEach((block) => block.remove());
+  blocks.clear();
+  for (const section of snapshot.agents) {
+    const target = blocks.get(section.agent) || agentBlock(answer, section.agent);
+    blocks.set(section.agent, target);
+    target.textContent += section.text;
+  }
+}
+
 async function send(event) {
   event.preventDefault();
   const content = $("content").value.trim();
@@ -160,6 +170,9 @@ async function send(event) {
       } else if (ev.name === "agent" && ev.data.phase === "start") {
         blocks.set(ev.data.agent, agentBlock(answer, ev.data.agent));
         $("status").textContent = `${ev.data.agent} is working…`;
+      } else if (ev.name === "snapshot") {
+        // Events the server no longer holds: its snapshot is the whole text so far, so it replaces ours.
+        replaceWithSnapshot(answer, blocks, ev.data);
       } else if (ev.name === "delta") {
         const target = blocks.get(ev.data.agent) || agentBlock(answer, ev.data.agent);
         blocks.set(ev.data.agent, target);

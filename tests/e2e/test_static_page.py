@@ -91,3 +91,35 @@ async def test_stop_button_cancels_the_reply(browser: Browser, aiohttp_server: A
     await expect(answer).to_have_attribute("data-status", "cancelled", timeout=10_000)
     await expect(page.locator("#stop")).to_be_hidden()
     assert problems == []
+
+
+async def test_a_snapshot_replaces_the_reply_text(browser: Browser, aiohttp_server: Any, settings: Settings) -> None:
+    """A stream that carries a `snapshot` (retention lost events) shows the snapshot's text, not text + snapshot.
+
+    The server's own encoder writes the frames; the page's POST is answered with them so that the snapshot
+    arrives at a known point (the server sends one to this page only when it joins a trimmed Redis stream)."""
+    from gima_server.streams.events import make_event, meta_data, retry_frame
+    from gima_server.streams.snapshot import snapshot_event
+
+    frames = retry_frame(3000) + b"".join(e.frame for e in [
+        make_event(1, "meta", meta_data("m-snap", "c-snap", "t")),
+        make_event(2, "agent", {"agent": "planner", "phase": "start"}),
+        make_event(3, "delta", {"agent": "planner", "text": "stale text that was "}),
+        snapshot_event(40, "m-snap", "streaming", "Plan. Answer so", [("planner", 0), ("writer", 6)]),
+        make_event(41, "delta", {"agent": "writer", "text": " far."}),
+        make_event(42, "done", {"messageId": "m-snap", "content": "Plan. Answer so far.", "finishReason": "stop"}),
+    ])
+    page, problems = await _open_page(browser, aiohttp_server, settings)
+    await _sign_up(page)
+
+    async def answer_with_frames(route: Any) -> None:
+        await route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=frames)
+
+    await page.route("**/api/chat/stream", answer_with_frames)
+    await page.fill("#content", "anything")
+    await page.click("#send")
+    answer = page.locator("#messages li.assistant").last
+    await expect(answer).to_have_attribute("data-status", "complete", timeout=10_000)
+    assert await answer.locator(".agent-name").all_text_contents() == ["planner", "writer"]
+    assert await answer.locator(".agent-text").all_text_contents() == ["Plan. ", "Answer so far."]
+    assert problems == []
