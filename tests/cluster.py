@@ -118,11 +118,18 @@ class Cluster:
                 time.sleep(0.05)
         raise AssertionError("nginx did not start")
 
-    def upstreams_served(self, path_part: str) -> list[str]:
-        """Which process (upstream address) nginx sent each request whose path contains path_part to, in order."""
+    def _access_lines(self) -> list[str]:
         assert self.workdir is not None
-        lines = (self.workdir / "logs" / "access.log").read_text().splitlines()
-        return [line.split()[-1] for line in lines if path_part in line.split()[1]]
+        path = self.workdir / "logs" / "access.log"
+        return path.read_text().splitlines() if path.exists() else []
+
+    def access_mark(self) -> int:
+        return len(self._access_lines())
+
+    def upstreams_served(self, path_part: str, since: int = 0) -> list[str]:
+        """Which process (upstream address) nginx sent each request whose path contains path_part to, in the
+        order the requests ended (nginx logs a stream when it closes)."""
+        return [line.split()[-1] for line in self._access_lines()[since:] if path_part in line.split()[1]]
 
     def stop(self) -> None:
         for i in range(len(self.procs)):

@@ -87,7 +87,11 @@ async def stream_events(
         ping_interval=options.heartbeat_s,
     )
     resp.sndbuf_bytes = options.sndbuf_bytes
-    await resp.prepare(request)
+    try:
+        await resp.prepare(request)
+    except BaseException:
+        source.close()  # the client left before the first byte: stop following for it
+        raise
     pending = retry_frame(options.retry_ms)
     client_gone = False
     tally = _Tally(metrics, started_at)

@@ -27,8 +27,9 @@ _RESUME = {**_CANCEL, "lastEventId": Field(int)}
 
 def ws_frame(message_id: str, event_id: int, name: str, frame: bytes) -> str:
     """The SSE frame re-dressed for a WebSocket; its JSON data is reused as it is (encoded once per event)."""
-    data = frame.split(b"\ndata: ", 1)[1].rstrip(b"\n").decode()
-    return f'{{"type":"{name}","id":{event_id},"messageId":{json.dumps(message_id)},"data":{data}}}'
+    data = frame.split(b"data: ", 1)[1].split(b"\n", 1)[0].decode()  # JSON data is one line; retry: may follow
+    number = event_id if event_id else "null"  # an unnumbered event (backing_unavailable) keeps the client's id
+    return f'{{"type":"{name}","id":{number},"messageId":{json.dumps(message_id)},"data":{data}}}'
 
 
 class _Socket:

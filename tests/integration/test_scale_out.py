@@ -151,60 +151,73 @@ async def test_a_reply_read_through_nginx_in_pieces_arrives_whole(cluster: Clust
         assert (await alice.resume(cluster.base(i), message_id, seen[-1].id))[0] == 204
 
 
+def assert_reached_different_processes(cluster: Cluster, since: int, part: str, count: int) -> None:
+    served = cluster.upstreams_served(part, since)
+    assert len(served) >= count and len(set(served)) == count, f"expected {count} processes, nginx used {served}"
+
+
 async def test_a_second_tab_on_other_processes_follows_the_live_reply(cluster: Cluster, alice: User) -> None:
-    resp = await alice.post(cluster.base(0), "watch me from two more tabs")
+    mark = cluster.access_mark()
+    resp = await alice.post(cluster.front, "watch me from two more tabs")
     first = await read_until(resp, lambda ev: len(ev) >= 1)
     message_id = first[0].data["messageId"]
-    tabs = [await alice.events(cluster.base(i), message_id) for i in (1, 2)]
+    tabs = [await alice.events(cluster.front, message_id) for _ in range(2)]  # round-robin: the two others
     assert all(tab.status == 200 for tab in tabs)
     origin = first + parse_sse(await resp.read())[0]
     for tab in tabs:
         events = parse_sse(await tab.read())[0]
         assert [(e.id, e.name, e.data) for e in events] == [(e.id, e.name, e.data) for e in origin]
+    assert_reached_different_processes(cluster, mark, "/api/chat/stream", 3)
 
 
 async def test_a_cancel_sent_to_another_process_ends_the_reply_within_a_second(cluster: Cluster, alice: User) -> None:
-    resp = await alice.post(cluster.base(0), "cancel me from elsewhere", headers={})
+    mark = cluster.access_mark()
+    resp = await alice.post(cluster.front, "cancel me from elsewhere")
     seen = await read_until(resp, lambda ev: sum(e.name == "delta" for e in ev) >= 3)
     message_id, chat_id = seen[0].data["messageId"], seen[0].data["chatId"]
     asked = time.monotonic()
-    async with alice.http.post(f"{cluster.base(2)}/api/chat/streams/{message_id}/cancel", headers=alice.headers) as c:
+    async with alice.http.post(f"{cluster.front}/api/chat/streams/{message_id}/cancel", headers=alice.headers) as c:
         assert c.status == 202
     rest = parse_sse(await resp.read())[0]
     assert time.monotonic() - asked < 1.0
     assert rest[-1].name == "error" and rest[-1].data["code"] == "cancelled"
     events = seen + rest
     assert [e.id for e in events] == list(range(1, len(events) + 1))
-    stored = await alice.message(cluster.base(1), chat_id, message_id)
+    stored = await alice.message(cluster.front, chat_id, message_id)
     assert stored["status"] == "cancelled" and stored["content"] == text_of(events)
+    assert_reached_different_processes(cluster, mark, "/api/chat/stream", 2)
 
 
 async def test_an_idempotent_retry_through_another_process_joins_then_replays(cluster: Cluster, alice: User) -> None:
     key = {"Idempotency-Key": f"retry-{alice.id}"}
-    resp = await alice.post(cluster.base(0), "asked once", headers=key)
+    mark = cluster.access_mark()
+    resp = await alice.post(cluster.front, "asked once", headers=key)
     first = await read_until(resp, lambda ev: len(ev) >= 2)
-    joined = await alice.post(cluster.base(1), "asked once", headers=key)
+    joined = await alice.post(cluster.front, "asked once", headers=key)
     assert joined.status == 200 and joined.headers["Idempotent-Replayed"] == "true"
     joined_events = parse_sse(await joined.read())[0]
     original = first + parse_sse(await resp.read())[0]
     assert [(e.id, e.data) for e in joined_events] == [(e.id, e.data) for e in original]
-    replayed = await alice.stream(cluster.base(2), "asked once", headers=key)
+    replayed = await alice.stream(cluster.front, "asked once", headers=key)
     assert [(e.id, e.data) for e in replayed] == [(e.id, e.data) for e in original]
-    other = await alice.post(cluster.base(2), "asked twice", headers=key)
+    assert_reached_different_processes(cluster, mark, "/api/chat/stream", 3)
+    other = await alice.post(cluster.front, "asked twice", headers=key)
     assert other.status == 422 and (await other.json())["error"]["code"] == "idempotency_key_reused"
-    assert len(await alice.assistant_messages(cluster.base(0), original[0].data["chatId"])) == 1
+    assert len(await alice.assistant_messages(cluster.front, original[0].data["chatId"])) == 1
 
 
 async def test_a_double_send_through_two_processes_is_one_generation(cluster: Cluster, alice: User) -> None:
     async with alice.http.post(f"{cluster.front}/api/chats", json={}, headers=alice.headers) as made:
         chat_id = (await made.json())["chat"]["id"]
+    mark = cluster.access_mark()
     one, two = await asyncio.gather(
-        alice.stream(cluster.base(0), "the same words", chatId=chat_id),
-        alice.stream(cluster.base(1), "the same words", chatId=chat_id),
+        alice.stream(cluster.front, "the same words", chatId=chat_id),
+        alice.stream(cluster.front, "the same words", chatId=chat_id),
     )
+    assert_reached_different_processes(cluster, mark, "/api/chat/stream", 2)
     assert one[0].data["messageId"] == two[0].data["messageId"]
     assert [(e.id, e.data) for e in one] == [(e.id, e.data) for e in two] and one[-1].name == "done"
-    assert len(await alice.assistant_messages(cluster.base(2), chat_id)) == 1
+    assert len(await alice.assistant_messages(cluster.front, chat_id)) == 1
 
 
 async def test_ids_of_others_and_bad_input_are_refused_by_every_process(
