@@ -118,11 +118,15 @@ async def _limits_context(app: web.Application) -> AsyncIterator[None]:
             timeout_s=settings.redis_timeout_s,
         )
         app[appkeys.IDEMPOTENCY] = RedisIdempotencyStore(redis, settings.idempotency_ttl_s)
-    sampler = asyncio.create_task(monitor.run())
+    tasks = [asyncio.create_task(monitor.run())]
+    if redis is not None:
+        tasks.append(asyncio.create_task(app[appkeys.LIMITER].probe_forever(redis.ping)))
     yield
-    sampler.cancel()
-    with suppress(asyncio.CancelledError):
-        await sampler
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with suppress(asyncio.CancelledError):
+            await task
 
 
 async def _streams_context(app: web.Application) -> AsyncIterator[None]:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import math
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
 from ..backing import SHARED_FAILURES
 from ..errors import ApiError
@@ -121,6 +121,20 @@ class Limiter:
             raise ApiError(503, "unavailable", message, retry_after_s=self._probe_interval_s)
         assert self._local is not None
         return await self._local.check(key, limit, cost)
+
+    async def probe_forever(self, ping: Callable[[], Awaitable[object]]) -> None:
+        """Until cancelled: while degraded, try the shared backend once per probe interval, so that limits (and
+        /ready) recover when Redis is back even if no request comes to notice it."""
+        while True:
+            await asyncio.sleep(self._probe_interval_s)
+            if self._down_since is None:
+                continue
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    await ping()
+            except SHARED_FAILURES:
+                continue
+            self._came_back()
 
     def _went_down(self, exc: BaseException) -> None:
         if self._down_since is None:

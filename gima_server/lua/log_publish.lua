@@ -6,10 +6,15 @@
 -- ARGV[8] user id, ARGV[9] chat id, ARGV[10] status ('streaming' or how it ended),
 -- ARGV[11] seconds to keep the keys (retention once ended, the running bound before), ARGV[12] 1 if ended,
 -- then triples (event id, name, frame) from ARGV[13].
--- Returns 1, or -1 when a reader already closed this reply as interrupted (its producer was thought dead).
+-- Returns 1; -1 when a reader already closed this reply as interrupted (its producer was thought dead);
+-- 0 (nothing written) when an append finds the reply's keys gone (Redis restarted or was emptied without the
+-- caller seeing an error): the caller then sends the reply whole.
 local info = KEYS[2]
 if redis.call('HGET', info, 'closed') == '1' then
   return -1
+end
+if ARGV[4] == 'a' and redis.call('HEXISTS', info, 'user') == 0 then
+  return 0
 end
 for i = 13, #ARGV, 3 do
   -- An id at or below the stream's top is already there (resent after an outage): pcall skips it.

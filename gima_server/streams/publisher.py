@@ -172,6 +172,11 @@ class LogPublisher:
             self._dirty.setdefault(message_id, reply)
             self._wake.set()
             return
+        if result == 0:  # Redis lost the reply's keys without an error reaching us: send it whole
+            self._sent.setdefault(message_id, _Sent()).whole = True
+            self._dirty.setdefault(message_id, reply)
+            self._wake.set()
+            return
         if result == -1:  # a reader found our lease lapsed and ended the reply as interrupted
             log.warning("reply %s was closed as interrupted elsewhere; stopping it", message_id)
             self._forget(message_id)

@@ -77,3 +77,24 @@ async def test_a_cancel_reaches_the_reply(make_client: MakeClient, redis_url: st
     assert cancel.status == 202
     rest, _ = parse_sse(await resp.read())
     assert rest[-1].name == "error" and rest[-1].data["code"] == "cancelled"
+
+
+async def test_a_redis_emptied_mid_reply_gets_the_reply_back_whole(make_client: MakeClient, redis_url: str) -> None:
+    """Redis restarted (or flushed) between two writes, with no error for the producer to notice: the next
+    append finds the reply's keys gone and the producer resends it whole, so a reader elsewhere misses nothing."""
+    from redis.asyncio import Redis
+
+    writer, reader = await _pair(make_client, redis_url, "redis", demo_tokens_per_s=100, demo_reply_words=40)
+    resp = await writer.client.post("/api/chat/stream", json={"content": "survive a flush"}, headers=writer.headers)
+    first = await read_until(resp, lambda ev: len(ev) >= 5)
+    redis = Redis.from_url(redis_url)
+    try:
+        await redis.flushdb()
+    finally:
+        await redis.aclose()
+    second = await read_until(resp, lambda ev: len(ev) >= 5)
+    follower = await reader.client.get(f"/api/chat/streams/{first[0].data['messageId']}/events",
+                                       headers={**reader.headers, "Last-Event-ID": "1"})
+    followed, _ = parse_sse(await follower.read())
+    origin = first + second + parse_sse(await resp.read())[0]
+    assert _shape(followed) == _shape(origin[1:]) and followed[-1].name == "done"

@@ -278,7 +278,8 @@ async def test_retention_shorter_than_the_reply_sends_a_snapshot(tmp_path: Path,
 async def test_redis_killed_and_restarted_mid_reply(tmp_path: Path, http: aiohttp.ClientSession) -> None:
     redis = RedisServer(free_port())
     redis.start()
-    cluster = start_cluster(tmp_path, redis, 2, nginx=False, demo_reply_words="60", demo_tokens_per_s="40")
+    cluster = start_cluster(tmp_path, redis, 2, nginx=False, demo_reply_words="60", demo_tokens_per_s="40",
+                            rate_limits="default=6000/min/1000")
     try:
         alice = await sign_up(http, cluster.base(0), "alice@example.com")
         resp = await alice.post(cluster.base(0), "keep going while redis is away")
@@ -296,11 +297,16 @@ async def test_redis_killed_and_restarted_mid_reply(tmp_path: Path, http: aiohtt
         during = await alice.events(cluster.base(1), message_id, tab_events[-2].id)
         assert during.status == 200
         assert parse_sse(await during.read())[0][-1].data["code"] == "backing_unavailable"  # never 204, never a hang
+        for i in range(2):  # a request on each process meets the outage: limits fall back, /ready says degraded
+            async with http.get(f"{cluster.base(i)}/api/chats", headers=alice.headers) as listed:
+                assert listed.status == 200
+            async with http.get(f"{cluster.base(i)}/ready") as r:
+                assert r.status == 503 and (await r.json())["checks"]["rateLimits"].startswith("degraded")
         await asyncio.sleep(0.5)
         redis.start()
         origin = seen + parse_sse(await resp.read())[0]  # the producer never stopped
         assert origin[-1].name == "done" and [e.id for e in origin] == list(range(1, len(origin) + 1))
-        deadline = time.monotonic() + 8
+        deadline = time.monotonic() + 5  # no request but /ready itself: the processes notice by themselves
         ready = {0: 503, 1: 503}
         while time.monotonic() < deadline and set(ready.values()) != {200}:
             await asyncio.sleep(0.25)
