@@ -158,7 +158,8 @@ async def _streams_context(app: web.Application) -> AsyncIterator[None]:
     sweep_s = max(1.0, min(30.0, settings.replay_retention_s / 4))
     jobs = [registry.sweep_forever(sweep_s)]
     if bus is not None and shared is not None:
-        jobs += [bus.listen(registry.on_cancel_request), *shared.jobs(), repair.run_forever(settings.reply_owner_timeout_s * 4)]
+        jobs += [bus.listen(registry.on_cancel_request), *shared.jobs(), repair.run_forever(
+            settings.reply_owner_timeout_s * 4, settings.reply_owner_timeout_s * 1.2)]
     tasks = [asyncio.create_task(job) for job in jobs]
     yield
     await registry.close()

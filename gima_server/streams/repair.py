@@ -54,9 +54,13 @@ class OrphanRepair:
             log.warning("marked %d %s of stopped processes as interrupted", repaired, "reply" if repaired == 1 else "replies")
         return repaired
 
-    async def run_forever(self, interval_s: float) -> None:
+    async def run_forever(self, interval_s: float, first_after_s: float) -> None:
+        """The first sweep comes soon after start-up (a process restarted after a crash finds its own replies'
+        leases still running at start, and they lapse within the owner timeout), then every interval_s."""
+        delay = first_after_s
         while True:
-            await asyncio.sleep(interval_s)
+            await asyncio.sleep(delay)
+            delay = interval_s
             try:
                 await self.run_once()
             except SHARED_FAILURES as exc:
