@@ -1,0 +1,337 @@
+"""A thousand live replies on one core: gima-server against bare aiohttp (bench/bare.py), one run, ratios.
+
+  python -m bench.paced                  # every scenario (about 2 minutes)
+  python -m bench.paced --replies 300    # a smaller paced phase
+
+Each server is pinned to core 0 and this load generator to core 1 (`taskset`). The client is raw asyncio
+(no HTTP library on the hot path), so the generator is not what is measured. Scenarios, each against both
+servers with the same demo-agent pace and the same client:
+- paced: N replies (default 1,000) at 50 tokens/s, started over 1 s; events/s, time to first event
+  p50/p90/p99, starvation (the slowest reply's event rate against the median's);
+- burst: 100 replies as fast as possible; events/s;
+- idle: 10,000 open streams; RSS per stream and CPU while idle;
+- unloaded: time to first event of one unpaced request at a time (added ms);
+- paced with Redis configured (gima only, against the same bare run).
+Every stream checks ids 1..n (no gap, no duplicate). The last lines print PASS/FAIL per target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import AsyncIterator
+
+from .common import free_port, rss_kib
+from .load import _seed, _wait_healthy
+
+_TASKSET = shutil.which("taskset")
+_ID = re.compile(rb"(?m)^id: (\d+)$")
+_END = re.compile(rb"(?m)^event: (done|error)$")
+WORDS = 200
+
+
+def _pinned(core: int, argv: list[str]) -> list[str]:
+    return [_TASKSET, "-c", str(core), *argv] if _TASKSET else argv
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    pid: int
+    path: str
+    tokens: list[str] = field(default_factory=list)
+
+    def headers(self, i: int) -> str:
+        return f"Authorization: Bearer {self.tokens[i % len(self.tokens)]}\r\n" if self.tokens else ""
+
+
+@dataclass
+class Stream:
+    status: int = 0
+    started: float = 0.0
+    first: float | None = None
+    last: float = 0.0
+    ids: list[int] = field(default_factory=list)
+    ended: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200 and self.ended and self.ids == list(range(1, len(self.ids) + 1))
+
+    @property
+    def rate(self) -> float | None:
+        if self.first is None or self.last <= self.first or len(self.ids) < 3:
+            return None
+        return (len(self.ids) - 1) / (self.last - self.first)
+
+
+async def read_stream(server: Server, i: int, method: str, path: str, body: bytes, stop_after: int = 0) -> Stream:
+    seen = Stream(started=time.perf_counter())
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(
+            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n{server.headers(i)}Connection: close\r\n\r\n".encode() + body
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen.status = int(head.split(b" ", 2)[1])
+        carry = b""
+        while seen.status == 200:
+            chunk = await reader.read(262_144)
+            if not chunk:
+                break
+            now = time.perf_counter()
+            data = carry + chunk
+            cut = data.rfind(b"\n\n")
+            if cut < 0:
+                carry = data
+                continue
+            complete, carry = data[: cut + 2], data[cut + 2:]
+            ids = _ID.findall(complete)
+            if ids:
+                seen.ids.extend(int(x) for x in ids)
+                seen.first = seen.first or now
+                seen.last = now
+            if _END.search(complete) or (stop_after and len(seen.ids) >= stop_after):
+                seen.ended = True
+                break
+    finally:
+        writer.close()
+    return seen
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+
+def _summary(streams: list[Stream]) -> dict[str, object]:
+    t0 = min(s.started for s in streams)
+    t1 = max(s.last for s in streams if s.first is not None)
+    ttfe = [s.first - s.started for s in streams if s.first is not None]
+    rates = sorted(r for s in streams if (r := s.rate) is not None)
+    median = rates[len(rates) // 2] if rates else 0.0
+    return {
+        "streams": len(streams), "ok": sum(s.ok for s in streams),
+        "events_per_s": round(sum(len(s.ids) for s in streams) / (t1 - t0)),
+        "ttfe_ms": {"p50": _pct(ttfe, 0.5), "p90": _pct(ttfe, 0.9), "p99": _pct(ttfe, 0.99)},
+        "slowest_rate_vs_median": round(rates[0] / median, 3) if rates and median else None,
+    }
+
+
+async def replies(server: Server, count: int, ramp_s: float) -> dict[str, object]:
+    async def one(i: int) -> Stream:
+        await asyncio.sleep(ramp_s * i / count)
+        return await read_stream(server, i, "POST", server.path, json.dumps({"content": f"question {i}"}).encode())
+
+    return _summary(list(await asyncio.gather(*(one(i) for i in range(count)))))
+
+
+async def unloaded_ttfe(server: Server, count: int) -> list[float]:
+    out = []
+    for i in range(count):
+        seen = await read_stream(server, i, "POST", server.path, json.dumps({"content": "one at a time"}).encode())
+        if seen.first is not None:
+            out.append(seen.first - seen.started)
+    return out
+
+
+def _cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def idle(server: Server, holders: int, path: str, body: bytes) -> dict[str, object]:
+    before = rss_kib(server.pid)
+    streams = [asyncio.create_task(read_stream(server, i, "GET" if not body else "POST", path, body, stop_after=10**9))
+               for i in range(holders)]
+    await asyncio.sleep(max(3.0, holders / 2000))
+    await asyncio.sleep(1.0)
+    after = rss_kib(server.pid)
+    cpu_before = _cpu_s(server.pid)
+    await asyncio.sleep(5.0)
+    cpu_idle = (_cpu_s(server.pid) - cpu_before) / 5.0
+    for task in streams:
+        task.cancel()
+    await asyncio.gather(*streams, return_exceptions=True)
+    return {"holders": holders, "rss_kib_per_stream": round((after - before) / holders, 2),
+            "idle_cpu_fraction": round(cpu_idle, 4)}
+
+
+@asynccontextmanager
+async def bare(tokens_per_s: float) -> AsyncIterator[Server]:
+    port = free_port()
+    proc = subprocess.Popen(_pinned(0, [sys.executable, "-m", "bench.bare", "--port", str(port), "--tokens-per-s",
+                                        str(tokens_per_s), "--words", str(WORDS)]), stdout=subprocess.DEVNULL)
+    try:
+        await _wait_healthy(f"http://127.0.0.1:{port}", proc)
+        yield Server("bare", port, proc.pid, "/stream")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # its idle handlers never end by themselves
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@asynccontextmanager
+async def gima(tokens_per_s: float, users: int, redis_url: str = "") -> AsyncIterator[Server]:
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-paced-") as tmp:
+        tokens = await _seed(Path(tmp), users)  # sign-in cost stays out of the measured window
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GIMA_")}
+        env.update({"GIMA_DATA_DIR": tmp, "GIMA_LOG_LEVEL": "warning", "GIMA_RATE_LIMITS": "off",
+                    "GIMA_DEMO_TOKENS_PER_S": str(tokens_per_s), "GIMA_DEMO_FIRST_TOKEN_MS": "0",
+                    "GIMA_DEMO_REPLY_WORDS": str(WORDS), "GIMA_DRAIN_S": "1", "GIMA_MAX_ACTIVE_REPLIES": "20000",
+                    "GIMA_ADMISSION_QUEUE": "20000"})
+        if redis_url:
+            env["GIMA_REDIS_URL"] = redis_url
+        proc = subprocess.Popen(_pinned(0, [sys.executable, "-m", "gima_server", "--port", str(port)]), env=env,
+                                stdout=subprocess.DEVNULL)
+        try:
+            await _wait_healthy(f"http://127.0.0.1:{port}", proc)
+            yield Server("gima", port, proc.pid, "/api/chat/stream", tokens)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+
+
+@asynccontextmanager
+async def redis_server() -> AsyncIterator[str]:
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-redis-") as tmp:
+        proc = subprocess.Popen(_pinned(1, [shutil.which("redis-server") or "redis-server", "--port", str(port),
+                                            "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmp]),
+                                stdout=subprocess.DEVNULL)
+        try:
+            await asyncio.sleep(0.3)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+async def gima_idle(holders: int) -> dict[str, object]:
+    async with gima(0.2, 1) as server:  # one reply that stays live for minutes; every holder follows it
+        first = await read_stream(server, 0, "POST", server.path, b'{"content":"hold this open"}', stop_after=1)
+        assert first.status == 200
+        message_id = await _latest_message_id(server)
+        return await idle(server, holders, f"/api/chat/streams/{message_id}/events", b"")
+
+
+async def _latest_message_id(server: Server) -> str:
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {server.tokens[0]}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{server.port}/api/chats?limit=1", headers=headers) as resp:
+            chat_id = (await resp.json())["chats"][0]["id"]
+        async with session.get(f"http://127.0.0.1:{server.port}/api/chats/{chat_id}/messages", headers=headers) as resp:
+            return str([m for m in (await resp.json())["messages"] if m["role"] == "assistant"][-1]["id"])
+
+
+async def main_async(count: int, holders: int, with_redis: bool) -> dict[str, dict[str, object]]:
+    rows: dict[str, dict[str, object]] = {}
+    async with bare(50) as b:
+        rows["bare_paced"] = await replies(b, count, 1.0)
+    async with gima(50, count) as g:
+        rows["gima_paced"] = await replies(g, count, 1.0)
+    async with bare(0) as b:  # unpaced: each one-at-a-time reply ends in milliseconds
+        rows["bare_burst"] = await replies(b, 100, 0.0)
+        rows["bare_unloaded"] = {"ttfe": await unloaded_ttfe(b, 200)}
+    async with gima(0, 100) as g:
+        rows["gima_burst"] = await replies(g, 100, 0.0)
+        rows["gima_unloaded"] = {"ttfe": await unloaded_ttfe(g, 200)}
+    if with_redis:
+        async with redis_server() as url, gima(50, count, url) as g:
+            rows["gima_redis_paced"] = await replies(g, count, 1.0)
+    if holders:
+        async with bare(0.2) as b:
+            rows["bare_idle"] = await idle(b, holders, "/hold", b"")
+        rows["gima_idle"] = await gima_idle(holders)
+    return rows
+
+
+def _verdicts(rows: dict[str, dict[str, object]]) -> list[tuple[str, str, bool]]:
+    def ratio(a: str, b: str, key: str = "events_per_s") -> float:
+        return round(float(rows[a][key]) / max(1.0, float(rows[b][key])), 3)  # type: ignore[arg-type]
+
+    gp, out = rows["gima_paced"], []
+    ttfe = gp["ttfe_ms"]
+    assert isinstance(ttfe, dict)
+    out.append((f"paced events/s ratio {ratio('gima_paced', 'bare_paced')}", ">= 1.0",
+                ratio("gima_paced", "bare_paced") >= 1.0))
+    out.append((f"paced TTFE p99 {ttfe['p99']} ms", "< 2000 ms", (ttfe["p99"] or 1e9) < 2000))
+    out.append((f"paced TTFE p50 {ttfe['p50']} ms", "< 100 ms", (ttfe["p50"] or 1e9) < 100))
+    starve = gp["slowest_rate_vs_median"]
+    out.append((f"slowest reply's rate / median {starve}", ">= 0.8", isinstance(starve, float) and starve >= 0.8))
+    out.append((f"burst events/s ratio {ratio('gima_burst', 'bare_burst')}", ">= 1.2",
+                ratio("gima_burst", "bare_burst") >= 1.2))
+    gima_t, bare_t = rows["gima_unloaded"]["ttfe"], rows["bare_unloaded"]["ttfe"]
+    assert isinstance(gima_t, list) and isinstance(bare_t, list)
+    added = round((_pct(gima_t, 0.5) or 0) - (_pct(bare_t, 0.5) or 0), 2)
+    out.append((f"unloaded TTFE p50 added {added} ms", "< 2 ms", added < 2))
+    if "gima_idle" in rows:
+        rss = ratio("gima_idle", "bare_idle", "rss_kib_per_stream")
+        out.append((f"idle RSS per stream ratio {rss}", "<= 1.2", rss <= 1.2))
+        cpu = rows["gima_idle"]["idle_cpu_fraction"]
+        out.append((f"idle CPU {cpu} of a core", "~0 (< 0.02)", float(cpu) < 0.02))  # type: ignore[arg-type]
+    if "gima_redis_paced" in rows:
+        redis_ratio = ratio("gima_redis_paced", "bare_paced")
+        out.append((f"paced with Redis events/s ratio {redis_ratio}", ">= 0.8", redis_ratio >= 0.8))
+    bad = sum(int(r["streams"]) - int(r["ok"]) for r in rows.values() if "ok" in r)  # type: ignore[call-overload]
+    out.append((f"streams with a gap, duplicate or no end: {bad}", "0", bad == 0))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--replies", type=int, default=1000)
+    parser.add_argument("--holders", type=int, default=10_000, help="idle streams (0 skips the phase)")
+    parser.add_argument("--no-redis", action="store_true", help="skip the paced phase with Redis configured")
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max(soft, min(hard, args.holders * 2 + 4096)) if hard != resource.RLIM_INFINITY else args.holders * 2 + 4096
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want) if hard != resource.RLIM_INFINITY else hard))
+    if _TASKSET and os.environ.get("GIMA_BENCH_PINNED") != "1":  # this load generator on core 1
+        os.environ["GIMA_BENCH_PINNED"] = "1"
+        os.execv(_TASKSET, [_TASKSET, "-c", "1", sys.executable, "-m", "bench.paced", *sys.argv[1:]])
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    rows = asyncio.run(main_async(args.replies, args.holders, not args.no_redis))
+    for name, row in rows.items():
+        printable = {k: v for k, v in row.items() if k != "ttfe"}
+        if "ttfe" in row:
+            samples = row["ttfe"]
+            assert isinstance(samples, list)
+            printable["ttfe_ms"] = {"p50": _pct(samples, 0.5), "p99": _pct(samples, 0.99)}
+        print(json.dumps({"scenario": name, **printable}))
+    print(f"pinned: {'server core 0, load generator core 1' if _TASKSET else 'NO (taskset missing)'}")
+    for what, target, ok in _verdicts(rows):
+        print(f"{'PASS' if ok else 'FAIL'}  {what}  (target {target})")
+
+
+if __name__ == "__main__":
+    main()
