@@ -48,6 +48,7 @@ from .streams.registry import Registry, RegistryLimits
 from .streams.repair import OrphanRepair
 from .streams.reply import ReplyLimits
 from .streams.sources import ReplySources
+from .streams.wakeups import Wakeups
 
 log = logging.getLogger("gima.app")
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -141,11 +142,13 @@ async def _streams_context(app: web.Application) -> AsyncIterator[None]:
     shared = _SharedLog(app, interrupted_id) if redis is not None else None
     bus = RedisCancelBus(redis) if redis is not None else None
     ownership = Ownership(_shared_locks(app), bus) if bus is not None else None
+    wakeups = Wakeups(lambda: app[appkeys.LOAD].lag_s, settings.sse_coalesce_max_ms / 1000)
     registry = Registry(
         store, app[appkeys.AGENT], app[appkeys.IDEMPOTENCY], limits, ownership,
         publisher=shared.publisher if shared else None,
         coalescer=RedisCoalescer(redis, limits.coalesce_window_s) if redis is not None else None,
         announce_timeout_s=settings.redis_timeout_s,
+        wakeups=wakeups,
     )
     app[appkeys.REGISTRY] = registry
     follower = shared.follower if shared else None
@@ -163,6 +166,7 @@ async def _streams_context(app: web.Application) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(job) for job in jobs]
     yield
     await registry.close()
+    wakeups.close()
     if shared is not None:
         await shared.publisher.drain(settings.redis_timeout_s * 8)  # the last events reach readers elsewhere
     for task in tasks:

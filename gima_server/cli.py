@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import secrets
 import sys
@@ -52,12 +53,24 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
+_GC_YOUNG_THRESHOLD = 20_000
+
+
 def _new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
     except ImportError:
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
+
+
+def _tune_gc() -> None:
+    """Collect the young generation less often: every event allocates a few objects, and at the default
+    threshold (700) the collector ran every few milliseconds under load (profile: 8 % of a busy server).
+    Objects made at start-up are frozen out of every collection."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(_GC_YOUNG_THRESHOLD, 20, 20)
 
 
 def serve(settings: Settings) -> None:
@@ -67,6 +80,7 @@ def serve(settings: Settings) -> None:
     # aiohttp-session keeps its state under plain string keys; its warning about that is not ours to fix.
     warnings.filterwarnings("ignore", category=NotAppKeyWarning, module="aiohttp_session")
     app = create_app(settings)
+    _tune_gc()
     loop = _new_loop()
     try:
         loop.run_until_complete(serve_until_signalled(app, settings))

@@ -78,6 +78,7 @@ class Settings:
     sse_send_timeout_s: float = 30.0
     subscriber_max_lag: int = 2000
     sse_sndbuf_bytes: int = 256 * 1024
+    sse_coalesce_max_ms: float = 50.0
     checkpoint_every: int = 32
     coalesce_window_ms: float = 300.0
     cancel_on_disconnect: bool = False
@@ -212,6 +213,7 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("sse_send_timeout_s", _positive, "must be > 0"),
     ("subscriber_max_lag", _positive, "must be > 0"),
     ("sse_sndbuf_bytes", _non_negative, "must be >= 0 (0 = kernel default)"),
+    ("sse_coalesce_max_ms", _non_negative, "must be >= 0 (0 = wake subscribers on every event)"),
     ("checkpoint_every", _positive, "must be > 0"),
     ("coalesce_window_ms", _non_negative, "must be >= 0"),
     ("replay_retention_s", _non_negative, "must be >= 0"),

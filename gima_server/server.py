@@ -18,13 +18,15 @@ from . import appkeys
 from .config import Settings
 
 log = logging.getLogger("gima.server")
+_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
 
 
 async def serve_until_signalled(app: web.Application, settings: Settings) -> None:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.host, settings.port)
+        # A deep accept queue: a burst of new streams (a deploy's reconnect wave) must queue, not be reset.
+        site = web.TCPSite(runner, settings.host, settings.port, backlog=_BACKLOG)
         await site.start()
         print(f"gima-server is running: open http://{settings.host}:{settings.port}/ in your browser (Ctrl+C to stop)",
               flush=True)

@@ -45,13 +45,21 @@ def retry_frame(retry_ms: int) -> bytes:
     return f"retry: {retry_ms}{SSE_SEP}{SSE_SEP}".encode()
 
 
+# One encoder for the process: json.dumps with options builds a new encoder per call (profile: ~40 % of its cost).
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def to_json(data: dict[str, Any]) -> str:
-    # json.dumps escapes every control character, so content can never break out of its data: line.
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    # JSON escapes every control character, so content can never break out of its data: line.
+    return _ENCODE(data)
 
 
 def make_event(event_id: int, name: str, data: dict[str, Any]) -> Event:
-    return Event(event_id, name, encode_sse(to_json(data), event_id=event_id, name=name))
+    """The event's frame, encoded once. JSON has no raw line break, so its data is one `data:` line (the same bytes
+    encode_sse writes, without splitting)."""
+    if "\n" in name or "\r" in name:
+        raise ValueError("event name must not contain line breaks")
+    return Event(event_id, name, f"id: {event_id}\nevent: {name}\ndata: {_ENCODE(data)}\n\n".encode())
 
 
 def unnumbered_error(code: str, message: str, trace_id: str) -> bytes:

@@ -19,6 +19,7 @@ from .coalesce import RedisCoalescer
 from .ownership import LocalCancelBus, Ownership
 from .publisher import LogPublisher
 from .reply import Reply, ReplyLimits
+from .wakeups import Wakeups
 
 log = logging.getLogger("gima.registry")
 
@@ -60,6 +61,7 @@ class Registry:
         publisher: LogPublisher | None = None,
         coalescer: RedisCoalescer | None = None,
         announce_timeout_s: float = 0.25,
+        wakeups: Wakeups | None = None,
     ) -> None:
         self._store = store
         self._agent = agent
@@ -70,6 +72,7 @@ class Registry:
         self._publisher = publisher
         self._coalescer = coalescer
         self._announce_timeout_s = announce_timeout_s
+        self._wakeups = wakeups
         self._replies: dict[str, Reply] = {}  # by message id: live, then retained for replay
         self._active: dict[str, Reply] = {}  # by session id: the one reply that may run
         self._recent: dict[str, tuple[str, Reply, float]] = {}  # by session: (content key, reply, started) to coalesce
@@ -136,6 +139,7 @@ class Registry:
             on_finish=self._finished,
             finalizers=[*request.finalizers, *self._keep_idempotency_record(request)],
             on_append=self._publisher.offer if self._publisher is not None else None,
+            wakeups=self._wakeups,
         )
         if self._publisher is not None:
             self._publisher.track(reply)

@@ -18,6 +18,7 @@ from .checkpoint import Checkpointer
 from .events import Event, make_event, meta_data
 from .ownership import Busy, Ownership
 from .snapshot import snapshot_event
+from .wakeups import Wakeups
 
 log = logging.getLogger("gima.reply")
 
@@ -84,6 +85,7 @@ class Reply:
         on_finish: Callable[[Reply], None] = lambda reply: None,
         finalizers: Sequence[Callable[[Reply], Awaitable[None]]] = (),
         on_append: Callable[[Reply], None] | None = None,
+        wakeups: Wakeups | None = None,
     ) -> None:
         self.exchange = exchange
         self.message_id = exchange.reply_message_id
@@ -113,6 +115,7 @@ class Reply:
         self.text_chars = 0
         self.sections: list[tuple[str, int]] = []  # (agent, offset of its first character): see snapshot.py
         self._on_append = on_append
+        self._wakeups = wakeups
         self.append("meta", meta_data(self.message_id, self.chat_id, trace_id))
         self.task: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._run(), name=f"reply-{self.message_id}")
 
@@ -139,14 +142,21 @@ class Reply:
     def append(self, name: str, data: dict[str, Any]) -> Event:
         event = make_event(len(self.events) + 1, name, data)
         self.events.append(event)
-        self._changed.set()
-        self._changed.clear()
+        if self._wakeups is None or event.terminal or event.id <= 2:
+            self.wake()
+        else:
+            self._wakeups.later(self)
         if self._on_append is not None:
             self._on_append(self)
         return event
 
     def close(self) -> None:
         return None
+
+    def wake(self) -> None:
+        """Let every subscriber take what is new."""
+        self._changed.set()
+        self._changed.clear()
 
     async def wait_beyond(self, cursor: int) -> None:
         while len(self.events) <= cursor and not self.finished:

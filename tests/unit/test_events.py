@@ -31,3 +31,14 @@ def test_retry_and_unnumbered_error() -> None:
     assert retry_frame(3000) == b"retry: 3000\n\n"
     frame = unnumbered_error("slow_consumer", "behind", "t1")
     assert b"id:" not in frame and frame.startswith(b"event: error\n")
+
+
+def test_the_fast_frame_is_exactly_what_the_general_encoder_writes() -> None:
+    from gima_server.streams.events import encode_sse, make_event, to_json
+
+    for data in ({"agent": "writer", "text": "line one\nline two\r\n"}, {"text": "naïve — ☃ \u2028 \x00"}, {}):
+        assert make_event(7, "delta", data).frame == encode_sse(to_json(data), event_id=7, name="delta")
+    import pytest
+
+    with pytest.raises(ValueError):
+        make_event(1, "bad\nname", {})
