@@ -193,13 +193,13 @@ async def bare(tokens_per_s: float) -> AsyncIterator[Server]:
 
 
 @asynccontextmanager
-async def gima(tokens_per_s: float, users: int, redis_url: str = "") -> AsyncIterator[Server]:
+async def gima(tokens_per_s: float, users: int, redis_url: str = "", first_token_ms: int = 0) -> AsyncIterator[Server]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-paced-") as tmp:
         tokens = await _seed(Path(tmp), users)  # sign-in cost stays out of the measured window
         env = {k: v for k, v in os.environ.items() if not k.startswith("GIMA_")}
         env.update({"GIMA_DATA_DIR": tmp, "GIMA_LOG_LEVEL": "warning", "GIMA_RATE_LIMITS": "off",
-                    "GIMA_DEMO_TOKENS_PER_S": str(tokens_per_s), "GIMA_DEMO_FIRST_TOKEN_MS": "0",
+                    "GIMA_DEMO_TOKENS_PER_S": str(tokens_per_s), "GIMA_DEMO_FIRST_TOKEN_MS": str(first_token_ms),
                     "GIMA_DEMO_REPLY_WORDS": str(WORDS), "GIMA_DRAIN_S": "1", "GIMA_MAX_ACTIVE_REPLIES": "20000",
                     "GIMA_ADMISSION_QUEUE": "20000"})
         if redis_url:
@@ -230,7 +230,9 @@ async def redis_server() -> AsyncIterator[str]:
 
 
 async def gima_idle(holders: int) -> dict[str, object]:
-    async with gima(0.2, 1) as server:  # one reply that stays live for minutes; every holder follows it
+    # One reply whose first token is ten minutes away: every holder follows it, and nothing is sent but pings,
+    # like the bare server's idle streams.
+    async with gima(50, 1, first_token_ms=600_000) as server:
         first = await read_stream(server, 0, "POST", server.path, b'{"content":"hold this open"}', stop_after=1)
         assert first.status == 200
         message_id = await _latest_message_id(server)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 TERMINAL_EVENTS = frozenset({"done", "error"})
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -47,11 +47,20 @@ def retry_frame(retry_ms: int) -> bytes:
 
 # One encoder for the process: json.dumps with options builds a new encoder per call (profile: ~40 % of its cost).
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_STR: Callable[[str], str] = json.encoder.encode_basestring  # the C escaping the encoder itself uses
 
 
 def to_json(data: dict[str, Any]) -> str:
     # JSON escapes every control character, so content can never break out of its data: line.
     return _ENCODE(data)
+
+
+def delta_event(event_id: int, agent: str, text: str) -> Event:
+    """The hot path's event (most of a reply), framed without the general encoder: the same bytes as make_event
+    (the encoder's own string escaping, the same key order), at a fraction of the cost (profile: JSON was a
+    quarter of a busy server's time)."""
+    data = f'{{"agent":{_STR(agent)},"text":{_STR(text)}}}'
+    return Event(event_id, "delta", f"id: {event_id}\nevent: delta\ndata: {data}\n\n".encode())
 
 
 def make_event(event_id: int, name: str, data: dict[str, Any]) -> Event:

@@ -15,7 +15,7 @@ from ..locks import Lease
 from ..observability.tracing import current_trace_id
 from ..store.base import Exchange, Message, Store
 from .checkpoint import Checkpointer
-from .events import Event, make_event, meta_data
+from .events import Event, delta_event, make_event, meta_data
 from .ownership import Busy, Ownership
 from .snapshot import snapshot_event
 from .wakeups import Wakeups
@@ -140,7 +140,9 @@ class Reply:
         return final_status(self.end_code)
 
     def append(self, name: str, data: dict[str, Any]) -> Event:
-        event = make_event(len(self.events) + 1, name, data)
+        return self._log(make_event(len(self.events) + 1, name, data))
+
+    def _log(self, event: Event) -> Event:
         self.events.append(event)
         if self._wakeups is None or event.terminal or event.id <= 2:
             self.wake()
@@ -292,18 +294,20 @@ class Reply:
             return
         if len(self.events) >= self._limits.max_events - 1:
             raise _TooLong
-        self.append(agent_event.name, agent_event.data)
-        if agent_event.name == "delta":
-            text, agent = agent_event.data["text"], str(agent_event.data.get("agent", "assistant"))
-            if not self.sections or self.sections[-1][0] != agent:
-                self.sections.append((agent, self.text_chars))
-            self._parts.append(text)
-            self.text_chars += len(text)
-            self.delta_count += 1
-            if self.delta_count % self._limits.checkpoint_every == 0 and self._written is not None and self._written.done():
-                self._checkpoints.offer(lambda: self.text, self._fence)
-                if self._checkpoints.stale:
-                    raise _Stale
+        if agent_event.name != "delta":
+            self.append(agent_event.name, agent_event.data)
+            return
+        text, agent = agent_event.data["text"], str(agent_event.data.get("agent", "assistant"))
+        self._log(delta_event(len(self.events) + 1, agent, text))
+        if not self.sections or self.sections[-1][0] != agent:
+            self.sections.append((agent, self.text_chars))
+        self._parts.append(text)
+        self.text_chars += len(text)
+        self.delta_count += 1
+        if self.delta_count % self._limits.checkpoint_every == 0 and self._written is not None and self._written.done():
+            self._checkpoints.offer(lambda: self.text, self._fence)
+            if self._checkpoints.stale:
+                raise _Stale
 
     async def _end_unowned(self, code: str, status: str) -> None:
         """The reply never produced: keep the user's message (and an ended reply to it), then the error event."""

@@ -42,3 +42,11 @@ def test_the_fast_frame_is_exactly_what_the_general_encoder_writes() -> None:
 
     with pytest.raises(ValueError):
         make_event(1, "bad\nname", {})
+
+
+def test_the_delta_fast_path_writes_the_same_bytes_as_the_general_encoder() -> None:
+    from gima_server.streams.events import delta_event, make_event
+
+    for agent, text in (("writer", "plain "), ("re\"search", "quote \" back\\slash \n\r\t \x01 naïve ☃ \u2028")):
+        fast, general = delta_event(9, agent, text), make_event(9, "delta", {"agent": agent, "text": text})
+        assert (fast.id, fast.name, fast.frame) == (general.id, general.name, general.frame)
