@@ -40,6 +40,7 @@ from .load import _seed, _wait_healthy
 _TASKSET = shutil.which("taskset")
 _ID = re.compile(rb"(?m)^id: (\d+)$")
 _END = re.compile(rb"(?m)^event: (done|error)$")
+_MESSAGE_ID = re.compile(rb'"messageId":"([^"]+)"')
 WORDS = 200
 
 
@@ -67,6 +68,7 @@ class Stream:
     last: float = 0.0
     ids: list[int] = field(default_factory=list)
     ended: bool = False
+    message_id: str = ""
 
     @property
     def ok(self) -> bool:
@@ -102,6 +104,8 @@ async def read_stream(server: Server, i: int, method: str, path: str, body: byte
                 continue
             complete, carry = data[: cut + 2], data[cut + 2:]
             ids = _ID.findall(complete)
+            if not seen.message_id and (found := _MESSAGE_ID.search(complete)):
+                seen.message_id = found.group(1).decode()
             if ids:
                 seen.ids.extend(int(x) for x in ids)
                 seen.first = seen.first or now
@@ -234,20 +238,8 @@ async def gima_idle(holders: int) -> dict[str, object]:
     # like the bare server's idle streams.
     async with gima(50, 1, first_token_ms=600_000) as server:
         first = await read_stream(server, 0, "POST", server.path, b'{"content":"hold this open"}', stop_after=1)
-        assert first.status == 200
-        message_id = await _latest_message_id(server)
-        return await idle(server, holders, f"/api/chat/streams/{message_id}/events", b"")
-
-
-async def _latest_message_id(server: Server) -> str:
-    import aiohttp
-
-    headers = {"Authorization": f"Bearer {server.tokens[0]}"}
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://127.0.0.1:{server.port}/api/chats?limit=1", headers=headers) as resp:
-            chat_id = (await resp.json())["chats"][0]["id"]
-        async with session.get(f"http://127.0.0.1:{server.port}/api/chats/{chat_id}/messages", headers=headers) as resp:
-            return str([m for m in (await resp.json())["messages"] if m["role"] == "assistant"][-1]["id"])
+        assert first.status == 200 and first.message_id
+        return await idle(server, holders, f"/api/chat/streams/{first.message_id}/events", b"")
 
 
 async def main_async(count: int, holders: int, with_redis: bool) -> dict[str, dict[str, object]]:
