@@ -167,7 +167,11 @@ async def idle(server: Server, holders: int, path: str, body: bytes) -> dict[str
     streams = [asyncio.create_task(read_stream(server, i, "GET" if not body else "POST", path, body, stop_after=10**9))
                for i in range(holders)]
     await asyncio.sleep(max(3.0, holders / 2000))
-    await asyncio.sleep(1.0)
+    for _ in range(60):  # until the server has taken every connection (CPU under 5 % for a second)
+        cpu = _cpu_s(server.pid)
+        await asyncio.sleep(1.0)
+        if _cpu_s(server.pid) - cpu < 0.05:
+            break
     after = rss_kib(server.pid)
     cpu_before = _cpu_s(server.pid)
     await asyncio.sleep(5.0)
