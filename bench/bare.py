@@ -10,7 +10,12 @@ import argparse
 import asyncio
 import json
 import re
+import signal
+import subprocess
+import sys
 import uuid
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
 
 from aiohttp import web
 
@@ -70,6 +75,28 @@ async def hold(request: web.Request) -> web.StreamResponse:
 
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
+
+
+@asynccontextmanager
+async def running_bare(tokens_per_s: float, words: int, pin: list[str] | None = None) -> AsyncIterator[tuple[int, int]]:
+    """Start this server as a process on a free port (prefixed by `pin`, e.g. taskset); yield (port, pid)."""
+    from .common import free_port
+    from .load import _wait_healthy
+
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.bare", "--port", str(port), "--tokens-per-s", str(tokens_per_s),
+            "--words", str(words)]
+    proc = subprocess.Popen([*(pin or []), *argv], stdout=subprocess.DEVNULL)
+    try:
+        await _wait_healthy(f"http://127.0.0.1:{port}", proc)
+        yield port, proc.pid
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # its idle streams never end by themselves
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 def main() -> None:

@@ -103,17 +103,10 @@ async def gima(users: int, tokens_per_s: float, words: int, alpha: int = 0, **en
 
 @asynccontextmanager
 async def baseline(tokens_per_s: float, words: int) -> AsyncIterator[Target]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.baseline", "--port", str(port), "--tokens-per-s", str(tokens_per_s),
-         "--words", str(words)], stdout=subprocess.DEVNULL,
-    )
-    try:
-        await _wait_healthy(f"http://127.0.0.1:{port}", proc)
-        yield Target("baseline", f"http://127.0.0.1:{port}", proc.pid)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+    from .bare import running_bare
+
+    async with running_bare(tokens_per_s, words) as (port, pid):
+        yield Target("baseline", f"http://127.0.0.1:{port}", pid)
 
 
 @dataclass

@@ -185,19 +185,10 @@ async def idle(server: Server, holders: int, path: str, body: bytes) -> dict[str
 
 @asynccontextmanager
 async def bare(tokens_per_s: float) -> AsyncIterator[Server]:
-    port = free_port()
-    proc = subprocess.Popen(_pinned(0, [sys.executable, "-m", "bench.bare", "--port", str(port), "--tokens-per-s",
-                                        str(tokens_per_s), "--words", str(WORDS)]), stdout=subprocess.DEVNULL)
-    try:
-        await _wait_healthy(f"http://127.0.0.1:{port}", proc)
-        yield Server("bare", port, proc.pid, "/stream")
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # its idle handlers never end by themselves
-            proc.kill()
-            proc.wait(timeout=10)
+    from .bare import running_bare
+
+    async with running_bare(tokens_per_s, WORDS, _pinned(0, [])) as (port, pid):
+        yield Server("bare", port, pid, "/stream")
 
 
 @asynccontextmanager

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
@@ -119,6 +120,7 @@ def redis_server() -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+    shutil.rmtree(server.workdir, ignore_errors=True)  # leave no empty gima-redis-* behind
 
 
 @pytest.fixture

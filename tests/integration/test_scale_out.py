@@ -7,9 +7,10 @@ Every test drives real processes over HTTP; nothing is sticky. Each asserts the 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import aiohttp
 import pytest
@@ -97,21 +98,40 @@ def assert_no_gap_or_repeat(events: list[SseEvent]) -> None:
         )
 
 
+def _own_redis() -> Iterator[RedisServer]:
+    server = RedisServer(free_port())
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+cluster_redis = pytest.fixture(scope="module")(_own_redis)
+redis = pytest.fixture(_own_redis)  # a test's own: it may kill it
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    redis = RedisServer(free_port())
-    redis.start()
-    started = start_cluster(tmp_path_factory.mktemp("cluster"), redis, 3)
+def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_redis: RedisServer) -> Iterator[Cluster]:
+    started = start_cluster(tmp_path_factory.mktemp("cluster"), cluster_redis, 3)
     yield started
     started.stop()
-    redis.stop()
-    shutil_rmtree(redis.workdir)
 
 
-def shutil_rmtree(path: str) -> None:
-    import shutil
+MakeCluster = Callable[..., Cluster]
 
-    shutil.rmtree(path, ignore_errors=True)
+
+@pytest.fixture
+def make_cluster(tmp_path: Path) -> Iterator[MakeCluster]:
+    """Clusters of a test's own (other settings, or processes it kills), stopped after it."""
+    made: list[Cluster] = []
+
+    def make(redis_server: RedisServer | None, processes: int, **settings: Any) -> Cluster:
+        made.append(start_cluster(tmp_path / f"cluster{len(made)}", redis_server, processes, **settings))
+        return made[-1]
+
+    yield make
+    for cluster in made:
+        cluster.stop()
 
 
 @pytest.fixture
@@ -248,164 +268,143 @@ async def test_ids_of_others_and_bad_input_are_refused_by_every_process(
     assert rest[-1].name == "done"
 
 
-async def test_retention_shorter_than_the_reply_sends_a_snapshot(tmp_path: Path, http: aiohttp.ClientSession) -> None:
-    redis = RedisServer(free_port())
-    redis.start()
-    cluster = start_cluster(tmp_path, redis, 2, nginx=False, replay_stream_maxlen="10", demo_reply_words="400",
-                            demo_tokens_per_s="400")
-    try:
-        alice = await sign_up(http, cluster.base(0), "alice@example.com")
-        resp = await alice.post(cluster.base(0), "a long reply that retention cannot hold")
-        early = await read_until(resp, lambda ev: len(ev) >= 3)
-        message_id = early[0].data["messageId"]
-        middle = await read_until(resp, lambda ev: len(ev) >= 300)  # the stream has dropped its first entries now
-        late = await alice.events(cluster.base(1), message_id, early[-1].id)
-        late_events = parse_sse(await late.read())[0]
-        origin = early + middle + parse_sse(await resp.read())[0]
-        snapshot = late_events[0]
-        assert snapshot.name == "snapshot" and snapshot.data["historyLost"] is True
-        assert snapshot.data["status"] == "streaming" and snapshot.id is not None and snapshot.id > early[-1].id
-        assert snapshot.data["content"] == text_of([e for e in origin if e.id is not None and e.id <= snapshot.id])
-        assert [a["agent"] for a in snapshot.data["agents"]][:2] == ["planner", "researcher"]
-        assert "".join(a["text"] for a in snapshot.data["agents"]) == snapshot.data["content"]
-        after = [e.id for e in late_events[1:]]
-        assert after == list(range(snapshot.id + 1, origin[-1].id + 1))  # live from there on, nothing skipped
-        assert late_events[-1].name == "done" and text_of(late_events) == origin[-1].data["content"]
-        # Finished and still retained: the same from the stream, never a bare `done` as if nothing was missed.
-        status, replay = await alice.resume(cluster.base(1), message_id, early[-1].id)
-        assert status == 200 and replay[0].name == "snapshot" and replay[-1].name == "done"
-        assert text_of(replay) == origin[-1].data["content"]
-    finally:
-        cluster.stop()
-        redis.stop()
+async def test_retention_shorter_than_the_reply_sends_a_snapshot(
+    redis: RedisServer, make_cluster: MakeCluster, http: aiohttp.ClientSession
+) -> None:
+    cluster = make_cluster(redis, 2, nginx=False, replay_stream_maxlen="10", demo_reply_words="400",
+                           demo_tokens_per_s="400")
+    alice = await sign_up(http, cluster.base(0), "alice@example.com")
+    resp = await alice.post(cluster.base(0), "a long reply that retention cannot hold")
+    early = await read_until(resp, lambda ev: len(ev) >= 3)
+    message_id = early[0].data["messageId"]
+    middle = await read_until(resp, lambda ev: len(ev) >= 300)  # the stream has dropped its first entries now
+    late = await alice.events(cluster.base(1), message_id, early[-1].id)
+    late_events = parse_sse(await late.read())[0]
+    origin = early + middle + parse_sse(await resp.read())[0]
+    snapshot = late_events[0]
+    assert snapshot.name == "snapshot" and snapshot.data["historyLost"] is True
+    assert snapshot.data["status"] == "streaming" and snapshot.id is not None and snapshot.id > early[-1].id
+    assert snapshot.data["content"] == text_of([e for e in origin if e.id is not None and e.id <= snapshot.id])
+    assert [a["agent"] for a in snapshot.data["agents"]][:2] == ["planner", "researcher"]
+    assert "".join(a["text"] for a in snapshot.data["agents"]) == snapshot.data["content"]
+    after = [e.id for e in late_events[1:]]
+    assert after == list(range(snapshot.id + 1, origin[-1].id + 1))  # live from there on, nothing skipped
+    assert late_events[-1].name == "done" and text_of(late_events) == origin[-1].data["content"]
+    # Finished and still retained: the same from the stream, never a bare `done` as if nothing was missed.
+    status, replay = await alice.resume(cluster.base(1), message_id, early[-1].id)
+    assert status == 200 and replay[0].name == "snapshot" and replay[-1].name == "done"
+    assert text_of(replay) == origin[-1].data["content"]
 
 
-async def test_redis_killed_and_restarted_mid_reply(tmp_path: Path, http: aiohttp.ClientSession) -> None:
-    redis = RedisServer(free_port())
+async def test_redis_killed_and_restarted_mid_reply(
+    redis: RedisServer, make_cluster: MakeCluster, http: aiohttp.ClientSession
+) -> None:
+    cluster = make_cluster(redis, 2, nginx=False, demo_reply_words="60", demo_tokens_per_s="40",
+                           rate_limits="default=6000/min/1000")
+    alice = await sign_up(http, cluster.base(0), "alice@example.com")
+    resp = await alice.post(cluster.base(0), "keep going while redis is away")
+    seen = await read_until(resp, lambda ev: len(ev) >= 3)
+    message_id, chat_id = seen[0].data["messageId"], seen[0].data["chatId"]
+    tab = await alice.events(cluster.base(1), message_id, 0)
+    tab_events = await read_until(tab, lambda ev: len(ev) >= 3)
+    redis.stop()
+    killed = time.monotonic()
+    tab_events += parse_sse(await tab.read())[0]
+    assert time.monotonic() - killed < 5, "a reader elsewhere must fail fast, not hang"
+    failure = tab_events[-1]
+    assert failure.name == "error" and failure.id is None and failure.data["code"] == "backing_unavailable"
+    assert failure.data["retryAfter"] > 0
+    during = await alice.events(cluster.base(1), message_id, tab_events[-2].id)
+    assert during.status == 200
+    assert parse_sse(await during.read())[0][-1].data["code"] == "backing_unavailable"  # never 204, never a hang
+    for i in range(2):  # a request on each process meets the outage: limits fall back, /ready says degraded
+        async with http.get(f"{cluster.base(i)}/api/chats", headers=alice.headers) as listed:
+            assert listed.status == 200
+        async with http.get(f"{cluster.base(i)}/ready") as r:
+            assert r.status == 503 and (await r.json())["checks"]["rateLimits"].startswith("degraded")
+    await asyncio.sleep(0.5)
     redis.start()
-    cluster = start_cluster(tmp_path, redis, 2, nginx=False, demo_reply_words="60", demo_tokens_per_s="40",
-                            rate_limits="default=6000/min/1000")
-    try:
-        alice = await sign_up(http, cluster.base(0), "alice@example.com")
-        resp = await alice.post(cluster.base(0), "keep going while redis is away")
-        seen = await read_until(resp, lambda ev: len(ev) >= 3)
-        message_id, chat_id = seen[0].data["messageId"], seen[0].data["chatId"]
-        tab = await alice.events(cluster.base(1), message_id, 0)
-        tab_events = await read_until(tab, lambda ev: len(ev) >= 3)
-        redis.stop()
-        killed = time.monotonic()
-        tab_events += parse_sse(await tab.read())[0]
-        assert time.monotonic() - killed < 5, "a reader elsewhere must fail fast, not hang"
-        failure = tab_events[-1]
-        assert failure.name == "error" and failure.id is None and failure.data["code"] == "backing_unavailable"
-        assert failure.data["retryAfter"] > 0
-        during = await alice.events(cluster.base(1), message_id, tab_events[-2].id)
-        assert during.status == 200
-        assert parse_sse(await during.read())[0][-1].data["code"] == "backing_unavailable"  # never 204, never a hang
-        for i in range(2):  # a request on each process meets the outage: limits fall back, /ready says degraded
-            async with http.get(f"{cluster.base(i)}/api/chats", headers=alice.headers) as listed:
-                assert listed.status == 200
+    origin = seen + parse_sse(await resp.read())[0]  # the producer never stopped
+    assert origin[-1].name == "done" and [e.id for e in origin] == list(range(1, len(origin) + 1))
+    deadline = time.monotonic() + 5  # no request but /ready itself: the processes notice by themselves
+    ready = {0: 503, 1: 503}
+    while time.monotonic() < deadline and set(ready.values()) != {200}:
+        await asyncio.sleep(0.25)
+        for i in ready:
             async with http.get(f"{cluster.base(i)}/ready") as r:
-                assert r.status == 503 and (await r.json())["checks"]["rateLimits"].startswith("degraded")
-        await asyncio.sleep(0.5)
-        redis.start()
-        origin = seen + parse_sse(await resp.read())[0]  # the producer never stopped
-        assert origin[-1].name == "done" and [e.id for e in origin] == list(range(1, len(origin) + 1))
-        deadline = time.monotonic() + 5  # no request but /ready itself: the processes notice by themselves
-        ready = {0: 503, 1: 503}
-        while time.monotonic() < deadline and set(ready.values()) != {200}:
-            await asyncio.sleep(0.25)
-            for i in ready:
-                async with http.get(f"{cluster.base(i)}/ready") as r:
-                    ready[i] = r.status
-        assert set(ready.values()) == {200}
-        last_seen = max(e.id for e in tab_events if e.id is not None)
-        for _ in range(50):  # the producer resends the reply to the new Redis; then the tab catches up exactly
-            status, rest = await alice.resume(cluster.base(1), message_id, last_seen)
-            assert status == 200 and rest, "never a 204 for a reply the client has not seen end"
-            if rest[0].name == "snapshot":  # before the resend: rebuilt from the store, and said so
-                assert rest[0].data["historyLost"] and text_of(rest) == origin[-1].data["content"]
-            elif rest[0].name != "error":
-                break
-            await asyncio.sleep(0.1)
-        caught_up = [e for e in tab_events if e.id is not None] + rest
-        assert [(e.id, e.data) for e in caught_up] == [(e.id, e.data) for e in origin]
-        stored = await alice.message(cluster.base(1), chat_id, message_id)
-        assert stored["status"] == "complete" and stored["content"] == origin[-1].data["content"]
-    finally:
-        cluster.stop()
-        redis.stop()
+                ready[i] = r.status
+    assert set(ready.values()) == {200}
+    last_seen = max(e.id for e in tab_events if e.id is not None)
+    for _ in range(50):  # the producer resends the reply to the new Redis; then the tab catches up exactly
+        status, rest = await alice.resume(cluster.base(1), message_id, last_seen)
+        assert status == 200 and rest, "never a 204 for a reply the client has not seen end"
+        if rest[0].name == "snapshot":  # before the resend: rebuilt from the store, and said so
+            assert rest[0].data["historyLost"] and text_of(rest) == origin[-1].data["content"]
+        elif rest[0].name != "error":
+            break
+        await asyncio.sleep(0.1)
+    caught_up = [e for e in tab_events if e.id is not None] + rest
+    assert [(e.id, e.data) for e in caught_up] == [(e.id, e.data) for e in origin]
+    stored = await alice.message(cluster.base(1), chat_id, message_id)
+    assert stored["status"] == "complete" and stored["content"] == origin[-1].data["content"]
 
 
-async def test_a_process_killed_mid_reply_is_reported_interrupted(tmp_path: Path, http: aiohttp.ClientSession) -> None:
-    redis = RedisServer(free_port())
-    redis.start()
-    cluster = start_cluster(tmp_path, redis, 3, nginx=False, demo_reply_words="200", demo_tokens_per_s="30")
-    try:
-        alice = await sign_up(http, cluster.base(0), "alice@example.com")
-        resp = await alice.post(cluster.base(0), "this process will die")
-        seen = await read_until(resp, lambda ev: sum(e.name == "delta" for e in ev) >= 40)  # past a checkpoint
-        message_id, chat_id = seen[0].data["messageId"], seen[0].data["chatId"]
-        tab = await alice.events(cluster.base(1), message_id, 0)
-        tab_events = await read_until(tab, lambda ev: len(ev) >= 3)
-        cluster.kill(0)
-        killed = time.monotonic()
-        tab_events += parse_sse(await tab.read())[0]
-        waited = time.monotonic() - killed
-        assert tab_events[-1].name == "error" and tab_events[-1].data["code"] == "interrupted"
-        assert waited <= 3 + 1.5, f"the bound is GIMA_REPLY_OWNER_TIMEOUT_S=3, took {waited:.1f} s"
-        assert_no_gap_or_repeat(tab_events)
-        stored = await alice.message(cluster.base(2), chat_id, message_id)
-        assert stored["status"] == "error" and stored["finishReason"] == "interrupted"
-        assert stored["content"] and text_of(tab_events).startswith(stored["content"])
-        status, tail = await alice.resume(cluster.base(2), message_id, seen[-1].id)  # the killed process's client
-        assert status == 200 and tail[-1].data["code"] == "interrupted"
-        assert (await alice.resume(cluster.base(2), message_id, tail[-1].id))[0] == 204  # saw the end: nothing more
-    finally:
-        cluster.stop()
-        redis.stop()
+async def test_a_process_killed_mid_reply_is_reported_interrupted(
+    redis: RedisServer, make_cluster: MakeCluster, http: aiohttp.ClientSession
+) -> None:
+    cluster = make_cluster(redis, 3, nginx=False, demo_reply_words="200", demo_tokens_per_s="30")
+    alice = await sign_up(http, cluster.base(0), "alice@example.com")
+    resp = await alice.post(cluster.base(0), "this process will die")
+    seen = await read_until(resp, lambda ev: sum(e.name == "delta" for e in ev) >= 40)  # past a checkpoint
+    message_id, chat_id = seen[0].data["messageId"], seen[0].data["chatId"]
+    tab = await alice.events(cluster.base(1), message_id, 0)
+    tab_events = await read_until(tab, lambda ev: len(ev) >= 3)
+    cluster.kill(0)
+    killed = time.monotonic()
+    tab_events += parse_sse(await tab.read())[0]
+    waited = time.monotonic() - killed
+    assert tab_events[-1].name == "error" and tab_events[-1].data["code"] == "interrupted"
+    assert waited <= 3 + 1.5, f"the bound is GIMA_REPLY_OWNER_TIMEOUT_S=3, took {waited:.1f} s"
+    assert_no_gap_or_repeat(tab_events)
+    stored = await alice.message(cluster.base(2), chat_id, message_id)
+    assert stored["status"] == "error" and stored["finishReason"] == "interrupted"
+    assert stored["content"] and text_of(tab_events).startswith(stored["content"])
+    status, tail = await alice.resume(cluster.base(2), message_id, seen[-1].id)  # the killed process's client
+    assert status == 200 and tail[-1].data["code"] == "interrupted"
+    assert (await alice.resume(cluster.base(2), message_id, tail[-1].id))[0] == 204  # saw the end: nothing more
 
 
 async def test_a_single_process_restarted_after_sigkill_repairs_its_replies(
-    tmp_path: Path, http: aiohttp.ClientSession
+    make_cluster: MakeCluster, http: aiohttp.ClientSession
 ) -> None:
-    cluster = start_cluster(tmp_path, None, 1, nginx=False, demo_reply_words="200", demo_tokens_per_s="30")
-    try:
-        alice = await sign_up(http, cluster.base(0), "alice@example.com")
-        resp = await alice.post(cluster.base(0), "the only process will die")
-        seen = await read_until(resp, lambda ev: sum(e.name == "delta" for e in ev) >= 40)
-        message_id, chat_id = seen[0].data["messageId"], seen[0].data["chatId"]
-        cluster.restart(0)
-        stored = await alice.message(cluster.base(0), chat_id, message_id)
-        assert stored["status"] == "error" and stored["finishReason"] == "interrupted" and stored["content"]
-        assert one_begins_the_other(text_of(seen), stored["content"])  # the last checkpoint: a little behind or ahead
-        status, tail = await alice.resume(cluster.base(0), message_id, seen[-1].id)
-        assert status == 200 and [e.name for e in tail] == ["snapshot", "error"]
-        assert tail[-1].data["code"] == "interrupted"
-        assert (await alice.resume(cluster.base(0), message_id, tail[-1].id))[0] == 204
-    finally:
-        cluster.stop()
+    cluster = make_cluster(None, 1, nginx=False, demo_reply_words="200", demo_tokens_per_s="30")
+    alice = await sign_up(http, cluster.base(0), "alice@example.com")
+    resp = await alice.post(cluster.base(0), "the only process will die")
+    seen = await read_until(resp, lambda ev: sum(e.name == "delta" for e in ev) >= 40)
+    message_id, chat_id = seen[0].data["messageId"], seen[0].data["chatId"]
+    cluster.restart(0)
+    stored = await alice.message(cluster.base(0), chat_id, message_id)
+    assert stored["status"] == "error" and stored["finishReason"] == "interrupted" and stored["content"]
+    assert one_begins_the_other(text_of(seen), stored["content"])  # the last checkpoint: a little behind or ahead
+    status, tail = await alice.resume(cluster.base(0), message_id, seen[-1].id)
+    assert status == 200 and [e.name for e in tail] == ["snapshot", "error"]
+    assert tail[-1].data["code"] == "interrupted"
+    assert (await alice.resume(cluster.base(0), message_id, tail[-1].id))[0] == 204
 
 
 async def test_a_restarted_process_repairs_its_own_orphans_with_nobody_reading(
-    tmp_path: Path, http: aiohttp.ClientSession
+    redis: RedisServer, make_cluster: MakeCluster, http: aiohttp.ClientSession
 ) -> None:
-    redis = RedisServer(free_port())
-    redis.start()
-    cluster = start_cluster(tmp_path, redis, 1, nginx=False, demo_reply_words="200", demo_tokens_per_s="30")
-    try:
-        alice = await sign_up(http, cluster.base(0), "alice@example.com")
-        resp = await alice.post(cluster.base(0), "nobody will read this again")
-        seen = await read_until(resp, lambda ev: sum(e.name == "delta" for e in ev) >= 40)
-        message_id, chat_id = seen[0].data["messageId"], seen[0].data["chatId"]
-        cluster.restart(0)  # its old lease is still running at start-up, so the first sweep cannot judge it
-        restarted = time.monotonic()
+    cluster = make_cluster(redis, 1, nginx=False, demo_reply_words="200", demo_tokens_per_s="30")
+    alice = await sign_up(http, cluster.base(0), "alice@example.com")
+    resp = await alice.post(cluster.base(0), "nobody will read this again")
+    seen = await read_until(resp, lambda ev: sum(e.name == "delta" for e in ev) >= 40)
+    message_id, chat_id = seen[0].data["messageId"], seen[0].data["chatId"]
+    cluster.restart(0)  # its old lease is still running at start-up, so the first sweep cannot judge it
+    restarted = time.monotonic()
+    stored = await alice.message(cluster.base(0), chat_id, message_id)
+    while stored["status"] == "streaming" and time.monotonic() - restarted < 3 * 1.2 + 3:
+        await asyncio.sleep(0.2)
         stored = await alice.message(cluster.base(0), chat_id, message_id)
-        while stored["status"] == "streaming" and time.monotonic() - restarted < 3 * 1.2 + 3:
-            await asyncio.sleep(0.2)
-            stored = await alice.message(cluster.base(0), chat_id, message_id)
-        assert stored["status"] == "error" and stored["finishReason"] == "interrupted"
-        assert stored["content"] and one_begins_the_other(text_of(seen), stored["content"])  # what Redis had
-    finally:
-        cluster.stop()
-        redis.stop()
+    assert stored["status"] == "error" and stored["finishReason"] == "interrupted"
+    assert stored["content"] and one_begins_the_other(text_of(seen), stored["content"])  # what Redis had
