@@ -42,6 +42,7 @@ from .streams import routes as stream_routes
 from .streams import ws as ws_routes
 from .streams.coalesce import RedisCoalescer
 from .streams.follower import LogFollower
+from .streams.heartbeat import Heartbeat
 from .streams.ownership import Ownership, RedisCancelBus
 from .streams.publisher import LogPublisher, LogSettings
 from .streams.registry import Registry, RegistryLimits
@@ -158,8 +159,9 @@ async def _streams_context(app: web.Application) -> AsyncIterator[None]:
         await repair.run_once()
     except Exception as exc:  # Redis down at start-up: the periodic sweep catches up
         log.warning("orphan repair at start-up skipped (%s)", type(exc).__name__)
+    heartbeat = app[appkeys.HEARTBEAT] = Heartbeat(settings.heartbeat_s)
     sweep_s = max(1.0, min(30.0, settings.replay_retention_s / 4))
-    jobs = [registry.sweep_forever(sweep_s)]
+    jobs = [registry.sweep_forever(sweep_s), heartbeat.run()]
     if bus is not None and shared is not None:
         jobs += [bus.listen(registry.on_cancel_request), *shared.jobs(), repair.run_forever(
             settings.reply_owner_timeout_s * 4, settings.reply_owner_timeout_s * 1.2)]

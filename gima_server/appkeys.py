@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .migration.lane import MigrationLane
     from .observability.metrics import Metrics
     from .store.base import Store
+    from .streams.heartbeat import Heartbeat
     from .streams.registry import Registry
     from .streams.sources import ReplySources
 
@@ -30,6 +31,7 @@ AGENT: web.AppKey[Agent] = web.AppKey("agent")
 IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry")
 SOURCES: web.AppKey[ReplySources] = web.AppKey("sources")
+HEARTBEAT: web.AppKey[Heartbeat] = web.AppKey("heartbeat")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 LIMITER: web.AppKey[Limiter] = web.AppKey("limiter")
 REDIS: web.AppKey[Redis | None] = web.AppKey("redis")

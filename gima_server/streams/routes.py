@@ -31,7 +31,8 @@ _TITLE_CHARS = 60
 
 def _subscriber_options(request: web.Request) -> SubscriberOptions:
     s = request.app[appkeys.SETTINGS]
-    return SubscriberOptions(s.heartbeat_s, s.sse_retry_ms, s.sse_send_timeout_s, s.subscriber_max_lag, s.sse_sndbuf_bytes)
+    return SubscriberOptions(s.heartbeat_s, s.sse_retry_ms, s.sse_send_timeout_s, s.subscriber_max_lag, s.sse_sndbuf_bytes,
+                             request.app[appkeys.HEARTBEAT])
 
 
 def _checked_content(request: web.Request, content: str) -> str:

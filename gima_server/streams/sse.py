@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web import BaseRequest
 from aiohttp_sse import EventSourceResponse
 
 from ..observability.http_metrics import STARTED_AT
 from ..observability.metrics import Metrics
 from .events import SSE_SEP, retry_frame, unnumbered_error
+from .heartbeat import Heartbeat
 from .reply import EventSource
 
 log = logging.getLogger("gima.sse")
@@ -23,9 +25,37 @@ _NEVER_PAUSES_BYTES = 64 * 1024  # asyncio's default write-buffer high-water mar
 
 
 class BatchingEventSourceResponse(EventSourceResponse):
-    """aiohttp-sse's response (headers, pings, stall protection) plus a write of many pre-encoded frames at once."""
+    """aiohttp-sse's response (headers, stall protection) plus a write of many pre-encoded frames at once, and
+    pings from the process's one Heartbeat instead of a ping task per stream (aiohttp-sse's own when none)."""
 
     sndbuf_bytes = 0
+    heartbeat: Heartbeat | None = None
+    last_write = 0.0
+
+    async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
+        if self.heartbeat is None or self.prepared:
+            return await super().prepare(request)
+        # aiohttp-sse's prepare() without its ping task (the shared heartbeat pings).
+        self._set_tcp_user_timeout(request)
+        writer = await web.StreamResponse.prepare(self, request)
+        self.enable_chunked_encoding()
+        self.last_write = time.monotonic()
+        self.heartbeat.add(self)
+        return writer
+
+    def stop_streaming(self) -> None:
+        if self.heartbeat is None:
+            super().stop_streaming()
+        else:
+            self.heartbeat.discard(self)
+
+    async def wait(self) -> None:
+        if self.heartbeat is None:
+            await super().wait()
+
+    def can_write_now(self, size: int) -> bool:
+        transport = self._req.transport if self._req is not None else None
+        return transport is not None and transport.get_write_buffer_size() + size < _NEVER_PAUSES_BYTES
 
     def _set_tcp_user_timeout(self, request: BaseRequest) -> None:
         super()._set_tcp_user_timeout(request)
@@ -46,10 +76,12 @@ class BatchingEventSourceResponse(EventSourceResponse):
             except ConnectionResetError:
                 self.stop_streaming()
                 raise
+            self.last_write = time.monotonic()
             return
         try:
             async with asyncio.timeout(self._send_timeout):
                 await self.write(frames)
+            self.last_write = time.monotonic()
         except ConnectionResetError:
             self.stop_streaming()
             raise
@@ -66,6 +98,7 @@ class SubscriberOptions:
     send_timeout_s: float
     max_lag: int
     sndbuf_bytes: int = 0
+    heartbeat: Heartbeat | None = None
 
 
 async def stream_events(
@@ -87,6 +120,7 @@ async def stream_events(
         ping_interval=options.heartbeat_s,
     )
     resp.sndbuf_bytes = options.sndbuf_bytes
+    resp.heartbeat = options.heartbeat
     try:
         await resp.prepare(request)
     except BaseException:
