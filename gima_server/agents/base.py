@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol, Sequence
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per token, and a frozen __init__ costs 3x (never mutated)
 class AgentEvent:
     name: str  # "agent", "delta" or "tool" (see API.md); "usage" is kept by the server, never streamed
     data: dict[str, Any]
