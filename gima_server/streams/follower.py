@@ -46,10 +46,9 @@ def interrupted_data(trace_id: str) -> dict[str, Any]:
 class RemoteReply:
     """One subscriber's view of a reply that another process produces (an EventSource)."""
 
-    def __init__(self, follower: LogFollower, message_id: str, user_id: str, events: list[Event], last_id: int) -> None:
+    def __init__(self, follower: LogFollower, message_id: str, events: list[Event], last_id: int) -> None:
         self._follower = follower
         self.message_id = message_id
-        self.user_id = user_id
         self.events = events
         self.last_id = last_id
         self.finished = bool(events) and events[-1].terminal
@@ -77,6 +76,10 @@ class RemoteReply:
 
     def close(self) -> None:
         self._follower.drop(self)
+
+
+class ForeignReply(Exception):
+    """The reply exists but is another user's: to its caller, indistinguishable from none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,14 +110,16 @@ class LogFollower:
         self._metrics.log_round_trips.labels("read").inc()
         return None if user is None else ReplyInfo(user.decode(), ended == b"1")
 
-    async def open(self, message_id: str, after: int) -> RemoteReply | None:
-        """The reply as its stream has it after `after` (None when Redis knows nothing of it)."""
+    async def open(self, message_id: str, after: int, user_id: str) -> RemoteReply | None:
+        """The reply as its stream has it after `after` (None when Redis knows nothing of it); ForeignReply
+        when it belongs to another user (checked before anything is followed)."""
         keys = redis_keys.reply_keys(message_id)[:3]
         result = await self._read(keys=keys, args=[after, _READ_COUNT])
         self._metrics.log_round_trips.labels("read").inc()
         if result[0] == 0:
             return None
-        user = result[1].decode()
+        if result[1].decode() != user_id:
+            raise ForeignReply(message_id)
         events = [_event(entry) for entry in result[3]]
         last_id = events[-1].id if events else after
         if result[0] == 2:
@@ -122,7 +127,7 @@ class LogFollower:
             text, sections, status = result[5].decode(), decode_sections(result[6].decode()), result[7].decode()
             events.insert(0, snapshot_event(upto, message_id, status, text, sections))
             last_id = max(upto, last_id)
-        reply = RemoteReply(self, message_id, user, events, last_id)
+        reply = RemoteReply(self, message_id, events, last_id)
         if result[2] == b"1" and not reply.finished:
             reply.finished = not events  # ended, and nothing after the reader's id: it has seen the end
         if not reply.finished:

@@ -129,9 +129,13 @@ class LogPublisher:
             log.warning("reply log: Redis unavailable (%s); replies go on in this process", type(exc).__name__)
             self.healthy = False
         self._metrics.log_failures.labels("publish").inc()
-        for message_id, reply in batch.items():
-            self._sent.setdefault(message_id, _Sent()).whole = True
-            self._dirty.setdefault(message_id, reply)
+        for reply in batch.values():
+            self._resend_whole(reply)
+
+    def _resend_whole(self, reply: Reply) -> None:
+        """Send this reply from its first event at the next write (ids already in Redis are skipped there)."""
+        self._sent.setdefault(reply.message_id, _Sent()).whole = True
+        self._dirty.setdefault(reply.message_id, reply)
 
     async def _write(self, batch: dict[str, Reply]) -> None:
         if not batch:
@@ -168,13 +172,8 @@ class LogPublisher:
             else:
                 log.warning("reply log: writing %s failed (%s)", message_id, result)
                 self._backoff = True
-            self._sent.setdefault(message_id, _Sent()).whole = True
-            self._dirty.setdefault(message_id, reply)
-            self._wake.set()
-            return
-        if result == 0:  # Redis lost the reply's keys without an error reaching us: send it whole
-            self._sent.setdefault(message_id, _Sent()).whole = True
-            self._dirty.setdefault(message_id, reply)
+        if isinstance(result, Exception) or result == 0:  # 0: Redis lost the reply's keys without an error
+            self._resend_whole(reply)
             self._wake.set()
             return
         if result == -1:  # a reader found our lease lapsed and ended the reply as interrupted
@@ -182,19 +181,20 @@ class LogPublisher:
             self._forget(message_id)
             reply.cancel("interrupted")
             return
-        announced = self._announced.pop(message_id, None)
-        if announced is not None and not announced.done():
-            announced.set_result(None)
+        self._resolve_announced(message_id)
         if reply.events[mark.events - 1].terminal:
             self._forget(message_id)
         else:
             mark.whole = False
             self._sent[message_id] = mark
 
-    def _forget(self, message_id: str) -> None:
+    def _resolve_announced(self, message_id: str) -> None:
         announced = self._announced.pop(message_id, None)
         if announced is not None and not announced.done():
             announced.set_result(None)
+
+    def _forget(self, message_id: str) -> None:
+        self._resolve_announced(message_id)
         self._sent.pop(message_id, None)
         self._live.pop(message_id, None)
 

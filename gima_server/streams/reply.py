@@ -364,8 +364,7 @@ class StoredReply:
 
     def __init__(self, message: Message, trace_id: str, last_event_id: int, unknown_final_id: int) -> None:
         streaming = message.status == "streaming"
-        known = message.event_count if not streaming and message.finish_reason != "interrupted" else 0
-        final_id = max(known or unknown_final_id, 3)
+        final_id = max(unknown_final_id if streaming else message.event_count or unknown_final_id, 3)
         if message.status == "complete":
             final = make_event(final_id, "done", {
                 "messageId": message.id, "content": message.content, "finishReason": message.finish_reason or "stop",

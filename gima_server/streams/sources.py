@@ -11,7 +11,7 @@ from ..backing import SHARED_FAILURES
 from ..errors import not_found
 from ..store.base import Message, Store
 from .events import Event
-from .follower import LogFollower, backing_unavailable
+from .follower import ForeignReply, LogFollower, backing_unavailable
 from .ownership import RedisCancelBus
 from .registry import Registry
 from .reply import EventSource, StoredReply
@@ -62,7 +62,7 @@ class ReplySources:
             if remote is not None:
                 return remote, 0
             message = await self.store.get_message(user_id, message_id)
-            if message is not None and (message.role != "assistant"):
+            if message is not None and message.role != "assistant":
                 raise not_found("message")
             if message is not None and message.status != "streaming":
                 return self._stored(message, last_id, trace_id), 0
@@ -82,14 +82,12 @@ class ReplySources:
         if self.follower is None:
             return None, False
         try:
-            remote = await self.follower.open(message_id, last_id)
+            return await self.follower.open(message_id, last_id, user_id), False
+        except ForeignReply:
+            raise not_found("message") from None
         except SHARED_FAILURES as exc:
             log.warning("cannot read reply %s from Redis (%s)", message_id, type(exc).__name__)
             return None, True
-        if remote is not None and remote.user_id != user_id:
-            remote.close()
-            raise not_found("message")  # someone else's reply: indistinguishable from none
-        return remote, False
 
     def _stored(self, message: Message, last_id: int, trace_id: str) -> StoredReply:
         return StoredReply(message, trace_id, last_id, self.interrupted_id)

@@ -67,8 +67,7 @@ class BatchingEventSourceResponse(EventSourceResponse):
 
     async def send_frames(self, frames: bytes) -> None:
         # aiohttp-sse's send() writes one event per call; this keeps its timeout and abort rules for a batch.
-        transport = self._req.transport if self._req is not None else None
-        if transport is not None and transport.get_write_buffer_size() + len(frames) < _NEVER_PAUSES_BYTES:
+        if self.can_write_now(len(frames)):
             # Below the transport's high-water mark the write cannot wait on the peer, so it needs no timer
             # (profile: arming one per write was ~10% of a busy server); TCP_USER_TIMEOUT still cuts dead peers.
             try:
@@ -76,19 +75,18 @@ class BatchingEventSourceResponse(EventSourceResponse):
             except ConnectionResetError:
                 self.stop_streaming()
                 raise
-            self.last_write = time.monotonic()
-            return
-        try:
-            async with asyncio.timeout(self._send_timeout):
-                await self.write(frames)
-            self.last_write = time.monotonic()
-        except ConnectionResetError:
-            self.stop_streaming()
-            raise
-        except TimeoutError:
-            self.stop_streaming()
-            self._abort_transport()
-            raise
+        else:
+            try:
+                async with asyncio.timeout(self._send_timeout):
+                    await self.write(frames)
+            except ConnectionResetError:
+                self.stop_streaming()
+                raise
+            except TimeoutError:
+                self.stop_streaming()
+                self._abort_transport()
+                raise
+        self.last_write = time.monotonic()
 
 
 @dataclass(frozen=True, slots=True)
