@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import logging
 import weakref
-from contextlib import suppress
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Coroutine, cast
 
@@ -21,6 +20,7 @@ from .agents.base import Agent
 from .auth import routes as auth_routes
 from .auth.sessions import COOKIE_NAME, SessionCache
 from .auth.tokens import TokenIssuer
+from .background import stop_tasks
 from .config import Settings
 from .idempotency import MemoryIdempotencyStore, RedisIdempotencyStore
 from .ids import new_id
@@ -124,11 +124,7 @@ async def _limits_context(app: web.Application) -> AsyncIterator[None]:
     if redis is not None:
         tasks.append(asyncio.create_task(app[appkeys.LIMITER].probe_forever(redis.ping)))
     yield
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with suppress(asyncio.CancelledError):
-            await task
+    await stop_tasks(tasks)
 
 
 async def _streams_context(app: web.Application) -> AsyncIterator[None]:
@@ -171,11 +167,7 @@ async def _streams_context(app: web.Application) -> AsyncIterator[None]:
     wakeups.close()
     if shared is not None:
         await shared.publisher.drain(settings.redis_timeout_s * 8)  # the last events reach readers elsewhere
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with suppress(asyncio.CancelledError):
-            await task
+    await stop_tasks(tasks)
     if shared is not None:
         await shared.blocking.aclose()
 
@@ -237,9 +229,7 @@ async def _migration_context(app: web.Application) -> AsyncIterator[None]:
     await lane.load()
     worker = asyncio.create_task(lane.run())
     yield
-    worker.cancel()
-    with suppress(asyncio.CancelledError):
-        await worker
+    await stop_tasks([worker])
 
 
 async def _stop_replies(app: web.Application) -> None:

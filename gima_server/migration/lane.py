@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..admission import AdmissionGate, Priority
+from ..background import stop_tasks
 from ..errors import ApiError
 from ..locks import LocalLocks, Locks
 from .model import BatchLimits, MigrationJob, parse_batch
@@ -117,9 +118,7 @@ class MigrationLane:
                     pass
                 self._wake.clear()
         finally:
-            for task in self._working.values():
-                task.cancel()
-            await asyncio.gather(*self._working.values(), return_exceptions=True)
+            await stop_tasks(self._working.values(), patience_s=2.0)
 
     async def _turn(self) -> None:
         for job in list(self.jobs.values()):

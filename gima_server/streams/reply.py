@@ -11,6 +11,7 @@ from typing import Any, AsyncGenerator, AsyncIterator, Awaitable, Callable, Prot
 
 from ..agents.base import Agent, AgentEvent, AgentRequest
 from ..agents.upstream import UpstreamError
+from ..background import stop_tasks
 from ..locks import Lease
 from ..observability.tracing import current_trace_id
 from ..store.base import Exchange, Message, Store
@@ -238,9 +239,7 @@ class Reply:
         try:
             yield
         finally:
-            keeper.cancel()
-            with suppress(asyncio.CancelledError):
-                await keeper
+            await stop_tasks([keeper])
             await self._ownership.give_back(self._lease)
 
     @property
@@ -289,6 +288,8 @@ class Reply:
                 self._take(agent_event)
 
     def _take(self, agent_event: AgentEvent) -> None:
+        if self.cancel_reason is not None:  # a cancel that a library swallowed (see background.stop_tasks)
+            raise asyncio.CancelledError
         if agent_event.name == "usage":
             self.usage = (int(agent_event.data["input"]), int(agent_event.data["output"]))
             return

@@ -12,6 +12,7 @@ from aiohttp import WSMsgType, web
 
 from .. import appkeys
 from ..auth.sessions import Principal, require_user
+from ..background import stop_tasks
 from ..errors import ApiError
 from ..ids import idempotency_key, is_valid_id
 from ..security import check_websocket_origin
@@ -88,9 +89,7 @@ class _Socket:
             raise ApiError(400, "invalid_request", "type must be send, cancel or resume")
 
     async def close(self) -> None:
-        for task in self.followers.values():
-            task.cancel()
-        await asyncio.gather(*self.followers.values(), return_exceptions=True)
+        await stop_tasks(self.followers.values())
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
