@@ -144,7 +144,21 @@ async def replies(server: Server, count: int, ramp_s: float) -> dict[str, object
         await asyncio.sleep(ramp_s * i / count)
         return await read_stream(server, i, "POST", server.path, json.dumps({"content": f"question {i}"}).encode())
 
-    return _summary(list(await asyncio.gather(*(one(i) for i in range(count)))))
+    summary = _summary(list(await asyncio.gather(*(one(i) for i in range(count)))))
+    if server.name == "gima":
+        summary["events_per_write"] = await _events_per_write(server)
+    return summary
+
+
+async def _events_per_write(server: Server) -> float | None:
+    """From the server's own counters: how many events one socket write carried, on average (since start)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{server.port}/metrics") as resp:
+        text = await resp.text()
+    found = dict(re.findall(r"(?m)^(gima_sse_(?:events_sent|writes)_total) ([0-9.e+]+)$", text))
+    writes = float(found.get("gima_sse_writes_total", 0))
+    return round(float(found["gima_sse_events_sent_total"]) / writes, 2) if writes else None
 
 
 async def unloaded_ttfe(server: Server, count: int) -> list[float]:

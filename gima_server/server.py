@@ -15,6 +15,7 @@ import signal
 from aiohttp import web
 
 from . import appkeys
+from .accept import BurstAcceptSite
 from .config import Settings
 
 log = logging.getLogger("gima.server")
@@ -25,8 +26,9 @@ async def serve_until_signalled(app: web.Application, settings: Settings) -> Non
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
     await runner.setup()
     try:
-        # A deep accept queue: a burst of new streams (a deploy's reconnect wave) must queue, not be reset.
-        site = web.TCPSite(runner, settings.host, settings.port, backlog=_BACKLOG)
+        # A deep accept queue: a burst of new streams (a deploy's reconnect wave) must queue, not be reset;
+        # and every queued connection is taken each loop turn, not one (accept.py).
+        site = BurstAcceptSite(runner, settings.host, settings.port, backlog=_BACKLOG)
         await site.start()
         print(f"gima-server is running: open http://{settings.host}:{settings.port}/ in your browser (Ctrl+C to stop)",
               flush=True)
