@@ -128,6 +128,7 @@ class SqliteStore(SqliteMigrationMixin):
         self._read_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gima-sqlite-read")
         self._conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
+        self._key_conn: sqlite3.Connection | None = None  # lookups by key, on the loop thread (ADR 10)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
@@ -170,6 +171,10 @@ class SqliteStore(SqliteMigrationMixin):
             self._read_conn = conn
 
         await asyncio.get_running_loop().run_in_executor(self._read_executor, connect_reader)
+        # Never waits for a lock: a lookup that would is sent to the reader thread instead.
+        key_conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, isolation_level=None, timeout=0)
+        key_conn.row_factory = sqlite3.Row
+        self._key_conn = key_conn
 
     async def close(self) -> None:
         def disconnect() -> None:
@@ -182,6 +187,9 @@ class SqliteStore(SqliteMigrationMixin):
                 self._read_conn.close()
                 self._read_conn = None
 
+        if self._key_conn is not None:
+            self._key_conn.close()
+            self._key_conn = None
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._read_executor, disconnect_reader)
         await loop.run_in_executor(self._executor, disconnect)
@@ -209,6 +217,16 @@ class SqliteStore(SqliteMigrationMixin):
         return user
 
     async def _one(self, sql: str, args: tuple[Any, ...]) -> sqlite3.Row | None:
+        """One row by its key: read on the loop thread, where it takes microseconds. On a busy loop a trip to the
+        reader thread costs milliseconds of waiting for the GIL, twice, and every request's sign-in check queued
+        there (ADR 10). A lookup that finds the file locked (a checkpoint, a schema change) goes to the thread."""
+        if self._key_conn is not None:
+            try:
+                found: sqlite3.Row | None = self._key_conn.execute(sql, args).fetchone()
+                return found
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
         row: sqlite3.Row | None = await self._read(lambda c: c.execute(sql, args).fetchone())
         return row
 
