@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Coroutine, cast
 
 from aiohttp import web
-from aiohttp_session import session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
 from . import appkeys, chats
@@ -28,7 +27,7 @@ from .limits.backends import MemoryBackend, RedisBackend
 from .limits.limiter import Limiter
 from .limits.policy import parse_rate_limits
 from .locks import FallbackLocks, LocalLocks, RedisLocks
-from .middleware import outer_middleware, policy_middleware
+from .middleware import gima_middleware
 from .migration import routes as migration_routes
 from .migration.lane import LaneSettings, MigrationLane
 from .observability import routes as observability_routes
@@ -282,7 +281,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     settings = settings.with_secret()
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[outer_middleware, session_middleware(_cookie_storage(settings)), policy_middleware],
+        middlewares=[gima_middleware(_cookie_storage(settings))],
     )
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics()

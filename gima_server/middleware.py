@@ -1,15 +1,21 @@
-"""The two middlewares, composed of the capabilities' own functions.
+"""The one middleware, composed of the capabilities' own functions.
 
-Two frames instead of eight: each middleware frame stays alive for as long as its request does, and an open
-SSE subscriber is a request that lasts minutes, so fewer frames is less memory per subscriber (bench/load.py).
+One frame instead of eight: each middleware frame stays alive for as long as its request does, and an open
+SSE subscriber is a request that lasts minutes, so fewer frames is less memory per subscriber (bench/paced.py,
+idle phase). aiohttp-session's middleware is folded in here for the same reason; its storage and
+`get_session` are used as they are.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
+from typing import cast
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_exceptions import NotAppKeyWarning
+from aiohttp_session import SESSION_KEY, STORAGE_KEY, AbstractStorage, Session
 
 from . import idempotency_http
 from .errors import render_exception
@@ -18,40 +24,57 @@ from .observability.http_metrics import STARTED_AT, record_request
 from .observability.tracing import current_trace_id, request_trace_id
 from .security import check_origin, preflight_response
 
+# aiohttp-session keys its state with plain strings; setting its storage key here warns the same way.
+warnings.filterwarnings("ignore", category=NotAppKeyWarning, module=__name__)
 
-@web.middleware
-async def outer_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Trace id for the request's logs, its timing and metrics, and the JSON error for anything that fails."""
-    token = current_trace_id.set(request_trace_id(request))
-    request[STARTED_AT] = started = time.perf_counter()
-    try:
+
+def gima_middleware(session_storage: AbstractStorage) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Trace id, timing and metrics, the JSON error for anything that fails; then what a request must pass
+        before its handler (CORS preflight, same-origin check, Idempotency-Key, rate limit); the cookie session
+        saved after it."""
+        token = current_trace_id.set(request_trace_id(request))
+        request[STARTED_AT] = started = time.perf_counter()
+        request[STORAGE_KEY] = session_storage
         try:
-            response = await handler(request)
-        except Exception as exc:
-            response = render_exception(request, exc)
-        record_request(request, response, time.perf_counter() - started)
-        return response
-    finally:
-        current_trace_id.reset(token)
+            try:
+                preflight = preflight_response(request)
+                if preflight is not None:
+                    return preflight
+                await check_origin(request)
+                replay, claim = await idempotency_http.begin(request)
+                if replay is not None:
+                    return replay  # before the limiter: a replay is not new work and costs nothing
+                try:
+                    await charge_route(request)
+                    response = await handler(request)
+                except BaseException as exc:
+                    if claim is not None:
+                        await idempotency_http.settle(request, claim, None, exc)
+                    if isinstance(exc, web.HTTPException):
+                        await _save_session(request, exc, session_storage)
+                    raise
+                if claim is not None:
+                    await idempotency_http.settle(request, claim, response, None)
+                await _save_session(request, response, session_storage)
+            except Exception as exc:
+                response = render_exception(request, exc)
+            record_request(request, response, time.perf_counter() - started)
+            return response
+        finally:
+            current_trace_id.reset(token)
+
+    return middleware
 
 
-@web.middleware
-async def policy_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """What a request must pass before its handler: CORS preflight, same-origin check, Idempotency-Key, rate limit."""
-    preflight = preflight_response(request)
-    if preflight is not None:
-        return preflight
-    await check_origin(request)
-    replay, claim = await idempotency_http.begin(request)
-    if replay is not None:
-        return replay  # before the limiter: a replay is not new work and costs nothing
-    try:
-        await charge_route(request)
-        response = await handler(request)
-    except BaseException as exc:
-        if claim is not None:
-            await idempotency_http.settle(request, claim, None, exc)
-        raise
-    if claim is not None:
-        await idempotency_http.settle(request, claim, response, None)
-    return response
+async def _save_session(request: web.Request, response: web.StreamResponse, storage: AbstractStorage) -> None:
+    """aiohttp-session's rule: a changed session is written into a response that has not been sent yet."""
+    if not isinstance(response, (web.Response, web.HTTPException)):
+        return  # a stream or a WebSocket: its headers are gone
+    session = cast("Session | None", request.get(SESSION_KEY))
+    if session is None or not session._changed:
+        return
+    if response.prepared:
+        raise RuntimeError("Cannot save session data into prepared response")
+    await storage.save_session(request, response, session)
