@@ -93,11 +93,15 @@ async def _redis_context(app: web.Application) -> AsyncIterator[None]:
         app[appkeys.REDIS] = None
         yield
         return
-    from redis.asyncio import Redis
+    from redis.asyncio import BlockingConnectionPool, Redis
 
-    redis = Redis.from_url(
-        settings.redis_url, socket_timeout=settings.redis_timeout_s, socket_connect_timeout=settings.redis_timeout_s
+    # A burst of requests waits (up to the timeout) for a free connection: redis-py's default pool raises
+    # MaxConnectionsError at its 101st concurrent command, and every caller would fall back to in-process.
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=settings.redis_max_connections, timeout=settings.redis_timeout_s,
+        socket_timeout=settings.redis_timeout_s, socket_connect_timeout=settings.redis_timeout_s,
     )
+    redis = Redis.from_pool(pool)
     app[appkeys.REDIS] = redis
     yield
     await redis.aclose()

@@ -69,6 +69,7 @@ class Settings:
     admission_wait_s: float = 10.0
     reply_token_estimate: int = 500
     redis_timeout_s: float = 0.25
+    redis_max_connections: int = 200
     heartbeat_s: float = 15.0
     ws_max_sockets: int = 100
     ws_heartbeat_s: float = 30.0
@@ -198,6 +199,7 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("admission_wait_s", _non_negative, "must be >= 0"),
     ("reply_token_estimate", _non_negative, "must be >= 0"),
     ("redis_timeout_s", _positive, "must be > 0"),
+    ("redis_max_connections", lambda n: n >= 4, "must be >= 4"),
     ("upstream_connect_timeout_s", _positive, "must be > 0"),
     ("upstream_first_token_timeout_s", _positive, "must be > 0"),
     ("upstream_total_timeout_s", _positive, "must be > 0"),

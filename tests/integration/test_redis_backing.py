@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 from redis.asyncio import Redis
 
 from ..conftest import MakeClient, log_in, same_origin, sign_up
@@ -154,3 +156,23 @@ async def test_a_stale_lock_holder_cannot_overwrite_the_new_one(redis_url: str, 
     finally:
         await store.close()
         await client.aclose()
+
+
+async def test_a_burst_waits_for_a_redis_connection_instead_of_falling_back(
+    make_client: MakeClient, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """More concurrent requests than Redis connections: they queue for one (redis-py's default pool would
+    raise MaxConnectionsError and send every lock and limit to the in-process fall-back)."""
+    client = await make_client(redis_url=redis_url, redis_max_connections=4, redis_timeout_s=2.0,
+                               demo_tokens_per_s=0, demo_first_token_ms=0, rate_limits="off")
+    users = [await sign_up(client, f"u{i}@example.com") for i in range(12)]
+    with caplog.at_level(logging.WARNING):
+        results = await asyncio.gather(*(user.stream(f"burst {n}") for n, user in enumerate(users) for _ in range(2)))
+    assert all(events[-1].name == "done" for events, _ in results)
+    from gima_server import appkeys
+
+    shared = client.server.app[appkeys.REDIS]
+    assert shared is not None
+    assert sorted(await asyncio.gather(*(shared.incr("burst") for _ in range(300)))) == list(range(1, 301))
+    fallbacks = [r.getMessage() for r in caplog.records if "MaxConnections" in r.getMessage() or "fall" in r.getMessage()]
+    assert fallbacks == []
