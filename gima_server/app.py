@@ -95,10 +95,12 @@ async def _redis_context(app: web.Application) -> AsyncIterator[None]:
         return
     from redis.asyncio import BlockingConnectionPool, Redis
 
-    # A burst of requests waits (up to the timeout) for a free connection: redis-py's default pool raises
-    # MaxConnectionsError at its 101st concurrent command, and every caller would fall back to in-process.
+    # A burst of requests queues for a free connection: redis-py's default pool raises MaxConnectionsError at
+    # its 101st concurrent command, and every caller would fall back to in-process. The wait is not Redis
+    # being slow (that is the socket timeout), so it gets longer than one command may take.
     pool = BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=settings.redis_max_connections, timeout=settings.redis_timeout_s,
+        settings.redis_url, max_connections=settings.redis_max_connections,
+        timeout=max(2.0, settings.redis_timeout_s * 4),
         socket_timeout=settings.redis_timeout_s, socket_connect_timeout=settings.redis_timeout_s,
     )
     redis = Redis.from_pool(pool)
