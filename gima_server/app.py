@@ -17,6 +17,7 @@ from .admission import AdmissionGate, LoadMonitor, default_max_active
 from .agents import make_agent
 from .agents.base import Agent
 from .auth import routes as auth_routes
+from .auth.external import ExternalJwtSettings, ExternalTokens
 from .auth.sessions import COOKIE_NAME, SessionCache
 from .auth.tokens import TokenIssuer
 from .background import stop_tasks
@@ -283,6 +284,16 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html")
 
 
+def _external_tokens(settings: Settings) -> ExternalTokens | None:
+    if not (settings.external_jwt_secret or settings.external_jwt_jwks_url):
+        return None
+    return ExternalTokens(ExternalJwtSettings(
+        settings.external_jwt_issuer, settings.external_jwt_audience, settings.external_jwt_secret,
+        settings.external_jwt_jwks_url, settings.external_jwt_leeway_s, settings.external_jwt_max_ttl_s,
+        settings.session_cache_s, settings.external_jwt_jwks_refresh_s,
+    ))
+
+
 def create_app(settings: Settings, *, store: Store | None = None, agent: Agent | None = None) -> web.Application:
     settings = settings.with_secret()
     app = web.Application(
@@ -294,6 +305,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     app[appkeys.SESSIONS] = SessionCache(settings.session_cache_s)
     app[appkeys.WEBSOCKETS] = weakref.WeakSet()
     app[appkeys.TOKENS] = TokenIssuer(settings.secret_keys, settings.access_token_ttl_s)
+    app[appkeys.EXTERNAL_TOKENS] = _external_tokens(settings)
     app.cleanup_ctx.append(_store_context(store))
     app.cleanup_ctx.append(_agent_context(agent))
     app.cleanup_ctx.append(_redis_context)

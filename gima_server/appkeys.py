@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from .admission import AdmissionGate, LoadMonitor
     from .agents.base import Agent
+    from .auth.external import ExternalTokens
     from .auth.sessions import SessionCache
     from .auth.tokens import TokenIssuer
     from .config import Settings
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 STORE: web.AppKey[Store] = web.AppKey("store")
 TOKENS: web.AppKey[TokenIssuer] = web.AppKey("tokens")
+EXTERNAL_TOKENS: web.AppKey[ExternalTokens | None] = web.AppKey("external_tokens")
 AGENT: web.AppKey[Agent] = web.AppKey("agent")
 IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry")

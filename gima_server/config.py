@@ -94,6 +94,13 @@ class Settings:
     max_body_bytes: int = 256 * 1024
     max_content_bytes: int = 32 * 1024
     access_token_ttl_s: int = 3600
+    external_jwt_secret: str = field(default="", repr=False)
+    external_jwt_jwks_url: str = ""
+    external_jwt_issuer: str = ""
+    external_jwt_audience: str = ""
+    external_jwt_leeway_s: float = 10.0
+    external_jwt_max_ttl_s: int = 3600
+    external_jwt_jwks_refresh_s: float = 5.0
     session_ttl_s: int = 30 * 86_400
     session_cache_s: float = 5.0
     migration_enabled: bool = False
@@ -150,9 +157,28 @@ class Settings:
             raise ConfigError(f"GIMA_MIGRATION_WINDOW={self.migration_window!r}: expected HH:MM-HH:MM (UTC) or empty")
         if self.agent == "pipeline" and not self.pipeline_file:
             raise ConfigError("GIMA_PIPELINE_FILE: required when GIMA_AGENT=pipeline")
+        self._validate_external_jwt()
         for key in self.secret_keys:
             if len(key) < 32:
                 raise ConfigError("GIMA_SECRET_KEY: each key must be at least 32 characters")
+
+    def _validate_external_jwt(self) -> None:
+        secret, jwks = self.external_jwt_secret, self.external_jwt_jwks_url
+        if not secret and not jwks:
+            if self.external_jwt_issuer or self.external_jwt_audience:
+                raise ConfigError("GIMA_EXTERNAL_JWT_ISSUER/_AUDIENCE: set GIMA_EXTERNAL_JWT_SECRET or _JWKS_URL too")
+            return
+        if secret and jwks:
+            raise ConfigError("GIMA_EXTERNAL_JWT_SECRET and GIMA_EXTERNAL_JWT_JWKS_URL: set one of them, not both")
+        if secret and len(secret) < 32:
+            raise ConfigError("GIMA_EXTERNAL_JWT_SECRET: must be at least 32 characters")
+        if jwks and not jwks.startswith(("https://", "http://")):
+            raise ConfigError(f"GIMA_EXTERNAL_JWT_JWKS_URL={jwks!r}: must start with https:// (or http:// on a trusted network)")
+        for name in ("external_jwt_issuer", "external_jwt_audience"):
+            if not getattr(self, name):
+                raise ConfigError(f"GIMA_{name.upper()}: required when external JWTs are accepted")
+        if self.external_jwt_issuer == "gima-server":
+            raise ConfigError("GIMA_EXTERNAL_JWT_ISSUER: 'gima-server' is this server's own issuer; name the host site")
 
     @property
     def migration_batch_limits(self) -> BatchLimits:
@@ -229,6 +255,9 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("max_body_bytes", lambda n: n >= 1024, "must be >= 1024"),
     ("max_content_bytes", _positive, "must be > 0"),
     ("access_token_ttl_s", _positive, "must be > 0"),
+    ("external_jwt_leeway_s", lambda n: 0 <= n <= 60, "must be 0..60 (seconds of clock skew allowed)"),
+    ("external_jwt_max_ttl_s", _positive, "must be > 0"),
+    ("external_jwt_jwks_refresh_s", _non_negative, "must be >= 0"),
     ("session_ttl_s", _positive, "must be > 0"),
     ("session_cache_s", _non_negative, "must be >= 0 (0 = off)"),
     ("max_concurrent_migrations", _positive, "must be > 0"),

@@ -15,6 +15,7 @@ from .passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, hash_password, ve
 from .sessions import csrf_token, end_cookie_session, require_user, start_cookie_session
 
 MAX_EMAIL_CHARS = 254
+_NO_STORE = {"Cache-Control": "no-store"}  # a response carrying a token or CSRF secret is never cached
 MAX_NAME_CHARS = 100
 
 _SIGNUP = {
@@ -43,7 +44,7 @@ async def _login_response(request: web.Request, user: User, status: int) -> web.
     csrf = await start_cookie_session(request, session.id)
     tokens = request.app[appkeys.TOKENS]
     body = {"user": user.public(), "accessToken": tokens.issue(user.id, session.id), "expiresIn": tokens.ttl_s, "csrfToken": csrf}
-    return web.json_response(body, status=status)
+    return web.json_response(body, status=status, headers=_NO_STORE)
 
 
 async def signup(request: web.Request) -> web.Response:
@@ -85,7 +86,7 @@ async def me(request: web.Request) -> web.Response:
     body: dict[str, object] = {"user": principal.user.public()}
     if principal.via == "cookie":
         body["csrfToken"] = await csrf_token(request)
-    return web.json_response(body)
+    return web.json_response(body, headers=_NO_STORE)
 
 
 def add_routes(app: web.Application) -> None:

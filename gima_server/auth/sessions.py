@@ -13,6 +13,7 @@ from aiohttp_session import get_session, new_session
 from .. import appkeys
 from ..errors import ApiError
 from ..store.base import User
+from .external import ExternalTokens
 
 COOKIE_NAME = "gima_session"
 
@@ -21,7 +22,7 @@ COOKIE_NAME = "gima_session"
 class Principal:
     user: User
     session_id: str
-    via: str  # "bearer" or "cookie"
+    via: str  # "bearer", "cookie" or "external" (a host site's token)
 
 
 _PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("principal")
@@ -82,6 +83,15 @@ async def _principal_for(request: web.Request, user_id: str | None, session_id: 
     return Principal(user, session.id, via)
 
 
+async def _external_principal(request: web.Request, external: ExternalTokens, token: str) -> Principal:
+    """A host site's token: verified against its secret or JWKS, its subject a local user of that issuer."""
+    identity = await external.verify(token)
+    if identity is None:
+        raise _unauthorized("invalid or expired access token")
+    user = await external.user_for(identity, request.app[appkeys.STORE])
+    return Principal(user, identity.session_id, "external")
+
+
 async def authenticate(request: web.Request) -> Principal | None:
     """Resolve the caller once per request; a bad Bearer token is a 401, never a fall-back to the cookie."""
     if _PRINCIPAL in request:
@@ -90,13 +100,18 @@ async def authenticate(request: web.Request) -> Principal | None:
     principal: Principal | None = None
     header = request.headers.get("Authorization")
     if header is not None:
-        scheme, _, token = header.partition(" ")
-        claims = request.app[appkeys.TOKENS].verify(token.strip()) if scheme.lower() == "bearer" else None
-        if claims is None:
-            raise _unauthorized("invalid or expired access token")
-        principal = await _principal_for(request, claims.user_id, claims.session_id, "bearer")
-        if principal is None:
-            raise _unauthorized("session has ended")
+        scheme, _, raw_token = header.partition(" ")
+        token = raw_token.strip()
+        external = request.app[appkeys.EXTERNAL_TOKENS]
+        if scheme.lower() == "bearer" and external is not None and external.claims_issuer(token):
+            principal = await _external_principal(request, external, token)
+        else:
+            claims = request.app[appkeys.TOKENS].verify(token) if scheme.lower() == "bearer" else None
+            if claims is None:
+                raise _unauthorized("invalid or expired access token")
+            principal = await _principal_for(request, claims.user_id, claims.session_id, "bearer")
+            if principal is None:
+                raise _unauthorized("session has ended")
     elif COOKIE_NAME in request.cookies:
         cookie = await get_session(request)
         session_id = cookie.get("sid")

@@ -93,7 +93,8 @@ async def _drain(sock: socket.socket) -> bytes:
 
 async def test_slow_consumer_is_dropped_without_slowing_others(make_client: MakeClient) -> None:
     client = await make_client(
-        demo_reply_words=30_000, subscriber_max_lag=200, replay_max_events_per_reply=100_000, sse_sndbuf_bytes=16_384
+        demo_reply_words=8_000, demo_tokens_per_s=4000, subscriber_max_lag=200, replay_max_events_per_reply=100_000,
+        sse_sndbuf_bytes=16_384,
     )
     alice = await sign_up(client, "alice@example.com")
     resp = await client.post("/api/chat/stream", json={"content": "A very long essay"}, headers=alice.headers)
@@ -102,7 +103,7 @@ async def test_slow_consumer_is_dropped_without_slowing_others(make_client: Make
     stalled = await _stalled_subscriber(client.port, f"/api/chat/streams/{message_id}/events", alice.token)
     try:
         rest, _ = parse_sse(await asyncio.wait_for(resp.read(), timeout=30))
-        assert rest[-1].name == "done"  # the reader that keeps up gets everything
+        assert rest[-1].name == "done", rest[-1].data  # the reader that keeps up gets everything
         slow_raw = await asyncio.wait_for(_drain(stalled), timeout=30)
     finally:
         stalled.close()
