@@ -65,8 +65,12 @@ async def signup(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     body = await read_json(request, _LOGIN)
     email = normalize_email(body["email"])
-    # Guessing one account's password from many addresses is limited here, per account.
-    await request.app[appkeys.LIMITER].hit("auth_account", "acct:" + hashlib.sha256(email.encode()).hexdigest()[:32])
+    # Guessing one account's password: limited per account *and* address, so an attacker elsewhere cannot lock
+    # its owner out; a looser ceiling per account bounds guessing spread over many addresses.
+    account = "acct:" + hashlib.sha256(email.encode()).hexdigest()[:32]
+    limiter = request.app[appkeys.LIMITER]
+    await limiter.hit("auth_account", f"{account}:ip:{request.remote}")
+    await limiter.hit("auth_account_total", account)
     user = await request.app[appkeys.STORE].get_user_by_email(email)
     if not await verify_password(user.password_hash if user else None, body["password"]) or user is None:
         raise ApiError(401, "unauthorized", "email or password is wrong")

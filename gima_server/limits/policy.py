@@ -14,12 +14,13 @@ DEFAULTS: dict[str, tuple[float, str, float]] = {
     "search": (100, "min", 20),
     "embeddings": (10, "min", 5),
     "auth": (20, "min", 10),  # sign-up and log-in attempts per client address
-    "auth_account": (10, "min", 5),  # log-in attempts per account
+    "auth_account": (10, "min", 5),  # log-in attempts per account from one client address
+    "auth_account_total": (100, "min", 50),  # per account from everywhere: looser, so no one address locks a user out
     "migration": (60, "min", 10),
     "default": (600, "min", 120),
     "tokens": (40_000, "min", 40_000),
 }
-FAIL_CLOSED = frozenset({"auth", "auth_account"})
+FAIL_CLOSED = frozenset({"auth", "auth_account", "auth_account_total"})
 BACKGROUND = frozenset({"migration", "embeddings", "search"})
 PRESSURE_COST_FACTOR = 4.0  # background work costs this much more while the server is under pressure
 _PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "min": 60.0, "minute": 60.0, "h": 3600.0, "hour": 3600.0}

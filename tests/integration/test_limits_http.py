@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
+from aiohttp.test_utils import TestClient
+
 from ..conftest import MakeClient, log_in, quick_user, same_origin, sign_up
 from ..sse import parse_sse, read_until
 
@@ -148,3 +151,28 @@ async def test_normal_chat_from_100_users_sees_no_429_while_a_flood_does(make_cl
         assert set(statuses) == {200}
     flood = [await chat(users[0], f"flood {i}") for i in range(15)]
     assert flood.count(429) >= 7 and 200 in flood
+
+
+async def _login_from(client: TestClient, address: str, email: str, password: str) -> int:
+    """A log-in from another client address (the loopback network is all ours: 127.0.0.0/8)."""
+    connector = aiohttp.TCPConnector(local_addr=(address, 0))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        origin = str(client.make_url("")).rstrip("/")
+        async with session.post(client.make_url("/api/auth/login"), json={"email": email, "password": password},
+                                headers={"Origin": origin}) as resp:
+            return resp.status
+
+
+async def test_an_attacker_elsewhere_cannot_lock_the_owner_out(make_client: MakeClient) -> None:
+    client = await make_client(rate_limits="auth=1000/min/1000,auth_account=10/min/3,auth_account_total=100/min/50")
+    await sign_up(client, "owner@example.com")
+    attacker = [await _login_from(client, "127.0.0.2", "owner@example.com", "guessing wrong") for _ in range(5)]
+    assert attacker == [401, 401, 401, 429, 429]
+    assert await _login_from(client, "127.0.0.1", "owner@example.com", "correct horse battery") == 200
+
+
+async def test_guessing_from_many_addresses_meets_the_per_account_ceiling(make_client: MakeClient) -> None:
+    client = await make_client(rate_limits="auth=1000/min/1000,auth_account=10/min/3,auth_account_total=1/min/4")
+    await sign_up(client, "owner@example.com")
+    statuses = [await _login_from(client, f"127.0.0.{2 + n % 3}", "owner@example.com", "guessing wrong") for n in range(6)]
+    assert statuses == [401, 401, 401, 401, 429, 429]
