@@ -17,6 +17,7 @@ from .admission import AdmissionGate, LoadMonitor, default_max_active
 from .agents import make_agent
 from .agents.base import Agent
 from .auth import routes as auth_routes
+from .auth.connections import SessionConnections
 from .auth.external import ExternalJwtSettings, ExternalTokens
 from .auth.sessions import COOKIE_NAME, SessionCache
 from .auth.tokens import TokenIssuer
@@ -143,7 +144,7 @@ async def _streams_context(app: web.Application) -> AsyncIterator[None]:
     )
     interrupted_id = settings.replay_max_events_per_reply + 1  # above any id a reply can reach
     shared = _SharedLog(app, interrupted_id) if redis is not None else None
-    bus = RedisCancelBus(redis) if redis is not None else None
+    bus = app[appkeys.BUS] = RedisCancelBus(redis) if redis is not None else None
     ownership = Ownership(_shared_locks(app), bus) if bus is not None else None
     wakeups = Wakeups(lambda: app[appkeys.LOAD].lag_s, settings.sse_coalesce_max_ms / 1000)
     registry = Registry(
@@ -165,7 +166,7 @@ async def _streams_context(app: web.Application) -> AsyncIterator[None]:
     sweep_s = max(1.0, min(30.0, settings.replay_retention_s / 4))
     jobs = [registry.sweep_forever(sweep_s), heartbeat.run()]
     if bus is not None and shared is not None:
-        jobs += [bus.listen(registry.on_cancel_request), *shared.jobs(), repair.run_forever(
+        jobs += [bus.listen(_bus_dispatch(registry, app[appkeys.CONNECTIONS])), *shared.jobs(), repair.run_forever(
             settings.reply_owner_timeout_s * 4, settings.reply_owner_timeout_s * 1.2)]
     tasks = [asyncio.create_task(job) for job in jobs]
     yield
@@ -176,6 +177,16 @@ async def _streams_context(app: web.Application) -> AsyncIterator[None]:
     await stop_tasks(tasks)
     if shared is not None:
         await shared.blocking.aclose()
+
+
+def _bus_dispatch(registry: Registry, connections: SessionConnections) -> Callable[[dict[str, str]], None]:
+    def dispatch(message: dict[str, str]) -> None:
+        if "endedSession" in message:
+            connections.close_session(message["endedSession"])
+        else:
+            registry.on_cancel_request(message)
+
+    return dispatch
 
 
 class _SharedLog:
@@ -303,6 +314,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics()
     app[appkeys.SESSIONS] = SessionCache(settings.session_cache_s)
+    app[appkeys.CONNECTIONS] = SessionConnections()
     app[appkeys.WEBSOCKETS] = weakref.WeakSet()
     app[appkeys.TOKENS] = TokenIssuer(settings.secret_keys, settings.access_token_ttl_s)
     app[appkeys.EXTERNAL_TOKENS] = _external_tokens(settings)

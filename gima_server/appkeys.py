@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from .admission import AdmissionGate, LoadMonitor
     from .agents.base import Agent
+    from .auth.connections import SessionConnections
     from .auth.external import ExternalTokens
     from .auth.sessions import SessionCache
     from .auth.tokens import TokenIssuer
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from .observability.metrics import Metrics
     from .store.base import Store
     from .streams.heartbeat import Heartbeat
+    from .streams.ownership import RedisCancelBus
     from .streams.registry import Registry
     from .streams.sources import ReplySources
 
@@ -40,5 +42,7 @@ REDIS: web.AppKey[Redis | None] = web.AppKey("redis")
 ADMISSION: web.AppKey[AdmissionGate] = web.AppKey("admission")
 LOAD: web.AppKey[LoadMonitor] = web.AppKey("load")
 SESSIONS: web.AppKey[SessionCache] = web.AppKey("sessions")
+CONNECTIONS: web.AppKey[SessionConnections] = web.AppKey("connections")
+BUS: web.AppKey[RedisCancelBus | None] = web.AppKey("bus")
 MIGRATION: web.AppKey[MigrationLane] = web.AppKey("migration")
 WEBSOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("websockets")

@@ -81,6 +81,10 @@ async def logout(request: web.Request) -> web.Response:
     principal = await require_user(request)
     await request.app[appkeys.STORE].revoke_session(principal.session_id)
     request.app[appkeys.SESSIONS].forget(principal.session_id)
+    request.app[appkeys.CONNECTIONS].close_session(principal.session_id)  # its streams and WebSockets end too
+    bus = request.app[appkeys.BUS]
+    if bus is not None:
+        await bus.announce_session_ended(principal.session_id)
     await end_cookie_session(request)
     return web.Response(status=204)
 

@@ -44,6 +44,13 @@ class RedisCancelBus:
         except SHARED_FAILURES as exc:  # no one else can be reached: the wait decides
             log.warning("could not ask other processes to cancel (%s)", type(exc).__name__)
 
+    async def announce_session_ended(self, session_id: str) -> None:
+        """Tell every process to close this login session's streams and WebSockets (a logout)."""
+        try:
+            await self._redis.publish(CANCEL_CHANNEL, json.dumps({"endedSession": session_id}))
+        except SHARED_FAILURES as exc:  # the others stop accepting its token within GIMA_SESSION_CACHE_S anyway
+            log.warning("could not tell other processes that a session ended (%s)", type(exc).__name__)
+
     async def request_message_cancel(self, message_id: str, reason: str) -> None:
         """Ask whichever process produces this reply to end it (raises when Redis cannot be reached)."""
         await self._redis.publish(CANCEL_CHANNEL, json.dumps({"message": message_id, "reason": reason}))

@@ -72,7 +72,8 @@ async def post_stream(request: web.Request) -> web.StreamResponse:
     trace_id = request_trace_id(request)
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
     metrics = request.app[appkeys.METRICS]
-    resp, client_gone = await stream_events(request, source, 0, _subscriber_options(request), trace_id, metrics, headers)
+    resp, client_gone = await stream_events(request, source, 0, _subscriber_options(request), trace_id, metrics, headers,
+                                            principal.session_id)
     if client_gone and outcome.reply is not None and request.app[appkeys.SETTINGS].cancel_on_disconnect:
         outcome.reply.cancel("cancelled")
     return resp
@@ -167,7 +168,8 @@ async def get_events(request: web.Request) -> web.StreamResponse:
     if last_id > 0:
         metrics.resumes.inc()
         metrics.recent_resumes.add(1)
-    resp, _ = await stream_events(request, source, cursor, _subscriber_options(request), trace_id, metrics)
+    resp, _ = await stream_events(request, source, cursor, _subscriber_options(request), trace_id, metrics,
+                                  session_id=principal.session_id)
     return resp
 
 

@@ -14,6 +14,8 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web import BaseRequest
 from aiohttp_sse import EventSourceResponse
 
+from .. import appkeys
+from ..auth.connections import cancel_task
 from ..observability.http_metrics import STARTED_AT
 from ..observability.metrics import Metrics
 from .events import SSE_SEP, retry_frame, unnumbered_error
@@ -107,8 +109,11 @@ async def stream_events(
     trace_id: str,
     metrics: Metrics,
     headers: Mapping[str, str] | None = None,
+    session_id: str | None = None,
 ) -> tuple[web.StreamResponse, bool]:
-    """Send source.events[cursor:] and follow the source until its last event; return (response, client_gone)."""
+    """Send source.events[cursor:] and follow the source until its last event; return (response, client_gone).
+
+    With session_id, the stream ends when that login session does (a logout, here or in another process)."""
     started_at = request.get(STARTED_AT, time.perf_counter())
     resp = BatchingEventSourceResponse(
         headers=headers,
@@ -128,6 +133,9 @@ async def stream_events(
     client_gone = False
     tally = _Tally(metrics, started_at)
     metrics.subscribers.inc()
+    connections = request.app[appkeys.CONNECTIONS] if session_id is not None else None
+    if connections is not None:
+        connections.add(session_id, resp, cancel_task(request.task))  # type: ignore[arg-type]
     try:
         while True:
             await source.wait_beyond(cursor)
@@ -149,6 +157,8 @@ async def stream_events(
     except (ConnectionResetError, TimeoutError):
         client_gone = True
     finally:
+        if connections is not None:
+            connections.discard(session_id, resp)  # type: ignore[arg-type]
         source.close()
         tally.flush()
         metrics.subscribers.dec()

@@ -8,7 +8,7 @@ import json
 import logging
 from contextlib import suppress
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from .. import appkeys
 from ..auth.sessions import Principal, require_user
@@ -102,6 +102,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     socket = _Socket(request, principal, ws)
     open_sockets.add(ws)
+    connections = request.app[appkeys.CONNECTIONS]
+    connections.add(principal.session_id, ws, lambda: asyncio.ensure_future(
+        ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"session ended")))
     try:
         while True:
             try:
@@ -116,6 +119,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 await socket.error(exc.code, exc.message)
     finally:
         open_sockets.discard(ws)
+        connections.discard(principal.session_id, ws)
         await socket.close()
         with suppress(Exception):
             await ws.close()
