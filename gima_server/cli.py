@@ -1,4 +1,4 @@
-"""The gima-server command: serve (default), user add / user role, check-config."""
+"""The gima-server command: serve (default), user add / role / sessions, check-config."""
 
 from __future__ import annotations
 
@@ -8,14 +8,19 @@ import gc
 import logging
 import secrets
 import sys
+import time
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from aiohttp.web_exceptions import NotAppKeyWarning
 
 from .config import ConfigError, Settings
 from .observability.logs import configure_logging
+
+if TYPE_CHECKING:
+    from .store.base import Store, User
 
 ROLES = ("user", "alpha", "admin")
 log = logging.getLogger("gima.cli")
@@ -41,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     role.add_argument("email")
     role.add_argument("role", choices=ROLES[1:])
     role.add_argument("--revoke", action="store_true")
+    sessions = user.add_parser("sessions", help="list a user's login sessions (or --revoke them all)")
+    sessions.add_argument("email")
+    sessions.add_argument("--revoke", action="store_true", help="end every open session of the user")
     return parser
 
 
@@ -125,6 +133,8 @@ async def _user_command(settings: Settings, args: argparse.Namespace) -> int:
         if user is None:
             print(f"gima-server: no user with email {email}", file=sys.stderr)
             return 1
+        if args.user_command == "sessions":
+            return await _sessions_command(settings, store, user, args.revoke)
         roles = [r for r in user.roles if r != args.role] if args.revoke else [*user.roles, args.role]
         updated = await store.set_roles(user.id, list(dict.fromkeys(["user", *roles])))
         assert updated is not None
@@ -132,6 +142,43 @@ async def _user_command(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     finally:
         await store.close()
+
+
+async def _sessions_command(settings: Settings, store: Store, user: User, revoke: bool) -> int:
+    """List the user's sessions; with revoke, end the open ones (and, with Redis, their streams everywhere)."""
+    now = time.time()
+    listed = await store.list_sessions(user.id)
+    open_ids = [s.id for s in listed if not s.revoked and s.expires_at > now]
+    if not revoke:
+        for s in listed:
+            state = "revoked" if s.revoked else "expired" if s.expires_at <= now else "open"
+            created = datetime.fromtimestamp(s.created_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            print(f"{s.id}  {state:<8} created {created}")
+        print(f"{len(open_ids)} open of {len(listed)} sessions of {user.email}")
+        return 0
+    for session_id in open_ids:
+        await store.revoke_session(session_id)
+    await _announce_ended(settings, open_ids)
+    print(f"revoked {len(open_ids)} open {'session' if len(open_ids) == 1 else 'sessions'} of {user.email}")
+    return 0
+
+
+async def _announce_ended(settings: Settings, session_ids: list[str]) -> None:
+    """Tell the running processes (through Redis, when configured) to close these sessions' connections now;
+    without Redis, each process stops accepting their tokens within GIMA_SESSION_CACHE_S."""
+    if not settings.redis_url or not session_ids:
+        return
+    from redis.asyncio import Redis
+
+    from .streams.ownership import RedisCancelBus
+
+    redis = Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_s * 8)
+    try:
+        bus = RedisCancelBus(redis)
+        for session_id in session_ids:
+            await bus.announce_session_ended(session_id)
+    finally:
+        await redis.aclose()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

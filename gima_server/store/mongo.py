@@ -118,6 +118,11 @@ class MongoStore:
     async def revoke_session(self, session_id: str) -> None:
         await self._db.sessions.update_one({"_id": session_id}, {"$set": {"revoked": True}})
 
+    async def list_sessions(self, user_id: str) -> list[AuthSession]:
+        cursor = self._db.sessions.find({"user_id": user_id}).sort([("created_at", DESCENDING), ("_id", ASCENDING)])
+        return [AuthSession(d["_id"], d["user_id"], d["created_at"], d["expires_at"], bool(d["revoked"]))
+                async for d in cursor]
+
     # chats
     async def create_chat(self, user_id: str, title: str) -> Chat:
         now = time.time()

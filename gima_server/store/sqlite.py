@@ -263,6 +263,11 @@ class SqliteStore(SqliteMigrationMixin):
     async def revoke_session(self, session_id: str) -> None:
         await self._run(lambda c: c.execute("UPDATE sessions SET revoked = 1 WHERE id = ?", (session_id,)))
 
+    async def list_sessions(self, user_id: str) -> list[AuthSession]:
+        rows = await self._read(lambda c: c.execute(
+            "SELECT * FROM sessions WHERE user_id = ? ORDER BY created_at DESC, id", (user_id,)).fetchall())
+        return [AuthSession(r["id"], r["user_id"], r["created_at"], r["expires_at"], bool(r["revoked"])) for r in rows]
+
     # chats
     async def create_chat(self, user_id: str, title: str) -> Chat:
         now = time.time()

@@ -78,6 +78,18 @@ async def test_sessions_can_be_revoked(store: Store) -> None:
     assert await store.get_session("missing") is None
 
 
+async def test_a_users_sessions_are_listed_newest_first_and_no_one_elses(store: Store) -> None:
+    alice, bob = await _user(store, "a@example.com"), await _user(store, "b@example.com")
+    first = await store.create_session(alice, 60)
+    await asyncio.sleep(0.01)
+    second = await store.create_session(alice, 60)
+    await store.create_session(bob, 60)
+    await store.revoke_session(first.id)
+    listed = await store.list_sessions(alice)
+    assert [(s.id, s.revoked) for s in listed] == [(second.id, False), (first.id, True)]
+    assert await store.list_sessions("nobody") == []
+
+
 async def test_chats_belong_to_their_owner(store: Store) -> None:
     alice, bob = await _user(store, "a@example.com"), await _user(store, "b@example.com")
     chat = await store.create_chat(alice, "hello")

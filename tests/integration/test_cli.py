@@ -153,3 +153,38 @@ async def test_sigterm_drains_then_ends_the_rest_and_loses_nothing(tmp_path: Pat
         rows = db.execute("SELECT status, finish_reason, length(content) FROM messages WHERE role = 'assistant'").fetchall()
     assert sorted(r[:2] for r in rows) == [("cancelled", "shutting_down"), ("cancelled", "shutting_down"), ("complete", "stop")]
     assert all(r[2] > 0 for r in rows)  # every partial text was stored
+
+
+async def test_user_sessions_lists_and_revokes_and_the_running_server_obeys(tmp_path: Path, redis_url: str) -> None:
+    port = _free_port()
+    server_env = _env(tmp_path, GIMA_REDIS_URL=redis_url, GIMA_SESSION_CACHE_S="0.2", GIMA_DEMO_TOKENS_PER_S="20",
+                      GIMA_DEMO_REPLY_WORDS="400", GIMA_RATE_LIMITS="auth=1000/min/1000", GIMA_DRAIN_S="0")
+    proc = subprocess.Popen(["gima-server", "--port", str(port)], env=server_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_healthy(session, base, proc)
+            token = await _sign_up(session, base, "owner@example.com")
+            await _sign_up(session, base, "bystander@example.com")
+            stream = await _stream_until(session, base, token, "a long answer", 2)
+            listed = _cli(tmp_path, "user", "sessions", "Owner@Example.com", GIMA_REDIS_URL=redis_url)
+            assert listed.returncode == 0 and "1 open of 1 sessions of owner@example.com" in listed.stdout, listed.stderr
+            revoked = _cli(tmp_path, "user", "sessions", "owner@example.com", "--revoke", GIMA_REDIS_URL=redis_url)
+            assert revoked.returncode == 0 and "revoked 1 open session of owner@example.com" in revoked.stdout
+            async with asyncio.timeout(3):  # the open stream ends, told through Redis
+                try:
+                    while await stream.content.readany():
+                        pass
+                except aiohttp.ClientPayloadError:
+                    pass
+            stream.close()
+            await asyncio.sleep(0.3)  # past the session cache
+            async with session.get(f"{base}/api/auth/me", headers={"Authorization": f"Bearer {token}"}) as me:
+                assert me.status == 401
+            after = _cli(tmp_path, "user", "sessions", "owner@example.com")
+            assert "0 open of 1 sessions" in after.stdout and "revoked" in after.stdout
+            assert _cli(tmp_path, "user", "sessions", "ghost@example.com").returncode == 1
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
