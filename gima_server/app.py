@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 import weakref
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Coroutine, cast
@@ -19,6 +20,7 @@ from .agents.base import Agent
 from .auth import routes as auth_routes
 from .auth.connections import SessionConnections
 from .auth.external import ExternalJwtSettings, ExternalTokens
+from .auth.keyring import load_ring, signing_key
 from .auth.sessions import COOKIE_NAME, SessionCache
 from .auth.tokens import TokenIssuer
 from .background import stop_tasks
@@ -305,7 +307,35 @@ def _external_tokens(settings: Settings) -> ExternalTokens | None:
     ))
 
 
+def _keyring_context(reload_s: float) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Re-read the data dir's key ring now and then: a rotation reaches every process without a restart."""
+
+    def refresh(app: web.Application) -> None:
+        settings = app[appkeys.SETTINGS]
+        try:
+            keys = load_ring(settings.data_dir, settings.secret_keys[0])
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("key ring unreadable (%s); keeping the keys loaded before", type(exc).__name__)
+            return
+        app[appkeys.TOKENS].use(signing_key(keys, time.time()).secret, [k.secret for k in keys])
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        refresh(app)
+
+        async def reload_forever() -> None:
+            while True:
+                await asyncio.sleep(reload_s)
+                refresh(app)
+
+        task = asyncio.create_task(reload_forever())
+        yield
+        await stop_tasks([task])
+
+    return context
+
+
 def create_app(settings: Settings, *, store: Store | None = None, agent: Agent | None = None) -> web.Application:
+    uses_key_ring = not settings.secret_keys  # GIMA_SECRET_KEY unset: keys live in the data dir
     settings = settings.with_secret()
     app = web.Application(
         client_max_size=settings.max_body_bytes,
@@ -318,6 +348,8 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     app[appkeys.WEBSOCKETS] = weakref.WeakSet()
     app[appkeys.TOKENS] = TokenIssuer(settings.secret_keys, settings.access_token_ttl_s)
     app[appkeys.EXTERNAL_TOKENS] = _external_tokens(settings)
+    if uses_key_ring:
+        app.cleanup_ctx.append(_keyring_context(settings.key_ring_reload_s))
     app.cleanup_ctx.append(_store_context(store))
     app.cleanup_ctx.append(_agent_context(agent))
     app.cleanup_ctx.append(_redis_context)

@@ -1,4 +1,4 @@
-"""The gima-server command: serve (default), user add / role / sessions, check-config."""
+"""The gima-server command: serve (default), user add / role / sessions, keys list / rotate / retire, check-config."""
 
 from __future__ import annotations
 
@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     role.add_argument("email")
     role.add_argument("role", choices=ROLES[1:])
     role.add_argument("--revoke", action="store_true")
+    keys = sub.add_parser("keys", help="the access-token signing keys in the data dir").add_subparsers(
+        dest="keys_command", required=True)
+    keys.add_parser("list", help="show the ring: which key signs, which only verify")
+    keys.add_parser("rotate", help="add a key; it signs after GIMA_KEY_ACTIVATION_DELAY_S, old tokens keep working")
+    keys.add_parser("retire", help="remove an old key: tokens it signed stop working").add_argument("kid")
     sessions = user.add_parser("sessions", help="list a user's login sessions (or --revoke them all)")
     sessions.add_argument("email")
     sessions.add_argument("--revoke", action="store_true", help="end every open session of the user")
@@ -163,6 +168,40 @@ async def _sessions_command(settings: Settings, store: Store, user: User, revoke
     return 0
 
 
+def _keys_command(settings: Settings, args: argparse.Namespace) -> int:
+    from .auth.keyring import KeyRingError, load_ring, retire, rotate, signing_key
+
+    if settings.secret_keys:
+        print("gima-server: GIMA_SECRET_KEY is set, so the keys are not in the data dir: rotate by putting a new key "
+              "first in GIMA_SECRET_KEY (comma-separated, the old one after it) and restarting each process",
+              file=sys.stderr)
+        return 2
+    seed = settings.with_secret().secret_keys[0]
+    try:
+        if args.keys_command == "rotate":
+            added = rotate(settings.data_dir, seed, settings.key_activation_delay_s)
+            print(f"added key {added.kid}; it signs from {_utc(added.signs_from)} (every process re-reads the ring "
+                  f"every {settings.key_ring_reload_s:g} s); retire the old key once its tokens have expired "
+                  f"({settings.access_token_ttl_s} s after that)")
+        elif args.keys_command == "retire":
+            gone = retire(settings.data_dir, seed, args.kid)
+            print(f"retired key {gone.kid}: tokens it signed are refused once each process re-reads the ring")
+        else:
+            keys = load_ring(settings.data_dir, seed)
+            current = signing_key(keys, time.time())
+            for k in keys:
+                role = "signs" if k.kid == current.kid else "next" if k.signs_from > time.time() else "verifies"
+                print(f"{k.kid}  {role:<8} since {_utc(k.signs_from) if k.signs_from else 'the start'}")
+    except KeyRingError as exc:
+        print(f"gima-server: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 async def _announce_ended(settings: Settings, session_ids: list[str]) -> None:
     """Tell the running processes (through Redis, when configured) to close these sessions' connections now;
     without Redis, each process stops accepting their tokens within GIMA_SESSION_CACHE_S."""
@@ -194,6 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "user":
         return asyncio.run(_user_command(settings, args))
+    if args.command == "keys":
+        return _keys_command(settings, args)
     try:
         serve(settings)
     except ConfigError as exc:

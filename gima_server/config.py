@@ -94,6 +94,8 @@ class Settings:
     max_body_bytes: int = 256 * 1024
     max_content_bytes: int = 32 * 1024
     access_token_ttl_s: int = 3600
+    key_ring_reload_s: float = 10.0
+    key_activation_delay_s: float = 60.0
     external_jwt_secret: str = field(default="", repr=False)
     external_jwt_jwks_url: str = ""
     external_jwt_issuer: str = ""
@@ -255,6 +257,8 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("max_body_bytes", lambda n: n >= 1024, "must be >= 1024"),
     ("max_content_bytes", _positive, "must be > 0"),
     ("access_token_ttl_s", _positive, "must be > 0"),
+    ("key_ring_reload_s", _positive, "must be > 0"),
+    ("key_activation_delay_s", _non_negative, "must be >= 0 (and longer than GIMA_KEY_RING_RELOAD_S with several processes)"),
     ("external_jwt_leeway_s", lambda n: 0 <= n <= 60, "must be 0..60 (seconds of clock skew allowed)"),
     ("external_jwt_max_ttl_s", _positive, "must be > 0"),
     ("external_jwt_jwks_refresh_s", _non_negative, "must be >= 0"),

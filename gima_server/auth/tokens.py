@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
+from typing import Iterable
 
 import jwt
+
+from .keyring import kid_for
 
 _ALGORITHM = "HS256"
 _ISSUER = "gima-server"
@@ -18,24 +20,28 @@ class AccessClaims:
     session_id: str
 
 
-def _kid(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
-
-
 class TokenIssuer:
     """Signs with the first key; verifies with any key of the ring (matched by kid)."""
 
     def __init__(self, keys: tuple[str, ...], ttl_s: int) -> None:
         if not keys:
             raise ValueError("at least one signing key is required")
-        self._signing_key = keys[0]
-        self._keys = {_kid(k): k for k in keys}
         self.ttl_s = ttl_s
+        self.use(keys[0], keys)
+
+    def use(self, signing_key: str, verifying_keys: Iterable[str]) -> None:
+        """Sign with signing_key from now on; verify with any of verifying_keys (a ring that was re-read)."""
+        self._signing_key = signing_key
+        self._keys = {kid_for(k): k for k in (signing_key, *verifying_keys)}
+
+    @property
+    def signing_kid(self) -> str:
+        return kid_for(self._signing_key)
 
     def issue(self, user_id: str, session_id: str, now: float | None = None) -> str:
         issued = int(now if now is not None else time.time())
         claims = {"sub": user_id, "sid": session_id, "iat": issued, "exp": issued + self.ttl_s, "iss": _ISSUER}
-        return jwt.encode(claims, self._signing_key, algorithm=_ALGORITHM, headers={"kid": _kid(self._signing_key)})
+        return jwt.encode(claims, self._signing_key, algorithm=_ALGORITHM, headers={"kid": kid_for(self._signing_key)})
 
     def verify(self, token: str) -> AccessClaims | None:
         try:

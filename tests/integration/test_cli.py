@@ -188,3 +188,45 @@ async def test_user_sessions_lists_and_revokes_and_the_running_server_obeys(tmp_
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def _kid(token: str) -> str:
+    import jwt
+
+    return str(jwt.get_unverified_header(token)["kid"])
+
+
+async def test_keys_rotate_then_retire_on_a_running_server(tmp_path: Path) -> None:
+    port = _free_port()
+    ring = {"GIMA_KEY_RING_RELOAD_S": "0.2", "GIMA_KEY_ACTIVATION_DELAY_S": "0.6"}
+    proc = subprocess.Popen(["gima-server", "--port", str(port)],
+                            env=_env(tmp_path, GIMA_RATE_LIMITS="auth=1000/min/1000", **ring),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+
+    async def me(session: aiohttp.ClientSession, token: str) -> int:
+        async with session.get(f"{base}/api/auth/me", headers={"Authorization": f"Bearer {token}"}) as resp:
+            return resp.status
+
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_healthy(session, base, proc)
+            old = await _sign_up(session, base, "before@example.com")
+            rotated = _cli(tmp_path, "keys", "rotate", **ring)
+            assert rotated.returncode == 0, rotated.stderr
+            new_kid = rotated.stdout.split()[2].rstrip(";")
+            assert _kid(await _sign_up(session, base, "during@example.com")) == _kid(old)  # not signing yet
+            await asyncio.sleep(1.2)  # past the activation delay and a reload
+            new = await _sign_up(session, base, "after@example.com")
+            assert _kid(new) == new_kid and await me(session, old) == 200 and await me(session, new) == 200
+            listed = _cli(tmp_path, "keys", "list", **ring).stdout
+            assert f"{new_kid}  signs" in listed and f"{_kid(old)}  verifies" in listed
+            assert _cli(tmp_path, "keys", "retire", new_kid, **ring).returncode == 1  # the signing key stays
+            assert _cli(tmp_path, "keys", "retire", _kid(old), **ring).returncode == 0
+            await asyncio.sleep(0.5)
+            assert await me(session, old) == 401 and await me(session, new) == 200
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    refused = _cli(tmp_path, "keys", "rotate", GIMA_SECRET_KEY="k" * 40)
+    assert refused.returncode == 2 and "GIMA_SECRET_KEY is set" in refused.stderr
