@@ -24,6 +24,7 @@ from .auth.keyring import load_ring, signing_key
 from .auth.sessions import COOKIE_NAME, SessionCache
 from .auth.tokens import TokenIssuer
 from .background import stop_tasks
+from .clients import parse_networks
 from .config import Settings
 from .idempotency import MemoryIdempotencyStore, RedisIdempotencyStore
 from .ids import new_id
@@ -334,6 +335,25 @@ def _keyring_context(reload_s: float) -> Callable[[web.Application], AsyncIterat
     return context
 
 
+async def _guest_expiry_context(app: web.Application) -> AsyncIterator[None]:
+    """Guests' data is deleted GIMA_GUEST_TTL_S after the guest was made (swept every quarter of that)."""
+    settings, store = app[appkeys.SETTINGS], app[appkeys.STORE]
+
+    async def sweep_forever() -> None:
+        while True:
+            try:
+                gone = await store.delete_guests(time.time() - settings.guest_ttl_s)
+                if gone:
+                    log.info("expired guests deleted", extra={"guests": gone})
+            except Exception as exc:  # the store is away: the next sweep catches up
+                log.warning("guest expiry sweep failed (%s)", type(exc).__name__)
+            await asyncio.sleep(min(settings.guest_ttl_s / 4, 3600))
+
+    task = asyncio.create_task(sweep_forever())
+    yield
+    await stop_tasks([task])
+
+
 def create_app(settings: Settings, *, store: Store | None = None, agent: Agent | None = None) -> web.Application:
     uses_key_ring = not settings.secret_keys  # GIMA_SECRET_KEY unset: keys live in the data dir
     settings = settings.with_secret()
@@ -345,6 +365,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     app[appkeys.METRICS] = Metrics()
     app[appkeys.SESSIONS] = SessionCache(settings.session_cache_s)
     app[appkeys.CONNECTIONS] = SessionConnections()
+    app[appkeys.TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     app[appkeys.WEBSOCKETS] = weakref.WeakSet()
     app[appkeys.TOKENS] = TokenIssuer(settings.secret_keys, settings.access_token_ttl_s)
     app[appkeys.EXTERNAL_TOKENS] = _external_tokens(settings)
@@ -356,6 +377,8 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     app.cleanup_ctx.append(_limits_context)
     app.cleanup_ctx.append(_streams_context)
     app.cleanup_ctx.append(_migration_context)
+    if settings.guest_access:
+        app.cleanup_ctx.append(_guest_expiry_context)
     app.on_shutdown.append(_stop_replies)
     app.on_response_prepare.append(add_trace_header)
     app.on_response_prepare.append(add_security_headers)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .auth.external import ExternalTokens
     from .auth.sessions import SessionCache
     from .auth.tokens import TokenIssuer
+    from .clients import Network
     from .config import Settings
     from .idempotency import IdempotencyStore
     from .limits.limiter import Limiter
@@ -44,5 +45,6 @@ LOAD: web.AppKey[LoadMonitor] = web.AppKey("load")
 SESSIONS: web.AppKey[SessionCache] = web.AppKey("sessions")
 CONNECTIONS: web.AppKey[SessionConnections] = web.AppKey("connections")
 BUS: web.AppKey[RedisCancelBus | None] = web.AppKey("bus")
+TRUSTED_PROXIES: web.AppKey[tuple[Network, ...]] = web.AppKey("trusted_proxies")
 MIGRATION: web.AppKey[MigrationLane] = web.AppKey("migration")
 WEBSOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("websockets")

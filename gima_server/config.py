@@ -95,6 +95,9 @@ class Settings:
     max_content_bytes: int = 32 * 1024
     access_token_ttl_s: int = 3600
     key_ring_reload_s: float = 10.0
+    guest_access: bool = False
+    guest_ttl_s: int = 86_400
+    trusted_proxies: tuple[str, ...] = ()
     key_activation_delay_s: float = 60.0
     external_jwt_secret: str = field(default="", repr=False)
     external_jwt_jwks_url: str = ""
@@ -160,6 +163,12 @@ class Settings:
         if self.agent == "pipeline" and not self.pipeline_file:
             raise ConfigError("GIMA_PIPELINE_FILE: required when GIMA_AGENT=pipeline")
         self._validate_external_jwt()
+        from .clients import parse_networks
+
+        try:
+            parse_networks(self.trusted_proxies)
+        except ValueError as exc:
+            raise ConfigError(f"GIMA_TRUSTED_PROXIES: {exc}") from None
         for key in self.secret_keys:
             if len(key) < 32:
                 raise ConfigError("GIMA_SECRET_KEY: each key must be at least 32 characters")
@@ -258,6 +267,7 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("max_content_bytes", _positive, "must be > 0"),
     ("access_token_ttl_s", _positive, "must be > 0"),
     ("key_ring_reload_s", _positive, "must be > 0"),
+    ("guest_ttl_s", lambda n: n >= 60, "must be >= 60 (seconds a guest's data is kept)"),
     ("key_activation_delay_s", _non_negative, "must be >= 0 (and longer than GIMA_KEY_RING_RELOAD_S with several processes)"),
     ("external_jwt_leeway_s", lambda n: 0 <= n <= 60, "must be 0..60 (seconds of clock skew allowed)"),
     ("external_jwt_max_ttl_s", _positive, "must be > 0"),

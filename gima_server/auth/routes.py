@@ -8,7 +8,9 @@ from aiohttp import web
 from email_validator import EmailNotValidError, validate_email
 
 from .. import appkeys
-from ..errors import ApiError, invalid
+from ..clients import client_address
+from ..errors import ApiError, invalid, not_found
+from ..ids import new_id
 from ..store.base import DuplicateError, User
 from ..validation import Field, read_json
 from .passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, hash_password, verify_password
@@ -16,6 +18,8 @@ from .sessions import csrf_token, end_cookie_session, require_user, start_cookie
 
 MAX_EMAIL_CHARS = 254
 _NO_STORE = {"Cache-Control": "no-store"}  # a response carrying a token or CSRF secret is never cached
+GUEST_DOMAIN = "guests.invalid"  # reserved: no sign-up can take a guest's address
+GUEST_PASSWORD_HASH = "!guest"  # not an argon2 hash: no password ever matches
 MAX_NAME_CHARS = 100
 
 _SIGNUP = {
@@ -37,10 +41,10 @@ def normalize_email(raw: str) -> str:
         raise invalid(f"email is not valid: {exc}") from None
 
 
-async def _login_response(request: web.Request, user: User, status: int) -> web.Response:
+async def _login_response(request: web.Request, user: User, status: int, session_ttl_s: int | None = None) -> web.Response:
     store = request.app[appkeys.STORE]
     settings = request.app[appkeys.SETTINGS]
-    session = await store.create_session(user.id, settings.session_ttl_s)
+    session = await store.create_session(user.id, session_ttl_s or settings.session_ttl_s)
     csrf = await start_cookie_session(request, session.id)
     tokens = request.app[appkeys.TOKENS]
     body = {"user": user.public(), "accessToken": tokens.issue(user.id, session.id), "expiresIn": tokens.ttl_s, "csrfToken": csrf}
@@ -69,12 +73,22 @@ async def login(request: web.Request) -> web.Response:
     # its owner out; a looser ceiling per account bounds guessing spread over many addresses.
     account = "acct:" + hashlib.sha256(email.encode()).hexdigest()[:32]
     limiter = request.app[appkeys.LIMITER]
-    await limiter.hit("auth_account", f"{account}:ip:{request.remote}")
+    await limiter.hit("auth_account", f"{account}:ip:{client_address(request)}")
     await limiter.hit("auth_account_total", account)
     user = await request.app[appkeys.STORE].get_user_by_email(email)
     if not await verify_password(user.password_hash if user else None, body["password"]) or user is None:
         raise ApiError(401, "unauthorized", "email or password is wrong")
     return await _login_response(request, user, 200)
+
+
+async def guest(request: web.Request) -> web.Response:
+    """A guest: an account of its own (role guest, lower quotas) whose data expires after GIMA_GUEST_TTL_S."""
+    settings = request.app[appkeys.SETTINGS]
+    if not settings.guest_access:
+        raise not_found("resource")  # off: the route does not exist
+    user = await request.app[appkeys.STORE].create_user(
+        f"guest-{new_id()}@{GUEST_DOMAIN}", GUEST_PASSWORD_HASH, "Guest", ("guest",))
+    return await _login_response(request, user, 201, settings.guest_ttl_s)
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -100,5 +114,6 @@ async def me(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/auth/signup", signup)
     app.router.add_post("/api/auth/login", login)
+    app.router.add_post("/api/auth/guest", guest)
     app.router.add_post("/api/auth/logout", logout)
     app.router.add_get("/api/auth/me", me)

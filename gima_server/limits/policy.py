@@ -16,11 +16,13 @@ DEFAULTS: dict[str, tuple[float, str, float]] = {
     "auth": (20, "min", 10),  # sign-up and log-in attempts per client address
     "auth_account": (10, "min", 5),  # log-in attempts per account from one client address
     "auth_account_total": (100, "min", 50),  # per account from everywhere: looser, so no one address locks a user out
+    "guest": (10, "h", 3),  # guest sessions made per anonymous caller (address and User-Agent)
+    "guest_chat": (10, "min", 3),  # a guest's new replies: lower than a user's "chat"
     "migration": (60, "min", 10),
     "default": (600, "min", 120),
     "tokens": (40_000, "min", 40_000),
 }
-FAIL_CLOSED = frozenset({"auth", "auth_account", "auth_account_total"})
+FAIL_CLOSED = frozenset({"auth", "auth_account", "auth_account_total", "guest"})
 BACKGROUND = frozenset({"migration", "embeddings", "search"})
 PRESSURE_COST_FACTOR = 4.0  # background work costs this much more while the server is under pressure
 _PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "min": 60.0, "minute": 60.0, "h": 3600.0, "hour": 3600.0}
@@ -77,6 +79,8 @@ def route_charge(method: str, path: str) -> RouteCharge | None:
         return None  # a resume is not new work
     if path == "/api/chat/stream":
         return None  # charged by the handler, which knows whether it is a replay (free) or a new reply
+    if path == "/api/auth/guest":
+        return RouteCharge("guest", 1)
     if path.startswith("/api/auth/"):
         return RouteCharge("auth", 1) if path in ("/api/auth/signup", "/api/auth/login") else RouteCharge("default", 1)
     if path.startswith("/api/migration/"):

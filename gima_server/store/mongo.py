@@ -118,6 +118,16 @@ class MongoStore:
     async def revoke_session(self, session_id: str) -> None:
         await self._db.sessions.update_one({"_id": session_id}, {"$set": {"revoked": True}})
 
+    async def delete_guests(self, created_before: float) -> int:
+        expired = {"roles": ["guest"], "created_at": {"$lt": created_before}}
+        ids = [d["_id"] async for d in self._db.users.find(expired, {"_id": 1})]
+        if ids:
+            await self._db.messages.delete_many({"user_id": {"$in": ids}})
+            await self._db.chats.delete_many({"user_id": {"$in": ids}})
+            await self._db.sessions.delete_many({"user_id": {"$in": ids}})
+            await self._db.users.delete_many({"_id": {"$in": ids}})
+        return len(ids)
+
     async def list_sessions(self, user_id: str) -> list[AuthSession]:
         cursor = self._db.sessions.find({"user_id": user_id}).sort([("created_at", DESCENDING), ("_id", ASCENDING)])
         return [AuthSession(d["_id"], d["user_id"], d["created_at"], d["expires_at"], bool(d["revoked"]))

@@ -263,6 +263,20 @@ class SqliteStore(SqliteMigrationMixin):
     async def revoke_session(self, session_id: str) -> None:
         await self._run(lambda c: c.execute("UPDATE sessions SET revoked = 1 WHERE id = ?", (session_id,)))
 
+    async def delete_guests(self, created_before: float) -> int:
+        def delete(conn: sqlite3.Connection) -> int:
+            with _transaction(conn):
+                ids = [r[0] for r in conn.execute(
+                    "SELECT id FROM users WHERE roles = '[\"guest\"]' AND created_at < ?", (created_before,))]
+                for user_id in ids:
+                    conn.execute("DELETE FROM messages WHERE user_id = ?", (user_id,))
+                    conn.execute("DELETE FROM chats WHERE user_id = ?", (user_id,))
+                    conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+                    conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
+                return len(ids)
+
+        return await self._run(delete)
+
     async def list_sessions(self, user_id: str) -> list[AuthSession]:
         rows = await self._read(lambda c: c.execute(
             "SELECT * FROM sessions WHERE user_id = ? ORDER BY created_at DESC, id", (user_id,)).fetchall())

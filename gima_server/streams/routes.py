@@ -91,7 +91,8 @@ async def begin_reply(
     if await registry.attaches(start):
         outcome = await registry.start(start, message_exists=message_exists)  # a replay or double send: free
     else:
-        outcome = await _start_new_reply(request, start, message_exists)
+        chat_class = "guest_chat" if "guest" in principal.user.roles else "chat"
+        outcome = await _start_new_reply(request, start, message_exists, chat_class)
     if outcome.reply is not None:
         return outcome.reply, outcome
     # Claimed by an earlier identical request, maybe on another process: follow that reply from its start.
@@ -105,7 +106,9 @@ async def begin_reply(
     return source, outcome
 
 
-async def _start_new_reply(request: web.Request, start: StartRequest, message_exists: bool) -> StartOutcome:
+async def _start_new_reply(
+    request: web.Request, start: StartRequest, message_exists: bool, chat_class: str = "chat"
+) -> StartOutcome:
     """New work: charge the chat bucket, reserve the token budget, take an admission slot, then start."""
     app = request.app
     if app[appkeys.REGISTRY].draining:
@@ -114,7 +117,7 @@ async def _start_new_reply(request: web.Request, start: StartRequest, message_ex
     user_id = start.exchange.user_id
     bucket = f"user:{user_id}"
     estimate = app[appkeys.SETTINGS].reply_token_estimate
-    await limiter.hit("chat", bucket)
+    await limiter.hit(chat_class, bucket)
     await limiter.hit("tokens", bucket, estimate)
     try:
         slot = await gate.acquire(user_id, Priority.CRITICAL)

@@ -38,6 +38,7 @@ ROUTES: dict[tuple[str, str], Probe] = {
     ("GET", "/static"): Probe(PUBLIC),
     ("POST", "/api/auth/signup"): Probe(PUBLIC),
     ("POST", "/api/auth/login"): Probe(PUBLIC),
+    ("POST", "/api/auth/guest"): Probe(PUBLIC),  # 404 unless GIMA_GUEST_ACCESS=on
     ("POST", "/api/auth/logout"): Probe(USER, "/api/auth/logout"),
     ("GET", "/api/auth/me"): Probe(USER, "/api/auth/me"),
     ("GET", "/api/metrics/summary"): Probe(ADMIN, "/api/metrics/summary"),

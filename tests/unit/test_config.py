@@ -46,6 +46,9 @@ def test_environment_and_overrides() -> None:
           "GIMA_EXTERNAL_JWT_AUDIENCE": "a"}, "GIMA_EXTERNAL_JWT_ISSUER"),
         ({"GIMA_EXTERNAL_JWT_LEEWAY_S": "3600"}, "GIMA_EXTERNAL_JWT_LEEWAY_S"),
         ({"GIMA_REDIS_MAX_CONNECTIONS": "1"}, "GIMA_REDIS_MAX_CONNECTIONS"),
+        ({"GIMA_TRUSTED_PROXIES": "10.0.0.0/8, not-an-ip"}, "GIMA_TRUSTED_PROXIES"),
+        ({"GIMA_GUEST_TTL_S": "5"}, "GIMA_GUEST_TTL_S"),
+        ({"GIMA_GUEST_ACCESS": "sometimes"}, "GIMA_GUEST_ACCESS"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
