@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -12,9 +13,21 @@ from gima_server.app import create_app
 from gima_server.config import Settings
 
 from .redis_server import RedisServer, free_port
+from .secrets_watch import leaks, remember
 from .sse import SseEvent, parse_sse
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+DEFAULT_PASSWORD = "correct horse battery"
+remember(TEST_SECRET, DEFAULT_PASSWORD)
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_reaches_a_log(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every test: no token, session cookie, password or key the suite used appears in any log record."""
+    caplog.set_level(logging.INFO)
+    yield
+    leaked = leaks(caplog.records)
+    assert not leaked, f"a secret reached a log line: {leaked}"
 
 
 @pytest.fixture
@@ -33,6 +46,9 @@ class Api:
     """A signed-in user talking to a real server through a real client."""
 
     def __init__(self, client: TestClient, token: str, user: dict[str, Any]) -> None:
+        remember(token)
+        for cookie in client.session.cookie_jar:
+            remember(cookie.value)
         self.client = client
         self.token = token
         self.user = user

@@ -4,12 +4,48 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 
 from .tracing import current_trace_id
 
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+# What a credential looks like wherever it may be echoed (aiohttp's parser errors quote raw header lines).
+_SECRETS = re.compile(
+    r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"
+    r"|(gima_session=)[^;\s'\"]+"
+    r"|eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"
+    r"|(\"password\"\s*:\s*\")[^\"]*"
+)
+_REDACTED_LOGGERS = ("aiohttp.server", "aiohttp.access", "aiohttp.web", "aiohttp.internal", "aiohttp.client")
+
+
+def redact(text: str) -> str:
+    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2) or m.group(3) or "") + "[redacted]", text)
+
+
+class SecretFilter(logging.Filter):
+    """Rewrites a record's text so that no token, session cookie or password survives in it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        if record.exc_info and record.exc_info[1] is not None:
+            text = logging.Formatter().formatException(record.exc_info)
+            if redact(text) != text:
+                record.exc_text, record.exc_info = redact(text), None
+        return True
+
+
+def install_secret_filter() -> None:
+    """On aiohttp's loggers (ours never log credentials): idempotent, so every app may call it."""
+    for name in _REDACTED_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, SecretFilter) for f in logger.filters):
+            logger.addFilter(SecretFilter())
 
 
 class JsonFormatter(logging.Formatter):

@@ -20,10 +20,12 @@ from gima_server import appkeys
 from gima_server.auth.external import external_email
 
 from ..conftest import Api, MakeClient
+from ..secrets_watch import remember
 from ..sse import parse_sse
 
 SECRET = "a-host-site-secret-that-is-long-enough-0123456789"
 ISSUER, AUDIENCE = "https://shop.example", "gima-widget"
+remember(SECRET)
 
 
 def _claims(sub: str = "customer-42", **over: Any) -> dict[str, Any]:
@@ -32,7 +34,9 @@ def _claims(sub: str = "customer-42", **over: Any) -> dict[str, Any]:
 
 
 def _hs(claims: dict[str, Any], secret: str = SECRET) -> str:
-    return jwt.encode(claims, secret, algorithm="HS256")
+    token = jwt.encode(claims, secret, algorithm="HS256")
+    remember(token)
+    return token
 
 
 async def _me(client: TestClient, token: str) -> tuple[int, dict[str, Any]]:

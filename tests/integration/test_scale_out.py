@@ -299,7 +299,7 @@ async def test_retention_shorter_than_the_reply_sends_a_snapshot(
 async def test_redis_killed_and_restarted_mid_reply(
     redis: RedisServer, make_cluster: MakeCluster, http: aiohttp.ClientSession
 ) -> None:
-    cluster = make_cluster(redis, 2, nginx=False, demo_reply_words="60", demo_tokens_per_s="40",
+    cluster = make_cluster(redis, 2, nginx=False, demo_reply_words="150", demo_tokens_per_s="40",
                            rate_limits="default=6000/min/1000")
     alice = await sign_up(http, cluster.base(0), "alice@example.com")
     resp = await alice.post(cluster.base(0), "keep going while redis is away")
