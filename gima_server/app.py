@@ -369,6 +369,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     app[appkeys.CONNECTIONS] = SessionConnections()
     app[appkeys.TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     app[appkeys.WEBSOCKETS] = weakref.WeakSet()
+    app[appkeys.WEBSOCKETS_PER_USER] = {}
     app[appkeys.TOKENS] = TokenIssuer(settings.secret_keys, settings.access_token_ttl_s)
     app[appkeys.EXTERNAL_TOKENS] = _external_tokens(settings)
     if uses_key_ring:

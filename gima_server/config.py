@@ -72,6 +72,9 @@ class Settings:
     redis_max_connections: int = 200
     heartbeat_s: float = 15.0
     ws_max_sockets: int = 100
+    ws_max_sockets_per_user: int = 8
+    idle_connection_timeout_s: float = 75.0
+    body_timeout_s: float = 30.0
     ws_heartbeat_s: float = 30.0
     ws_idle_timeout_s: float = 300.0
     drain_s: float = 120.0
@@ -245,6 +248,9 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("breaker_cooldown_s", _positive, "must be > 0"),
     ("heartbeat_s", _positive, "must be > 0"),
     ("ws_max_sockets", _positive, "must be > 0"),
+    ("ws_max_sockets_per_user", _positive, "must be > 0"),
+    ("idle_connection_timeout_s", _positive, "must be > 0"),
+    ("body_timeout_s", _positive, "must be > 0"),
     ("ws_heartbeat_s", _positive, "must be > 0"),
     ("ws_idle_timeout_s", _positive, "must be > 0"),
     ("drain_s", _non_negative, "must be >= 0"),

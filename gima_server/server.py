@@ -23,7 +23,9 @@ _BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
 
 
 async def serve_until_signalled(app: web.Application, settings: Settings) -> None:
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
+    # A connection that sends no complete request within the idle timeout (at its start, or between two
+    # requests) is closed: aiohttp's default is an hour, which lets slow-header clients hold sockets.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0, keepalive_timeout=settings.idle_connection_timeout_s)
     await runner.setup()
     try:
         # A deep accept queue: a burst of new streams (a deploy's reconnect wave) must queue, not be reset;

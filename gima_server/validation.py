@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
 from aiohttp import web
 
+from . import appkeys
 from .errors import ApiError, invalid
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,12 +26,22 @@ async def read_json(request: web.Request, spec: Mapping[str, Field]) -> dict[str
     """Parse and check a JSON object body; any problem is a 400/413/415 that changes nothing."""
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "body must be application/json")
-    raw = await request.read()  # aiohttp enforces client_max_size here (413)
+    raw = await read_body(request, request.read)  # aiohttp enforces client_max_size here (413)
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise invalid("body is not valid JSON") from None
     return check_object(body, spec)
+
+
+async def read_body(request: web.Request, read: Callable[[], Awaitable[T]]) -> T:
+    """A body that has not arrived within GIMA_BODY_TIMEOUT_S is a 408 (a slow-body client holds nothing for long)."""
+    try:
+        async with asyncio.timeout(request.app[appkeys.SETTINGS].body_timeout_s):
+            return await read()
+    except TimeoutError:
+        raise ApiError(408, "request_timeout", "the request body did not arrive in time",
+                       headers={"Connection": "close"}) from None
 
 
 def check_object(body: object, spec: Mapping[str, Field]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from .. import appkeys
 from ..auth.sessions import Principal, require_user
 from ..errors import ApiError, invalid, not_found
 from ..ids import new_id, path_id
-from ..validation import Field, read_json
+from ..validation import Field, read_body, read_json
 from .model import MigrationJob, parse_batch
 
 _MAX_SEQ = 1_000_000
@@ -65,10 +65,14 @@ async def _read_batch_body(request: web.Request) -> object:
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "payload_too_large", f"a batch is at most {limit} bytes")
     raw = bytearray()
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        raw += chunk
-        if len(raw) > limit:
-            raise ApiError(413, "payload_too_large", f"a batch is at most {limit} bytes")
+
+    async def read_all() -> None:
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            raw.extend(chunk)
+            if len(raw) > limit:
+                raise ApiError(413, "payload_too_large", f"a batch is at most {limit} bytes")
+
+    await read_body(request, read_all)
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):

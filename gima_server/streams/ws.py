@@ -98,7 +98,23 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     settings, open_sockets = request.app[appkeys.SETTINGS], request.app[appkeys.WEBSOCKETS]
     if len(open_sockets) >= settings.ws_max_sockets:
         raise ApiError(503, "server_busy", "too many WebSocket connections", retry_after_s=5)
+    per_user = request.app[appkeys.WEBSOCKETS_PER_USER]
+    user_id = principal.user.id
+    if per_user.get(user_id, 0) >= settings.ws_max_sockets_per_user:  # one user cannot take every slot
+        raise ApiError(429, "rate_limited", "too many WebSocket connections for this account", retry_after_s=5)
     ws = web.WebSocketResponse(heartbeat=settings.ws_heartbeat_s, max_msg_size=settings.max_body_bytes)
+    per_user[user_id] = per_user.get(user_id, 0) + 1
+    try:
+        return await _serve_socket(request, principal, ws)
+    finally:
+        if per_user[user_id] <= 1:
+            del per_user[user_id]
+        else:
+            per_user[user_id] -= 1
+
+
+async def _serve_socket(request: web.Request, principal: Principal, ws: web.WebSocketResponse) -> web.WebSocketResponse:
+    settings, open_sockets = request.app[appkeys.SETTINGS], request.app[appkeys.WEBSOCKETS]
     await ws.prepare(request)
     socket = _Socket(request, principal, ws)
     open_sockets.add(ws)
