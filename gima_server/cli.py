@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import secrets
 import sys
 import time
@@ -220,8 +221,17 @@ async def _announce_ended(settings: Settings, session_ids: list[str]) -> None:
         await redis.aclose()
 
 
+def _warn_unknown_variables() -> None:
+    from .config import unknown_variables
+
+    for var, closest in unknown_variables(os.environ):
+        hint = f" (did you mean {closest}?)" if closest else ""
+        print(f"gima-server: warning: {var} is not a setting and is ignored{hint}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _warn_unknown_variables()
     try:
         settings = _settings(args)
     except ConfigError as exc:

@@ -130,10 +130,12 @@ class Settings:
             raw = env.get(var)
             if raw is None:
                 continue
+            field_name = _FIELD_FOR_VAR.get(name, name)
             try:
-                values[_FIELD_FOR_VAR.get(name, name)] = parse(raw)
+                values[field_name] = parse(raw)
             except (ValueError, TypeError) as exc:
-                raise ConfigError(f"{var}={raw!r}: {exc}") from None
+                expected = _expected(field_name, parse, exc)
+                raise ConfigError(f"{var} {expected}, got {raw!r}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         settings.validate()
@@ -142,7 +144,7 @@ class Settings:
     def validate(self) -> None:
         for name, check, why in _CHECKS:
             if not check(getattr(self, name)):
-                raise ConfigError(f"GIMA_{name.upper()}={getattr(self, name)!r}: {why}")
+                raise ConfigError(f"GIMA_{name.upper()} {why}, got {str(getattr(self, name))!r}")
         if self.store_url and not self.store_url.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")):
             raise ConfigError(f"GIMA_STORE_URL={self.store_url!r}: must start with sqlite:/// or mongodb://")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -166,6 +168,7 @@ class Settings:
         if self.agent == "pipeline" and not self.pipeline_file:
             raise ConfigError("GIMA_PIPELINE_FILE: required when GIMA_AGENT=pipeline")
         self._validate_external_jwt()
+        self._validate_extras()
         from .clients import parse_networks
 
         try:
@@ -175,6 +178,19 @@ class Settings:
         for key in self.secret_keys:
             if len(key) < 32:
                 raise ConfigError("GIMA_SECRET_KEY: each key must be at least 32 characters")
+
+    def _validate_extras(self) -> None:
+        """A setting that needs an optional extra says which one, instead of a ModuleNotFoundError later."""
+        import importlib.util
+
+        needs = []
+        if self.redis_url:
+            needs.append(("GIMA_REDIS_URL", "redis", "redis"))
+        if self.store_url.startswith(("mongodb://", "mongodb+srv://")):
+            needs.append(("GIMA_STORE_URL", "pymongo", "mongo"))
+        for variable, module, extra in needs:
+            if importlib.util.find_spec(module) is None:
+                raise ConfigError(f"{variable} needs the {extra} extra: pip install 'gima-server[{extra}]'")
 
     def _validate_external_jwt(self) -> None:
         secret, jwks = self.external_jwt_secret, self.external_jwt_jwks_url
@@ -228,7 +244,7 @@ def _non_negative(value: float) -> bool:
 
 
 _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
-    ("port", lambda p: 0 <= p <= 65535, "must be a port number 0..65535"),
+    ("port", lambda p: 0 <= p <= 65535, "must be a port number 0-65535"),
     ("agent", lambda a: a in ("demo", "openai", "anthropic", "pipeline"), "must be demo, openai, anthropic or pipeline"),
     ("demo_tokens_per_s", _non_negative, "must be >= 0 (0 = as fast as possible)"),
     ("demo_first_token_ms", _non_negative, "must be >= 0"),
@@ -311,3 +327,29 @@ for _f in fields(Settings):
 # The documented variable is GIMA_SECRET_KEY (singular) even though several keys may be listed.
 _ENV_PARSERS["secret_key"] = _ENV_PARSERS.pop("secret_keys")
 _FIELD_FOR_VAR = {"secret_key": "secret_keys"}
+
+
+_EXPECTED = {name: why for name, _, why in _CHECKS}
+_NOT_SETTINGS = ("GIMA_TEST_", "GIMA_BENCH_")  # the test suite's and the bench's own variables
+
+
+def _expected(field_name: str, parse: Callable[[str], Any], exc: Exception) -> str:
+    """What a value that did not even parse should have been, in words."""
+    kind = "a whole number" if parse is int else "a number" if parse is float else ""
+    why = _EXPECTED.get(field_name, "")
+    if kind and why.startswith("must be >"):
+        return f"must be {kind} {why[len('must be '):]}"  # "must be a number > 0"
+    if why and not why.startswith("must be >"):
+        return why
+    if kind:
+        return f"must be {kind}"
+    return str(exc) if str(exc).startswith("must") else f"is not valid ({exc})"
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """Every GIMA_* variable that names no setting, with the closest known name (a misspelling is not ignored)."""
+    import difflib
+
+    known = ["GIMA_" + name.upper() for name in _ENV_PARSERS]
+    unknown = sorted(v for v in env if v.startswith("GIMA_") and v not in known and not v.startswith(_NOT_SETTINGS))
+    return [(v, next(iter(difflib.get_close_matches(v, known, n=1, cutoff=0.75)), None)) for v in unknown]

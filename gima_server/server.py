@@ -48,7 +48,7 @@ async def drain(app: web.Application, drain_s: float, force: asyncio.Event) -> N
     registry = app[appkeys.REGISTRY]
     registry.begin_drain()
     running = registry.live_count
-    log.info("draining: %d replies running, up to %.0f s", running, drain_s, extra={"replies": running})
+    log.info("draining: %s running, up to %.0f s", _replies(running), drain_s, extra={"replies": running})
     idle = asyncio.ensure_future(registry.wait_idle())
     forced = asyncio.ensure_future(force.wait())
     try:
@@ -57,4 +57,13 @@ async def drain(app: web.Application, drain_s: float, force: asyncio.Event) -> N
         for waiter in (idle, forced):
             waiter.cancel()
         await asyncio.gather(idle, forced, return_exceptions=True)
-    log.info("drain over: %d replies still running will end with shutting_down", registry.live_count)
+    left = registry.live_count
+    if left == 0:
+        log.info("drain over: every reply finished", extra={"replies": 0})
+    else:
+        log.info("drain over: %s still running; %s with shutting_down", _replies(left),
+                 "it ends" if left == 1 else "they end", extra={"replies": left})
+
+
+def _replies(n: int) -> str:
+    return f"{n} reply" if n == 1 else f"{n} replies"

@@ -87,6 +87,12 @@ def test_bad_configuration_is_one_line_naming_the_setting(tmp_path: Path) -> Non
     assert _cli(tmp_path, "check-config").returncode == 0
 
 
+def test_a_misspelt_variable_is_named_with_the_closest_setting(tmp_path: Path) -> None:
+    checked = _cli(tmp_path, "check-config", GIMA_REDIS_ULR="redis://127.0.0.1:6390")
+    assert checked.returncode == 0
+    assert "GIMA_REDIS_ULR is not a setting and is ignored (did you mean GIMA_REDIS_URL?)" in checked.stderr
+
+
 def test_user_add_and_role(tmp_path: Path) -> None:
     added = _cli(tmp_path, "user", "add", "Ops@Example.com", "--role", "alpha", "--password-stdin", stdin="a secret pw\n")
     assert added.returncode == 0, added.stderr
@@ -147,6 +153,7 @@ async def test_sigterm_drains_then_ends_the_rest_and_loses_nothing(tmp_path: Pat
             proc.kill()  # failed before SIGTERM (a second SIGTERM would cut the drain short, so never send two)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+    assert "drain over: 2 replies still running; they end with shutting_down" in err  # English, and counted
     assert ends[0].name == "done"
     assert [e.data["code"] for e in ends[1:]] == ["shutting_down", "shutting_down"]
     with sqlite3.connect(tmp_path / "gima.sqlite3") as db:

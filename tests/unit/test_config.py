@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from gima_server.config import ConfigError, Settings
+from gima_server.config import ConfigError, Settings, unknown_variables
 
 
 def test_defaults_run_on_one_box_with_no_services() -> None:
@@ -70,3 +70,39 @@ def test_secrets_stay_out_of_the_settings_repr() -> None:
     text = repr(s)
     for secret in ("k" * 40, "sk-top-secret", "ant-secret", "hunter2", "pw123"):
         assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"GIMA_PORT": "abc"}, "GIMA_PORT must be a port number 0-65535, got 'abc'"),
+        ({"GIMA_PORT": "70000"}, "GIMA_PORT must be a port number 0-65535, got '70000'"),
+        ({"GIMA_HEARTBEAT_S": "soon"}, "GIMA_HEARTBEAT_S must be a number > 0, got 'soon'"),
+        ({"GIMA_DEMO_REPLY_WORDS": "1.5"}, "GIMA_DEMO_REPLY_WORDS must be a whole number > 0, got '1.5'"),
+        ({"GIMA_COOKIE_SECURE": "maybe"}, "GIMA_COOKIE_SECURE must be one of on/off, true/false, 1/0, got 'maybe'"),
+    ],
+)
+def test_a_bad_value_is_one_line_saying_what_was_expected(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    assert str(info.value) == message
+
+
+def test_unknown_variables_are_found_with_the_closest_name() -> None:
+    env = {"GIMA_REDIS_ULR": "x", "GIMA_PORT": "1", "GIMA_WHATEVER": "1", "GIMA_TEST_MONGODB_URI": "x", "PATH": "/"}
+    assert unknown_variables(env) == [("GIMA_REDIS_ULR", "GIMA_REDIS_URL"), ("GIMA_WHATEVER", None)]
+
+
+@pytest.mark.parametrize(("env", "extra"), [({"GIMA_REDIS_URL": "redis://127.0.0.1:6390"}, "redis"),
+                                            ({"GIMA_STORE_URL": "mongodb://127.0.0.1:27017/gima"}, "mongo")])
+def test_a_setting_whose_extra_is_missing_names_the_extra(
+    env: dict[str, str], extra: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",  # this machine has every extra: hide the one asked for
+                        lambda name, *a: None if name in ("redis", "pymongo") else real(name, *a))
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    assert str(info.value).endswith(f"pip install 'gima-server[{extra}]'")
