@@ -144,6 +144,10 @@ async def _user_command(settings: Settings, args: argparse.Namespace) -> int:
         roles = [r for r in user.roles if r != args.role] if args.revoke else [*user.roles, args.role]
         updated = await store.set_roles(user.id, list(dict.fromkeys(["user", *roles])))
         assert updated is not None
+        # Open streams and sockets were authorised under the old roles: they end, and reconnect under the new.
+        now = time.time()
+        await _announce_ended(settings, [s.id for s in await store.list_sessions(user.id)
+                                         if not s.revoked and s.expires_at > now])
         print(f"{updated.email} now has roles {', '.join(updated.roles)}")
         return 0
     finally:

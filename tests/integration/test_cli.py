@@ -173,7 +173,7 @@ async def test_user_sessions_lists_and_revokes_and_the_running_server_obeys(tmp_
         async with aiohttp.ClientSession() as session:
             await wait_healthy(session, base, proc)
             token = await _sign_up(session, base, "owner@example.com")
-            await _sign_up(session, base, "bystander@example.com")
+            bystander = await _sign_up(session, base, "bystander@example.com")
             stream = await _stream_until(session, base, token, "a long answer", 2)
             listed = _cli(tmp_path, "user", "sessions", "Owner@Example.com", GIMA_REDIS_URL=redis_url)
             assert listed.returncode == 0 and "1 open of 1 sessions of owner@example.com" in listed.stdout, listed.stderr
@@ -189,6 +189,19 @@ async def test_user_sessions_lists_and_revokes_and_the_running_server_obeys(tmp_
             await asyncio.sleep(0.3)  # past the session cache
             async with session.get(f"{base}/api/auth/me", headers={"Authorization": f"Bearer {token}"}) as me:
                 assert me.status == 401
+            bystander_stream = await _stream_until(session, base, bystander, "another long one", 2)
+            changed = _cli(tmp_path, "user", "role", "bystander@example.com", "alpha", GIMA_REDIS_URL=redis_url)
+            assert changed.returncode == 0, changed.stderr
+            async with asyncio.timeout(3):  # a role change ends the open streams too (they reconnect, re-checked)
+                try:
+                    while await bystander_stream.content.readany():
+                        pass
+                except aiohttp.ClientPayloadError:
+                    pass
+            bystander_stream.close()
+            await asyncio.sleep(0.3)
+            async with session.get(f"{base}/api/auth/me", headers={"Authorization": f"Bearer {bystander}"}) as me:
+                assert me.status == 200 and "alpha" in (await me.json())["user"]["roles"]  # still signed in
             after = _cli(tmp_path, "user", "sessions", "owner@example.com")
             assert "0 open of 1 sessions" in after.stdout and "revoked" in after.stdout
             assert _cli(tmp_path, "user", "sessions", "ghost@example.com").returncode == 1
