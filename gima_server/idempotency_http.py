@@ -46,7 +46,7 @@ async def begin(request: web.Request) -> tuple[web.Response | None, Claim | None
     raw = await request.read()
     try:
         body = json.loads(raw) if raw else None
-    except ValueError:
+    except (ValueError, RecursionError):  # the handler answers 400; the fingerprint takes the bytes
         body = raw.decode(errors="replace")
     mine = IdempotencyRecord(fingerprint(request.method, request.path, {"body": body}), "")
     existing = await request.app[appkeys.IDEMPOTENCY].claim(principal.user.id, key, mine)

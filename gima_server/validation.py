@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
@@ -27,11 +29,59 @@ async def read_json(request: web.Request, spec: Mapping[str, Field]) -> dict[str
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "body must be application/json")
     raw = await read_body(request, request.read)  # aiohttp enforces client_max_size here (413)
+    return check_object(parse_json(raw), spec)
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """JSON text to a value, or a 400 saying why: not JSON, nested too deeply for the parser, or a string with
+    a lone UTF-16 surrogate (a \\ud800 escape without its pair), which no store or client could encode."""
     try:
-        body = json.loads(raw)
+        value = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
+    except _NotFinite:
+        raise invalid("body has a number that is not finite (NaN, Infinity or out of range)") from None
     except (ValueError, UnicodeDecodeError):
         raise invalid("body is not valid JSON") from None
-    return check_object(body, spec)
+    except RecursionError:
+        raise invalid("body is nested too deeply") from None
+    probe = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+    if _SURROGATE_ESCAPE.search(probe) and not _encodable(value):
+        raise invalid("body has a string with an unpaired UTF-16 surrogate")
+    return value
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _not_json(constant: str) -> float:
+    raise _NotFinite(constant)  # NaN, Infinity, -Infinity: Python's json reads them, JSON has no such thing
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e400
+        raise _NotFinite(text)
+    return number
+
+
+def _encodable(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 async def read_body(request: web.Request, read: Callable[[], Awaitable[T]]) -> T:
@@ -61,6 +111,8 @@ def check_object(body: object, spec: Mapping[str, Field]) -> dict[str, Any]:
             raise invalid(f"field '{name}' has the wrong type")
         if field.max_chars is not None and isinstance(value, str) and len(value) > field.max_chars:
             raise invalid(f"field '{name}' is longer than {field.max_chars} characters")
+        if isinstance(value, str) and "\x00" in value:
+            raise invalid(f"field '{name}' contains a NUL character")
     return {name: body.get(name) for name in spec}
 
 

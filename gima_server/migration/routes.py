@@ -12,7 +12,7 @@ from .. import appkeys
 from ..auth.sessions import Principal, require_user
 from ..errors import ApiError, invalid, not_found
 from ..ids import new_id, path_id
-from ..validation import Field, read_body, read_json
+from ..validation import Field, parse_json, read_body, read_json
 from .model import MigrationJob, parse_batch
 
 _MAX_SEQ = 1_000_000
@@ -73,10 +73,7 @@ async def _read_batch_body(request: web.Request) -> object:
                 raise ApiError(413, "payload_too_large", f"a batch is at most {limit} bytes")
 
     await read_body(request, read_all)
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise invalid("body is not valid JSON") from None
+    return parse_json(bytes(raw))
 
 
 async def put_batch(request: web.Request) -> web.Response:

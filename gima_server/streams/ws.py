@@ -16,7 +16,7 @@ from ..background import stop_tasks
 from ..errors import ApiError
 from ..ids import idempotency_key, is_valid_id
 from ..security import check_websocket_origin
-from ..validation import Field, check_object
+from ..validation import Field, check_object, parse_json
 from .reply import EventSource
 from .routes import STREAM_BODY, begin_reply, open_resume
 
@@ -64,10 +64,7 @@ class _Socket:
         self.followers[message_id] = asyncio.create_task(self.follow(message_id, source, cursor))
 
     async def handle(self, raw: str) -> None:
-        try:
-            frame = json.loads(raw)
-        except ValueError:
-            raise ApiError(400, "invalid_request", "frames must be JSON objects") from None
+        frame = parse_json(raw)  # a bad frame is a 400 error frame; the socket stays
         kind = frame.get("type") if isinstance(frame, dict) else None
         if kind == "send":
             body = check_object(frame, _SEND)

@@ -56,12 +56,14 @@ async def test_cancel_over_the_socket(make_client: MakeClient) -> None:
 
 
 async def test_bad_frames_get_an_error_frame_and_the_socket_stays(make_client: MakeClient) -> None:
-    client = await make_client()
+    client = await make_client(max_body_bytes=512 * 1024)
     alice = await quick_user(client, "alice@example.com")
     bob = await quick_user(client, "bob@example.com")
     ws = await _open(client, alice)
+    hostile = ['{"type": "send", "content": ' + "[" * 50_000 + "]" * 50_000 + "}",  # deeper than the parser goes
+               '{"type": "send", "content": "lone \\ud800 surrogate"}', '{"type": "send", "content": "a\\u0000b"}']
     for bad in ("not json", json.dumps({"type": "dance"}), json.dumps({"type": "send", "content": 5}),
-                json.dumps({"type": "send", "content": "x", "extra": 1})):
+                json.dumps({"type": "send", "content": "x", "extra": 1}), *hostile):
         await ws.send_str(bad)
         frame = json.loads((await ws.receive(timeout=10)).data)
         assert frame["type"] == "error" and frame["data"]["code"] == "invalid_request" and "id" not in frame
