@@ -13,6 +13,7 @@ from .errors import ApiError
 from .idempotency import IdempotencyRecord, fingerprint
 from .ids import idempotency_key
 from .observability.tracing import request_trace_id
+from .validation import read_raw
 
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _OWN_HANDLING = ("/api/chat/stream", "/api/auth/")  # the stream route attaches to replies itself
@@ -43,7 +44,7 @@ async def begin(request: web.Request) -> tuple[web.Response | None, Claim | None
     if principal is None:
         return None, None  # the handler answers 401
     key = idempotency_key(request.headers["Idempotency-Key"])
-    raw = await request.read()
+    raw = await read_raw(request)  # kept on the request: the handler reads the same bytes
     try:
         body = json.loads(raw) if raw else None
     except (ValueError, RecursionError):  # the handler answers 400; the fingerprint takes the bytes

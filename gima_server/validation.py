@@ -28,8 +28,39 @@ async def read_json(request: web.Request, spec: Mapping[str, Field]) -> dict[str
     """Parse and check a JSON object body; any problem is a 400/413/415 that changes nothing."""
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "body must be application/json")
-    raw = await read_body(request, request.read)  # aiohttp enforces client_max_size here (413)
-    return check_object(parse_json(raw), spec)
+    return check_object(parse_json(await read_raw(request)), spec)
+
+
+_RAW_BODY: web.RequestKey[bytes] = web.RequestKey("raw_body", bytes)
+_BATCH_PATH = re.compile(r"^/api/migration/jobs/[^/]+/batches/[^/]+$")
+
+
+def body_limit(request: web.Request) -> int:
+    """The most bytes this route's body may have: migration batches have their own, larger limit."""
+    settings = request.app[appkeys.SETTINGS]
+    return settings.migration_max_batch_bytes if _BATCH_PATH.match(request.path) else settings.max_body_bytes
+
+
+async def read_raw(request: web.Request) -> bytes:
+    """The body, read once (within the route's byte limit and GIMA_BODY_TIMEOUT_S) and kept on the request,
+    so that whatever reads it first (the Idempotency-Key step, the handler) leaves it for the next."""
+    cached: bytes | None = request.get(_RAW_BODY)
+    if cached is not None:
+        return cached
+    limit = body_limit(request)
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "payload_too_large", f"the body is at most {limit} bytes")
+    raw = bytearray()
+
+    async def read_all() -> None:
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            raw.extend(chunk)
+            if len(raw) > limit:
+                raise ApiError(413, "payload_too_large", f"the body is at most {limit} bytes")
+
+    await read_body(request, read_all)
+    request[_RAW_BODY] = body = bytes(raw)
+    return body
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")

@@ -12,7 +12,7 @@ from .. import appkeys
 from ..auth.sessions import Principal, require_user
 from ..errors import ApiError, invalid, not_found
 from ..ids import new_id, path_id
-from ..validation import Field, parse_json, read_body, read_json
+from ..validation import Field, parse_json, read_json, read_raw
 from .model import MigrationJob, parse_batch
 
 _MAX_SEQ = 1_000_000
@@ -58,22 +58,10 @@ async def create_job(request: web.Request) -> web.Response:
 
 
 async def _read_batch_body(request: web.Request) -> object:
-    """Batches may be larger than other requests: their own byte limit, read here instead of client_max_size."""
-    limit = request.app[appkeys.SETTINGS].migration_max_batch_bytes
+    """Batches may be larger than other requests: their own byte limit (validation.body_limit)."""
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "body must be application/json")
-    if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, "payload_too_large", f"a batch is at most {limit} bytes")
-    raw = bytearray()
-
-    async def read_all() -> None:
-        async for chunk in request.content.iter_chunked(64 * 1024):
-            raw.extend(chunk)
-            if len(raw) > limit:
-                raise ApiError(413, "payload_too_large", f"a batch is at most {limit} bytes")
-
-    await read_body(request, read_all)
-    return parse_json(bytes(raw))
+    return parse_json(await read_raw(request))
 
 
 async def put_batch(request: web.Request) -> web.Response:
