@@ -169,6 +169,7 @@ class Settings:
             raise ConfigError("GIMA_PIPELINE_FILE: required when GIMA_AGENT=pipeline")
         self._validate_external_jwt()
         self._validate_extras()
+        self._validate_agents()
         from .clients import parse_networks
 
         try:
@@ -178,6 +179,21 @@ class Settings:
         for key in self.secret_keys:
             if len(key) < 32:
                 raise ConfigError("GIMA_SECRET_KEY: each key must be at least 32 characters")
+
+    def _validate_agents(self) -> None:
+        """What `serve` would find when it builds the agent: the pipeline file, and a key for a public upstream."""
+        kinds = {self.agent}
+        if self.agent == "pipeline" and self.pipeline_file:
+            from .agents.pipeline import load_pipeline
+
+            kinds = {spec.upstream for spec in load_pipeline(Path(self.pipeline_file))}
+        public = {"openai": ("https://api.openai.com", self.openai_base_url, self.openai_api_key),
+                  "anthropic": ("https://api.anthropic.com", self.anthropic_base_url, self.anthropic_api_key)}
+        for kind in sorted(kinds & set(public)):
+            default_url, url, key = public[kind]
+            if not key and url.rstrip("/") == default_url:  # a local OpenAI-compatible server may need no key
+                raise ConfigError(f"GIMA_{kind.upper()}_API_KEY must be set to use {url} (GIMA_AGENT or the pipeline "
+                                  f"names {kind}); or point GIMA_{kind.upper()}_BASE_URL at a server that needs none")
 
     def _validate_extras(self) -> None:
         """A setting that needs an optional extra says which one, instead of a ModuleNotFoundError later."""

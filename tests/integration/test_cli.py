@@ -87,6 +87,24 @@ def test_bad_configuration_is_one_line_naming_the_setting(tmp_path: Path) -> Non
     assert _cli(tmp_path, "check-config").returncode == 0
 
 
+@pytest.mark.parametrize(("env", "named"), [
+    ({"GIMA_AGENT": "pipeline", "GIMA_PIPELINE_FILE": "/no/such/pipeline.json"}, "GIMA_PIPELINE_FILE"),
+    ({"GIMA_AGENT": "openai"}, "GIMA_OPENAI_API_KEY"),
+    ({"GIMA_AGENT": "anthropic", "GIMA_ANTHROPIC_API_KEY": ""}, "GIMA_ANTHROPIC_API_KEY"),
+])
+def test_check_config_refuses_what_serve_would_refuse(tmp_path: Path, env: dict[str, str], named: str) -> None:
+    """One set of checks for both: check-config never passes a configuration that serve then rejects."""
+    checked = _cli(tmp_path, "check-config", **env)
+    served = _cli(tmp_path, "--port", str(_free_port()), **env)
+    for result in (checked, served):
+        assert result.returncode == 2 and named in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_a_keyless_local_upstream_is_valid(tmp_path: Path) -> None:
+    checked = _cli(tmp_path, "check-config", GIMA_AGENT="openai", GIMA_OPENAI_BASE_URL="http://127.0.0.1:9")
+    assert checked.returncode == 0, checked.stderr
+
+
 def test_a_misspelt_variable_is_named_with_the_closest_setting(tmp_path: Path) -> None:
     checked = _cli(tmp_path, "check-config", GIMA_REDIS_ULR="redis://127.0.0.1:6390")
     assert checked.returncode == 0
