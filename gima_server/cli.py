@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--port", type=int, help="listen port (GIMA_PORT, default 8080)")
         p.add_argument("--data-dir", help="SQLite file and local state (GIMA_DATA_DIR, default ./data)")
         p.add_argument("--drain-s", type=float, help="graceful shutdown drain time (GIMA_DRAIN_S, default 120)")
-    sub.add_parser("check-config", help="validate the configuration and exit")
+    check = sub.add_parser("check-config", help="validate the configuration and exit")
+    check.add_argument("--probe", action="store_true", help="also try the store, Redis and each upstream once")
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
     add = user.add_parser("add", help="create a user (a password is generated unless --password-stdin)")
     add.add_argument("email")
@@ -244,7 +245,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "check-config":
         print("configuration is valid")
-        return 0
+        if not args.probe:
+            return 0
+        from .probe import probe
+
+        results = asyncio.run(probe(settings))
+        for what, answered, detail in results:
+            print(f"{what}: {'ok' if answered else 'FAILED'} - {detail}")
+        return 0 if all(answered for _, answered, _ in results) else 1
     if args.command == "user":
         return asyncio.run(_user_command(settings, args))
     if args.command == "keys":

@@ -268,3 +268,36 @@ async def test_keys_rotate_then_retire_on_a_running_server(tmp_path: Path) -> No
         proc.communicate(timeout=30)
     refused = _cli(tmp_path, "keys", "rotate", GIMA_SECRET_KEY="k" * 40)
     assert refused.returncode == 2 and "GIMA_SECRET_KEY is set" in refused.stderr
+
+
+async def _acli(tmp_path: Path, *args: str, **env: str) -> tuple[int, str]:
+    """The command, run without blocking this loop (a server in this test must keep answering meanwhile)."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "gima_server", *args, env=_env(tmp_path, **env),
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode()
+
+
+async def test_check_config_probe_tries_every_backend_once(tmp_path: Path, redis_url: str) -> None:
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    async def models(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != "Bearer sk-right":
+            return web.json_response({"error": {"message": "bad key"}}, status=401)
+        return web.json_response({"object": "list", "data": []})
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    upstream = TestServer(app)
+    await upstream.start_server()
+    try:
+        base = str(upstream.make_url("")).rstrip("/")
+        rc, out = await _acli(tmp_path, "check-config", "--probe", GIMA_REDIS_URL=redis_url, GIMA_AGENT="openai",
+                              GIMA_OPENAI_BASE_URL=base, GIMA_OPENAI_API_KEY="sk-right")
+        assert rc == 0 and "store: ok" in out and "redis: ok" in out and "openai: ok" in out, out
+        rc, out = await _acli(tmp_path, "check-config", "--probe", GIMA_REDIS_URL="redis://127.0.0.1:1",
+                              GIMA_AGENT="openai", GIMA_OPENAI_BASE_URL=base, GIMA_OPENAI_API_KEY="sk-wrong")
+        assert rc == 1 and "redis: FAILED" in out and "refused the API key (401)" in out and "sk-wrong" not in out, out
+    finally:
+        await upstream.close()
