@@ -133,9 +133,9 @@ async def stream_events(
     client_gone = False
     tally = _Tally(metrics, started_at)
     metrics.subscribers.inc()
-    connections = request.app[appkeys.CONNECTIONS] if session_id is not None else None
-    if connections is not None:
-        connections.add(session_id, resp, cancel_task(request.task))  # type: ignore[arg-type]
+    connections = request.app[appkeys.CONNECTIONS]
+    if session_id is not None:
+        connections.add(session_id, resp, cancel_task(request.task))
     try:
         while True:
             await source.wait_beyond(cursor)
@@ -157,8 +157,8 @@ async def stream_events(
     except (ConnectionResetError, TimeoutError):
         client_gone = True
     finally:
-        if connections is not None:
-            connections.discard(session_id, resp)  # type: ignore[arg-type]
+        if session_id is not None:
+            connections.discard(session_id, resp)
         source.close()
         tally.flush()
         metrics.subscribers.dec()

@@ -15,13 +15,18 @@ async def _hello(request: web.Request) -> web.Response:
     return web.Response(text="hi")
 
 
-async def test_one_readiness_accepts_every_queued_connection() -> None:
+async def _started_site() -> tuple[web.AppRunner, BurstAcceptSite]:
     app = web.Application()
     app.router.add_get("/", _hello)
     runner = web.AppRunner(app)
     await runner.setup()
     site = BurstAcceptSite(runner, "127.0.0.1", 0, backlog=256)
     await site.start()
+    return runner, site
+
+
+async def test_one_readiness_accepts_every_queued_connection() -> None:
+    runner, site = await _started_site()
     listener = site._sockets[0]
     asyncio.get_running_loop().remove_reader(listener.fileno())  # drive the accepts by hand
     clients = [socket.create_connection(("127.0.0.1", site.port)) for _ in range(100)]  # queued by the kernel
@@ -37,12 +42,7 @@ async def test_one_readiness_accepts_every_queued_connection() -> None:
 
 
 async def test_the_site_serves_http_and_stops_listening() -> None:
-    app = web.Application()
-    app.router.add_get("/", _hello)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = BurstAcceptSite(runner, "127.0.0.1", 0, backlog=256)
-    await site.start()
+    runner, site = await _started_site()
     port = site.port
     async with aiohttp.ClientSession() as session:
         replies = await asyncio.gather(*(session.get(f"http://127.0.0.1:{port}/") for _ in range(200)))

@@ -180,6 +180,17 @@ async def test_sigterm_drains_then_ends_the_rest_and_loses_nothing(tmp_path: Pat
     assert all(r[2] > 0 for r in rows)  # every partial text was stored
 
 
+async def _read_to_end(resp: aiohttp.ClientResponse, within_s: float) -> None:
+    """Read until the server ends the stream (cut mid-chunk counts); fail if it is still open after within_s."""
+    async with asyncio.timeout(within_s):
+        try:
+            while await resp.content.readany():
+                pass
+        except aiohttp.ClientPayloadError:
+            pass
+    resp.close()
+
+
 async def test_user_sessions_lists_and_revokes_and_the_running_server_obeys(tmp_path: Path, redis_url: str) -> None:
     port = _free_port()
     server_env = _env(tmp_path, GIMA_REDIS_URL=redis_url, GIMA_SESSION_CACHE_S="0.2", GIMA_DEMO_TOKENS_PER_S="20",
@@ -197,26 +208,14 @@ async def test_user_sessions_lists_and_revokes_and_the_running_server_obeys(tmp_
             assert listed.returncode == 0 and "1 open of 1 sessions of owner@example.com" in listed.stdout, listed.stderr
             revoked = _cli(tmp_path, "user", "sessions", "owner@example.com", "--revoke", GIMA_REDIS_URL=redis_url)
             assert revoked.returncode == 0 and "revoked 1 open session of owner@example.com" in revoked.stdout
-            async with asyncio.timeout(3):  # the open stream ends, told through Redis
-                try:
-                    while await stream.content.readany():
-                        pass
-                except aiohttp.ClientPayloadError:
-                    pass
-            stream.close()
+            await _read_to_end(stream, 3)  # the open stream ends, told through Redis
             await asyncio.sleep(0.3)  # past the session cache
             async with session.get(f"{base}/api/auth/me", headers={"Authorization": f"Bearer {token}"}) as me:
                 assert me.status == 401
             bystander_stream = await _stream_until(session, base, bystander, "another long one", 2)
             changed = _cli(tmp_path, "user", "role", "bystander@example.com", "alpha", GIMA_REDIS_URL=redis_url)
             assert changed.returncode == 0, changed.stderr
-            async with asyncio.timeout(3):  # a role change ends the open streams too (they reconnect, re-checked)
-                try:
-                    while await bystander_stream.content.readany():
-                        pass
-                except aiohttp.ClientPayloadError:
-                    pass
-            bystander_stream.close()
+            await _read_to_end(bystander_stream, 3)  # a role change ends open streams too (they reconnect, re-checked)
             await asyncio.sleep(0.3)
             async with session.get(f"{base}/api/auth/me", headers={"Authorization": f"Bearer {bystander}"}) as me:
                 assert me.status == 200 and "alpha" in (await me.json())["user"]["roles"]  # still signed in

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -19,13 +18,19 @@ async def test_a_lookup_is_answered_without_a_thread(tmp_path: Path) -> None:
     try:
         user = await store.create_user("a@example.com", "hash", "A", ["user"])
         session = await store.create_session(user.id, 3600)
-        store._read_executor.shutdown(wait=True)  # no reader thread any more: a lookup must not need one
+        trips: list[object] = []
+
+        async def no_thread(fn: Callable[[sqlite3.Connection], T]) -> T:  # a lookup must not need the reader thread
+            trips.append(fn)
+            raise AssertionError("a lookup by key went to the reader thread")
+
+        store._read = no_thread  # type: ignore[method-assign]
         assert (await store.get_user(user.id)) == user
         found = await store.get_session(session.id)
         assert found is not None and found.user_id == user.id
         assert await store.message_owner("0" * 32) is None
+        assert trips == []
     finally:
-        store._read_executor = ThreadPoolExecutor(max_workers=1)
         await store.close()
 
 
