@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from ..conftest import MakeClient, log_in, same_origin, sign_up
+from ..conftest import MakeClient, log_in, quick_user, same_origin, sign_up
 from ..processes import wait_healthy
 from ..redis_server import RedisServer, free_port
 from ..sse import parse_sse, read_until
@@ -165,9 +165,9 @@ async def test_a_burst_waits_for_a_redis_connection_instead_of_falling_back(
     raise MaxConnectionsError and send every lock and limit to the in-process fall-back)."""
     client = await make_client(redis_url=redis_url, redis_max_connections=4, redis_timeout_s=2.0,
                                demo_tokens_per_s=0, demo_first_token_ms=0, rate_limits="off")
-    users = [await sign_up(client, f"u{i}@example.com") for i in range(12)]
-    with caplog.at_level(logging.WARNING):
-        results = await asyncio.gather(*(user.stream(f"burst {n}") for n, user in enumerate(users) for _ in range(2)))
+    users = [await quick_user(client, f"u{i}@example.com") for i in range(24)]  # one stream per session:
+    with caplog.at_level(logging.WARNING):  # two in one session would supersede each other
+        results = await asyncio.gather(*(user.stream(f"burst {n}") for n, user in enumerate(users)))
     assert all(events[-1].name == "done" for events, _ in results)
     from gima_server import appkeys
 
