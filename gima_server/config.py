@@ -182,6 +182,8 @@ class Settings:
 
     def _validate_agents(self) -> None:
         """What `serve` would find when it builds the agent: the pipeline file, and a key for a public upstream."""
+        from .agents.upstream import api_root
+
         kinds = {self.agent}
         if self.agent == "pipeline" and self.pipeline_file:
             from .agents.pipeline import load_pipeline
@@ -191,7 +193,7 @@ class Settings:
                   "anthropic": ("https://api.anthropic.com", self.anthropic_base_url, self.anthropic_api_key)}
         for kind in sorted(kinds & set(public)):
             default_url, url, key = public[kind]
-            if not key and url.rstrip("/") == default_url:  # a local OpenAI-compatible server may need no key
+            if not key and api_root(url) == default_url:  # a local OpenAI-compatible server may need no key
                 raise ConfigError(f"GIMA_{kind.upper()}_API_KEY must be set to use {url} (GIMA_AGENT or the pipeline "
                                   f"names {kind}); or point GIMA_{kind.upper()}_BASE_URL at a server that needs none")
 

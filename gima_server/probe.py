@@ -17,8 +17,8 @@ async def probe(settings: Settings) -> list[tuple[str, bool, str]]:
     results = [await _store(settings)]
     if settings.redis_url:
         results.append(await _redis(settings))
-    for kind in sorted(_upstreams(settings)):
-        results.append(await _upstream(settings, kind))
+    for kind, models in sorted(_upstreams(settings).items()):
+        results.append(await _upstream(settings, kind, models))
     return results
 
 
@@ -53,29 +53,58 @@ async def _redis(settings: Settings) -> tuple[str, bool, str]:
     return "redis", True, "answers"
 
 
-def _upstreams(settings: Settings) -> set[str]:
+def _upstreams(settings: Settings) -> dict[str, set[str]]:
+    """Each upstream the agent calls, with the models it asks that upstream for."""
     if settings.agent == "pipeline":
         from .agents.pipeline import load_pipeline
 
-        return {s.upstream for s in load_pipeline(Path(settings.pipeline_file))} & {"openai", "anthropic"}
-    return {settings.agent} & {"openai", "anthropic"}
+        wanted: dict[str, set[str]] = {}
+        for spec in load_pipeline(Path(settings.pipeline_file)):
+            if spec.upstream in ("openai", "anthropic"):
+                wanted.setdefault(spec.upstream, set()).add(spec.model or _default_model(settings, spec.upstream))
+        return wanted
+    if settings.agent in ("openai", "anthropic"):
+        return {settings.agent: {_default_model(settings, settings.agent)}}
+    return {}
 
 
-async def _upstream(settings: Settings, kind: str) -> tuple[str, bool, str]:
-    """GET the provider's model list: it needs the key but costs no tokens."""
+def _default_model(settings: Settings, kind: str) -> str:
+    return settings.openai_model if kind == "openai" else settings.anthropic_model
+
+
+async def _upstream(settings: Settings, kind: str, models: set[str]) -> tuple[str, bool, str]:
+    """GET the provider's model list: it needs the key but costs no tokens, and names the models it serves."""
+    from .agents.upstream import api_root
+
     if kind == "openai":
-        url, headers = settings.openai_base_url.rstrip("/") + "/v1/models", {"Authorization": f"Bearer {settings.openai_api_key}"}
+        base = settings.openai_base_url
+        url, headers = api_root(base) + "/v1/models", {"Authorization": f"Bearer {settings.openai_api_key}"}
     else:
-        url = settings.anthropic_base_url.rstrip("/") + "/v1/models"
+        base = settings.anthropic_base_url
+        url = api_root(base) + "/v1/models"
         headers = {"x-api-key": settings.anthropic_api_key, "anthropic-version": "2023-06-01"}
     try:
         timeout = aiohttp.ClientTimeout(total=_TIMEOUT_S)
         async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url, headers=headers) as resp:
             status = resp.status
-    except (aiohttp.ClientError, TimeoutError) as exc:
+            listing = await resp.json(content_type=None) if status == 200 else None
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         return kind, False, f"cannot reach {url} ({type(exc).__name__})"
     if status in (401, 403):
         return kind, False, f"{url} refused the API key ({status})"
-    if status >= 500:
+    if status == 404:
+        return kind, False, (f"{url} does not exist (404): GIMA_{kind.upper()}_BASE_URL={base!r} should be the "
+                             "server's root or its /v1 base")
+    if status >= 400:
         return kind, False, f"{url} answered {status}"
+    offered = _model_ids(listing)
+    missing = sorted(models - offered) if offered else []
+    if missing:
+        return kind, False, f"{url} does not offer model {', '.join(map(repr, missing))} (it offers {len(offered)} others)"
     return kind, True, f"{url} answers ({status})"
+
+
+def _model_ids(listing: object) -> set[str]:
+    """Model ids from an OpenAI- or Anthropic-style list (empty when the server lists none or another shape)."""
+    data = listing.get("data") if isinstance(listing, dict) else None
+    return {str(m["id"]) for m in data if isinstance(m, dict) and "id" in m} if isinstance(data, list) else set()

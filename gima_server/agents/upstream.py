@@ -42,6 +42,12 @@ class UpstreamLimits:
     max_retries: int = 2
 
 
+def api_root(base_url: str) -> str:
+    """The server root under which /v1/... lives: tools document the base both with and without /v1."""
+    root = base_url.strip().rstrip("/")
+    return root[: -len("/v1")] if root.endswith("/v1") else root
+
+
 def retry_after_s(header: str | None) -> float | None:
     """Retry-After as seconds (RFC 9110: delay-seconds or an HTTP date)."""
     if not header:
@@ -67,7 +73,7 @@ class Upstream:
         rng: Callable[[], float] = random.random,
     ) -> None:
         self.name = name
-        self.base_url = base_url.rstrip("/")
+        self.base_url = api_root(base_url)
         self.limits = limits
         self.breaker = breaker
         self._rng = rng

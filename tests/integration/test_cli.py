@@ -284,7 +284,7 @@ async def test_check_config_probe_tries_every_backend_once(tmp_path: Path, redis
     async def models(request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != "Bearer sk-right":
             return web.json_response({"error": {"message": "bad key"}}, status=401)
-        return web.json_response({"object": "list", "data": []})
+        return web.json_response({"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model"}]})
 
     app = web.Application()
     app.router.add_get("/v1/models", models)
@@ -298,5 +298,14 @@ async def test_check_config_probe_tries_every_backend_once(tmp_path: Path, redis
         rc, out = await _acli(tmp_path, "check-config", "--probe", GIMA_REDIS_URL="redis://127.0.0.1:1",
                               GIMA_AGENT="openai", GIMA_OPENAI_BASE_URL=base, GIMA_OPENAI_API_KEY="sk-wrong")
         assert rc == 1 and "redis: FAILED" in out and "refused the API key (401)" in out and "sk-wrong" not in out, out
+        rc, out = await _acli(tmp_path, "check-config", "--probe", GIMA_AGENT="openai", GIMA_OPENAI_BASE_URL=base + "/v1",
+                              GIMA_OPENAI_API_KEY="sk-right")
+        assert rc == 0 and "openai: ok" in out, out  # the /v1 form of the base is the same server
+        rc, out = await _acli(tmp_path, "check-config", "--probe", GIMA_AGENT="openai", GIMA_OPENAI_BASE_URL=base + "/api",
+                              GIMA_OPENAI_API_KEY="sk-right")
+        assert rc == 1 and "/api/v1/models does not exist (404)" in out and "GIMA_OPENAI_BASE_URL" in out, out
+        rc, out = await _acli(tmp_path, "check-config", "--probe", GIMA_AGENT="openai", GIMA_OPENAI_BASE_URL=base,
+                              GIMA_OPENAI_API_KEY="sk-right", GIMA_OPENAI_MODEL="gpt-9-turbo")
+        assert rc == 1 and "does not offer model 'gpt-9-turbo'" in out, out
     finally:
         await upstream.close()

@@ -52,6 +52,19 @@ async def test_a_normal_reply_streams_and_is_stored(make_client: MakeClient, aio
         assert headers["x-api-key"] == "test-key" and headers["anthropic-version"] == "2023-06-01"
 
 
+@pytest.mark.parametrize("suffix", ["/v1", "/v1/"])
+async def test_a_base_url_ending_in_v1_is_the_same_upstream(make_client: MakeClient, aiohttp_server: Any, suffix: str) -> None:
+    """Ollama, vLLM, LiteLLM and OpenAI document their base as http://host/v1; the server must not call /v1/v1."""
+    fake = FakeUpstream("openai")
+    server = await aiohttp_server(fake.app)
+    client = await make_client(agent="openai", openai_base_url=f"http://127.0.0.1:{server.port}{suffix}",
+                               openai_api_key="test-key", **FAST_LIMITS)
+    alice = await sign_up(client, "alice@example.com")
+    events, _ = await alice.stream("Hello?")
+    assert events[-1].name == "done" and events[-1].data["content"] == "".join(DEFAULT_TOKENS), events[-1]
+    assert len(fake.requests) == 1
+
+
 async def _ends_with(alice: Api, code: str) -> tuple[list[Any], dict[str, Any]]:
     events, _ = await alice.stream("Tell me about rivers")
     assert events[-1].name == "error" and events[-1].data["code"] == code, events[-1]
