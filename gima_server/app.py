@@ -17,6 +17,8 @@ from . import appkeys, chats
 from .admission import AdmissionGate, LoadMonitor, default_max_active
 from .agents import make_agent
 from .agents.base import Agent
+from .apikeys import routes as apikey_routes
+from .apikeys.auth import ApiKeyAuth
 from .auth import routes as auth_routes
 from .auth.connections import SessionConnections
 from .auth.external import ExternalJwtSettings, ExternalTokens
@@ -170,7 +172,8 @@ async def _streams_context(app: web.Application) -> AsyncIterator[None]:
     sweep_s = max(1.0, min(30.0, settings.replay_retention_s / 4))
     jobs = [registry.sweep_forever(sweep_s), heartbeat.run()]
     if bus is not None and shared is not None:
-        jobs += [bus.listen(_bus_dispatch(registry, app[appkeys.CONNECTIONS])), *shared.jobs(), repair.run_forever(
+        dispatch = _bus_dispatch(registry, app[appkeys.CONNECTIONS], app[appkeys.API_KEYS])
+        jobs += [bus.listen(dispatch), *shared.jobs(), repair.run_forever(
             settings.reply_owner_timeout_s * 4, settings.reply_owner_timeout_s * 1.2)]
     tasks = [asyncio.create_task(job) for job in jobs]
     yield
@@ -183,10 +186,15 @@ async def _streams_context(app: web.Application) -> AsyncIterator[None]:
         await shared.blocking.aclose()
 
 
-def _bus_dispatch(registry: Registry, connections: SessionConnections) -> Callable[[dict[str, str]], None]:
+def _bus_dispatch(
+    registry: Registry, connections: SessionConnections, api_keys: ApiKeyAuth
+) -> Callable[[dict[str, str]], None]:
     def dispatch(message: dict[str, str]) -> None:
         if "endedSession" in message:
-            connections.close_session(message["endedSession"])
+            ended = message["endedSession"]
+            connections.close_session(ended)
+            if ended.startswith("key:"):
+                api_keys.forget(ended.removeprefix("key:"))  # a revoked key stops here too, not after the cache TTL
         else:
             registry.on_cancel_request(message)
 
@@ -366,6 +374,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics()
     app[appkeys.SESSIONS] = SessionCache(settings.session_cache_s)
+    app[appkeys.API_KEYS] = ApiKeyAuth(settings.session_cache_s)
     app[appkeys.CONNECTIONS] = SessionConnections()
     app[appkeys.TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     app[appkeys.WEBSOCKETS] = weakref.WeakSet()
@@ -389,6 +398,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     app.router.add_get("/ready", ready)
     auth_routes.add_routes(app)
     chats.add_routes(app)
+    apikey_routes.add_routes(app)
     stream_routes.add_routes(app)
     ws_routes.add_routes(app)
     observability_routes.add_routes(app)

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from .admission import AdmissionGate, LoadMonitor
     from .agents.base import Agent
+    from .apikeys.auth import ApiKeyAuth
     from .auth.connections import SessionConnections
     from .auth.external import ExternalTokens
     from .auth.sessions import SessionCache
@@ -43,6 +44,7 @@ REDIS: web.AppKey[Redis | None] = web.AppKey("redis")
 ADMISSION: web.AppKey[AdmissionGate] = web.AppKey("admission")
 LOAD: web.AppKey[LoadMonitor] = web.AppKey("load")
 SESSIONS: web.AppKey[SessionCache] = web.AppKey("sessions")
+API_KEYS: web.AppKey[ApiKeyAuth] = web.AppKey("api_keys")
 CONNECTIONS: web.AppKey[SessionConnections] = web.AppKey("connections")
 BUS: web.AppKey[RedisCancelBus | None] = web.AppKey("bus")
 TRUSTED_PROXIES: web.AppKey[tuple[Network, ...]] = web.AppKey("trusted_proxies")

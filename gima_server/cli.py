@@ -1,4 +1,5 @@
-"""The gima-server command: serve (default), user add / role / sessions, keys list / rotate / retire, check-config."""
+"""The gima-server command: serve (default), user add / role / sessions, keys list / rotate / retire (signing keys)
+and keys create / list --user / revoke (API keys), check-config."""
 
 from __future__ import annotations
 
@@ -48,9 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     role.add_argument("email")
     role.add_argument("role", choices=ROLES[1:])
     role.add_argument("--revoke", action="store_true")
-    keys = sub.add_parser("keys", help="the access-token signing keys in the data dir").add_subparsers(
+    keys = sub.add_parser("keys", help="the access-token signing keys in the data dir, and users' API keys").add_subparsers(
         dest="keys_command", required=True)
-    keys.add_parser("list", help="show the ring: which key signs, which only verify")
+    listing = keys.add_parser("list", help="show the signing key ring (which key signs, which only verify), or with "
+                                           "--user EMAIL that user's API keys")
+    listing.add_argument("--user", metavar="EMAIL", help="list this user's API keys instead")
+    create = keys.add_parser("create", help="make an API key for a user (printed once)")
+    create.add_argument("email")
+    create.add_argument("name")
+    keys.add_parser("revoke", help="delete an API key by its id: it stops working").add_argument("key_id")
     keys.add_parser("rotate", help="add a key; it signs after GIMA_KEY_ACTIVATION_DELAY_S, old tokens keep working")
     keys.add_parser("retire", help="remove an old key: tokens it signed stop working").add_argument("kid")
     sessions = user.add_parser("sessions", help="list a user's login sessions (or --revoke them all)")
@@ -136,9 +143,8 @@ async def _user_command(settings: Settings, args: argparse.Namespace) -> int:
             if generated:
                 print(f"password: {password}")
             return 0
-        user = await store.get_user_by_email(email)
+        user = await _lookup(store, email)
         if user is None:
-            print(f"gima-server: no user with email {email}", file=sys.stderr)
             return 1
         if args.user_command == "sessions":
             return await _sessions_command(settings, store, user, args.revoke)
@@ -153,6 +159,13 @@ async def _user_command(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     finally:
         await store.close()
+
+
+async def _lookup(store: Store, email: str) -> User | None:
+    user = await store.get_user_by_email(email)
+    if user is None:
+        print(f"gima-server: no user with email {email}", file=sys.stderr)
+    return user
 
 
 async def _sessions_command(settings: Settings, store: Store, user: User, revoke: bool) -> int:
@@ -202,6 +215,62 @@ def _keys_command(settings: Settings, args: argparse.Namespace) -> int:
         print(f"gima-server: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+async def _api_key_command(settings: Settings, args: argparse.Namespace) -> int:
+    """keys create EMAIL NAME / keys list --user EMAIL / keys revoke KEY_ID: what /api/keys does, for an admin."""
+    from .apikeys.model import MAX_KEYS_PER_USER, ApiKey, key_hash, key_hint, new_key
+    from .auth.routes import normalize_email
+    from .errors import ApiError
+    from .ids import new_id
+    from .store import open_store
+
+    store = open_store(settings)
+    await store.open()
+    try:
+        if args.keys_command == "revoke":
+            owner = await _key_owner_id(store, args.key_id)
+            if owner is None or not await store.delete_api_key(owner, args.key_id):
+                print(f"gima-server: no API key with id {args.key_id}", file=sys.stderr)
+                return 1
+            await _announce_ended(settings, [f"key:{args.key_id}"])
+            print(f"revoked API key {args.key_id}: it stops working within GIMA_SESSION_CACHE_S "
+                  f"({settings.session_cache_s:g} s), at once on processes that share Redis")
+            return 0
+        try:
+            email = normalize_email(args.email if args.keys_command == "create" else args.user)
+        except ApiError as exc:
+            print(f"gima-server: {exc.message}", file=sys.stderr)
+            return 2
+        user = await _lookup(store, email)
+        if user is None:
+            return 1
+        if args.keys_command == "create":
+            secret = new_key()
+            key = ApiKey(new_id(), user.id, args.name.strip() or "cli", key_hash(secret), key_hint(secret), time.time())
+            if not await store.create_api_key(key, MAX_KEYS_PER_USER):
+                print(f"gima-server: {email} already has {MAX_KEYS_PER_USER} API keys", file=sys.stderr)
+                return 1
+            print(f"created API key {key.id} ({key.name}) for {email}; it is shown only now:")
+            print(secret)
+            return 0
+        keys = await store.list_api_keys(user.id)
+        for k in keys:
+            used = _utc(k.last_used_at) if k.last_used_at else "never"
+            print(f"{k.id}  {k.hint}…  {k.name!r}  created {_utc(k.created_at)}, last used {used}")
+        print(f"{len(keys)} API {'key' if len(keys) == 1 else 'keys'} of {email}")
+        return 0
+    finally:
+        await store.close()
+
+
+async def _key_owner_id(store: Store, key_id: str) -> str | None:
+    """Whose key this id is: the CLI revokes by id alone, as an admin does."""
+    from .ids import is_valid_id
+
+    if not is_valid_id(key_id):
+        return None
+    return await store.api_key_owner(key_id)
 
 
 def _utc(ts: float) -> str:
@@ -255,6 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if all(answered for _, answered, _ in results) else 1
     if args.command == "user":
         return asyncio.run(_user_command(settings, args))
+    if args.command == "keys" and (args.keys_command in ("create", "revoke") or getattr(args, "user", None)):
+        return asyncio.run(_api_key_command(settings, args))
     if args.command == "keys":
         return _keys_command(settings, args)
     try:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
+
+import aiohttp
 
 
 @dataclass
@@ -45,3 +48,16 @@ async def read_until(resp: Any, predicate: Any) -> list[SseEvent]:
         parsed, _ = parse_sse(frame)
         events.extend(parsed)
     return events
+
+
+async def ends_soon(resp: aiohttp.ClientResponse, within_s: float = 2.0) -> bool:
+    """The stream stops (the server closed the connection) within the time."""
+    try:
+        async with asyncio.timeout(within_s):
+            while await resp.content.readany():
+                pass
+        return True
+    except TimeoutError:
+        return False
+    except aiohttp.ClientPayloadError:
+        return True  # cut mid-chunk: ended

@@ -30,6 +30,7 @@ class AgentRequest:
     history: Sequence[tuple[str, str]] = field(default_factory=tuple)  # (role, content), oldest first
     trace_id: str = "-"
     earlier_agents: Sequence[tuple[str, str]] = field(default_factory=tuple)  # (agent, its output) in a pipeline
+    instructions: str = ""  # the client's own system messages (OpenAI-style callers), after the agent's prompt
 
 
 class Agent(Protocol):

@@ -6,10 +6,11 @@ from .base import AgentRequest
 
 
 def system_text(system_prompt: str, request: AgentRequest) -> str:
+    prompt = "\n\n".join(part for part in (system_prompt.strip(), request.instructions.strip()) if part)
     notes = "\n\n".join(f"[{agent}] {text.strip()}" for agent, text in request.earlier_agents if text.strip())
     if not notes:
-        return system_prompt
-    return f"{system_prompt}\n\nWork of the agents before you:\n{notes}".strip()
+        return prompt
+    return f"{prompt}\n\nWork of the agents before you:\n{notes}".strip()
 
 
 def alternating_turns(request: AgentRequest) -> list[dict[str, str]]:

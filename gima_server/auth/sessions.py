@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp_session import get_session, new_session
 
 from .. import appkeys
+from ..apikeys.model import looks_like_key
 from ..errors import ApiError
 from ..store.base import User
 from .external import ExternalTokens
@@ -21,8 +22,9 @@ COOKIE_NAME = "gima_session"
 @dataclass(frozen=True, slots=True)
 class Principal:
     user: User
-    session_id: str
-    via: str  # "bearer", "cookie" or "external" (a host site's token)
+    session_id: str  # an API key's is "key:<key id>": the key is its own session
+    via: str  # "bearer", "cookie", "external" (a host site's token) or "api_key"
+    api_key_id: str | None = None
 
 
 _PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("principal")
@@ -103,7 +105,11 @@ async def authenticate(request: web.Request) -> Principal | None:
         scheme, _, raw_token = header.partition(" ")
         token = raw_token.strip()
         external = request.app[appkeys.EXTERNAL_TOKENS]
-        if scheme.lower() == "bearer" and external is not None and external.claims_issuer(token):
+        if scheme.lower() == "bearer" and looks_like_key(token):
+            principal = await request.app[appkeys.API_KEYS].principal(token, request.app[appkeys.STORE])
+            if principal is None:
+                raise _unauthorized("invalid API key")
+        elif scheme.lower() == "bearer" and external is not None and external.claims_issuer(token):
             principal = await _external_principal(request, external, token)
         else:
             claims = request.app[appkeys.TOKENS].verify(token) if scheme.lower() == "bearer" else None

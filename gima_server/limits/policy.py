@@ -18,6 +18,7 @@ DEFAULTS: dict[str, tuple[float, str, float]] = {
     "auth_account_total": (100, "min", 50),  # per account from everywhere: looser, so no one address locks a user out
     "guest": (10, "h", 3),  # guest sessions made per anonymous caller (address and User-Agent)
     "guest_chat": (10, "min", 3),  # a guest's new replies: lower than a user's "chat"
+    "api_key": (60, "min", 20),  # new replies started with one API key (a program), on /v1 or /api
     "migration": (60, "min", 10),
     "default": (600, "min", 120),
     "tokens": (40_000, "min", 40_000),
@@ -73,12 +74,14 @@ class RouteCharge:
 
 def route_charge(method: str, path: str) -> RouteCharge | None:
     """The bucket and cost of a request; None for free requests (health, static files, resumes, preflights)."""
-    if method in ("OPTIONS", "HEAD") or not path.startswith("/api/"):
+    if method in ("OPTIONS", "HEAD") or not path.startswith(("/api/", "/v1/")):
         return None
     if path.startswith("/api/chat/streams/") and path.endswith("/events"):
         return None  # a resume is not new work
-    if path == "/api/chat/stream":
+    if path in ("/api/chat/stream", "/api/chat", "/v1/chat/completions"):
         return None  # charged by the handler, which knows whether it is a replay (free) or a new reply
+    if path.startswith("/v1/"):
+        return RouteCharge("default", 1)
     if path == "/api/auth/guest":
         return RouteCharge("guest", 1)
     if path.startswith("/api/auth/"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
+from ..apikeys.store import ApiKeyStore
 from ..migration.store import MigrationStore
 
 
@@ -50,6 +51,22 @@ MESSAGE_STATUSES = ("streaming", "complete", "cancelled", "error")
 
 
 @dataclass(frozen=True, slots=True)
+class Receipt:
+    """What a stopped reply cost: whether the upstream call was closed (billing stopped) and the tokens so far."""
+
+    upstream_closed: bool
+    input_tokens: int
+    output_tokens: int
+    estimated: bool  # counted by this server (the upstream reports usage only at the end of a reply)
+
+    def public(self) -> dict[str, object]:
+        return {"upstreamClosed": self.upstream_closed, "usage": self.usage()}
+
+    def usage(self) -> dict[str, object]:
+        return {"inputTokens": self.input_tokens, "outputTokens": self.output_tokens, "estimated": self.estimated}
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     id: str
     chat_id: str
@@ -62,6 +79,7 @@ class Message:
     event_count: int = 0  # id of the reply's last event, so a rebuilt replay keeps its numbering
     input_tokens: int | None = None  # as reported by the upstream, when it reports usage
     output_tokens: int | None = None
+    receipt: Receipt | None = None  # a reply that was stopped (cancelled, superseded, shut down)
 
     def public(self) -> dict[str, object]:
         body: dict[str, object] = {
@@ -76,6 +94,8 @@ class Message:
             body["finishReason"] = self.finish_reason
             if self.input_tokens is not None or self.output_tokens is not None:
                 body["usage"] = {"inputTokens": self.input_tokens, "outputTokens": self.output_tokens}
+            if self.receipt is not None:
+                body.update(self.receipt.public())
         return body
 
 
@@ -91,9 +111,10 @@ class Exchange:
     content: str
     created_at: float
     fence: int = 0  # fencing token of the producer that writes the reply (see locks.py)
+    context: tuple[tuple[str, str], ...] = ()  # (role, content) turns a client sent with it (OpenAI-style), not stored
 
 
-class Store(MigrationStore, Protocol):
+class Store(MigrationStore, ApiKeyStore, Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def ping(self) -> None: ...
@@ -137,9 +158,10 @@ class Store(MigrationStore, Protocol):
         event_count: int,
         fence: int = 0,
         usage: tuple[int, int] | None = None,
+        receipt: Receipt | None = None,
     ) -> bool:
-        """Write the final text, status and (input, output) token usage; False (nothing written) when a newer
-        producer owns the reply."""
+        """Write the final text, status, the upstream's (input, output) token usage and, for a stopped reply, its
+        receipt; False (nothing written) when a newer producer owns the reply."""
         ...
 
     async def list_streaming_replies(self, limit: int) -> list[Message]:

@@ -15,8 +15,9 @@ from typing import Any, Sequence
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, InsertOne, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from ..apikeys.model import ApiKey
 from ..migration.model import ImportedConversation, MigrationJob
-from .base import AuthSession, Chat, DuplicateError, Exchange, Message, User
+from .base import AuthSession, Chat, DuplicateError, Exchange, Message, Receipt, User
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +37,18 @@ def _user(d: dict[str, Any]) -> User:
     return User(d["_id"], d["email"], d["name"], d["password_hash"], tuple(d["roles"]), d["created_at"])
 
 
+def _api_key(d: dict[str, Any]) -> ApiKey:
+    return ApiKey(d["_id"], d["user_id"], d["name"], d["key_hash"], d["hint"], d["created_at"], d.get("last_used_at"))
+
+
 def _chat(d: dict[str, Any]) -> Chat:
     return Chat(d["_id"], d["user_id"], d["title"], d["created_at"], d["updated_at"])
 
 
 def _message(d: dict[str, Any]) -> Message:
     return Message(d["_id"], d["chat_id"], d["user_id"], d["role"], d["content"], d["status"], d["created_at"],
-                   d.get("finish_reason"), d.get("event_count", 0), d.get("input_tokens"), d.get("output_tokens"))
+                   d.get("finish_reason"), d.get("event_count", 0), d.get("input_tokens"), d.get("output_tokens"),
+                   Receipt(**d["receipt"]) if d.get("receipt") else None)
 
 
 class MongoStore:
@@ -66,6 +72,8 @@ class MongoStore:
         db = self._db
         await db.users.create_index("email", unique=True)
         await db.sessions.create_index("user_id")
+        await db.api_keys.create_index("key_hash", unique=True)
+        await db.api_keys.create_index([("user_id", ASCENDING), ("created_at", DESCENDING)])
         await db.chats.create_index([("user_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)])
         await db.messages.create_index([("chat_id", ASCENDING), ("created_at", ASCENDING), ("seq", ASCENDING)])
         await db.messages.create_index(
@@ -125,6 +133,7 @@ class MongoStore:
             await self._db.messages.delete_many({"user_id": {"$in": ids}})
             await self._db.chats.delete_many({"user_id": {"$in": ids}})
             await self._db.sessions.delete_many({"user_id": {"$in": ids}})
+            await self._db.api_keys.delete_many({"user_id": {"$in": ids}})
             await self._db.users.delete_many({"_id": {"$in": ids}})
         return len(ids)
 
@@ -132,6 +141,35 @@ class MongoStore:
         cursor = self._db.sessions.find({"user_id": user_id}).sort([("created_at", DESCENDING), ("_id", ASCENDING)])
         return [AuthSession(d["_id"], d["user_id"], d["created_at"], d["expires_at"], bool(d["revoked"]))
                 async for d in cursor]
+
+    # API keys
+    async def create_api_key(self, key: ApiKey, max_per_user: int) -> bool:
+        # Counted, then inserted: two concurrent creations may pass one over the cap (a soft limit on MongoDB).
+        if await self._db.api_keys.count_documents({"user_id": key.user_id}) >= max_per_user:
+            return False
+        await self._db.api_keys.insert_one({"_id": key.id, "user_id": key.user_id, "name": key.name,
+                                            "key_hash": key.key_hash, "hint": key.hint, "created_at": key.created_at,
+                                            "last_used_at": None})
+        return True
+
+    async def list_api_keys(self, user_id: str) -> list[ApiKey]:
+        cursor = self._db.api_keys.find({"user_id": user_id}).sort([("created_at", DESCENDING), ("_id", ASCENDING)])
+        return [_api_key(d) async for d in cursor]
+
+    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        d = await self._db.api_keys.find_one({"key_hash": key_hash})
+        return _api_key(d) if d else None
+
+    async def delete_api_key(self, user_id: str, key_id: str) -> bool:
+        result = await self._db.api_keys.delete_one({"_id": key_id, "user_id": user_id})
+        return bool(result.deleted_count)
+
+    async def api_key_owner(self, key_id: str) -> str | None:
+        d = await self._db.api_keys.find_one({"_id": key_id}, {"user_id": 1})
+        return str(d["user_id"]) if d else None
+
+    async def touch_api_key(self, key_id: str, used_at: float) -> None:
+        await self._db.api_keys.update_one({"_id": key_id}, {"$set": {"last_used_at": used_at}})
 
     # chats
     async def create_chat(self, user_id: str, title: str) -> Chat:
@@ -222,9 +260,11 @@ class MongoStore:
         event_count: int,
         fence: int = 0,
         usage: tuple[int, int] | None = None,
+        receipt: Receipt | None = None,
     ) -> bool:
         update = {"content": content, "status": status, "finish_reason": finish_reason, "event_count": event_count,
-                  "fence": fence, "input_tokens": usage[0] if usage else None, "output_tokens": usage[1] if usage else None}
+                  "fence": fence, "input_tokens": usage[0] if usage else None, "output_tokens": usage[1] if usage else None,
+                  "receipt": dataclasses.asdict(receipt) if receipt is not None else None}
         result = await self._db.messages.update_one({"_id": message_id, "fence": {"$lte": fence}}, {"$set": update})
         return result.matched_count > 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sqlite3
 import time
@@ -10,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
-from .base import AuthSession, Chat, DuplicateError, Exchange, Message, User
+from ..apikeys.model import ApiKey
+from .base import AuthSession, Chat, DuplicateError, Exchange, Message, Receipt, User
 from .sqlite_migration import SqliteMigrationMixin
 from .sqlite_util import new_id as _new_id
 from .sqlite_util import transaction as _transaction
@@ -54,11 +56,22 @@ CREATE TABLE IF NOT EXISTS messages (
     fence INTEGER NOT NULL DEFAULT 0,
     input_tokens INTEGER,
     output_tokens INTEGER,
+    receipt TEXT,
     seq INTEGER NOT NULL,
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_chat_time ON messages(chat_id, created_at, seq);
 CREATE INDEX IF NOT EXISTS messages_streaming ON messages(created_at) WHERE status = 'streaming';
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    key_hash TEXT NOT NULL UNIQUE,
+    hint TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    last_used_at REAL
+);
+CREATE INDEX IF NOT EXISTS api_keys_by_user ON api_keys(user_id, created_at DESC);
 CREATE TABLE IF NOT EXISTS migration_jobs (
     id TEXT PRIMARY KEY,
     user_id TEXT NOT NULL,
@@ -97,14 +110,18 @@ def _migrate(conn: sqlite3.Connection) -> None:
     columns = {row["name"] for row in conn.execute("PRAGMA table_info(messages)")}
     if "fence" not in columns:
         conn.execute("ALTER TABLE messages ADD COLUMN fence INTEGER NOT NULL DEFAULT 0")
-    for column in ("input_tokens", "output_tokens"):
+    for column, kind in (("input_tokens", "INTEGER"), ("output_tokens", "INTEGER"), ("receipt", "TEXT")):
         if column not in columns:
-            conn.execute(f"ALTER TABLE messages ADD COLUMN {column} INTEGER")
+            conn.execute(f"ALTER TABLE messages ADD COLUMN {column} {kind}")
     conn.execute("DROP INDEX IF EXISTS messages_by_chat")
 
 
 def _user(row: sqlite3.Row) -> User:
     return User(row["id"], row["email"], row["name"], row["password_hash"], tuple(json.loads(row["roles"])), row["created_at"])
+
+
+def _api_key(row: sqlite3.Row) -> ApiKey:
+    return ApiKey(row["id"], row["user_id"], row["name"], row["key_hash"], row["hint"], row["created_at"], row["last_used_at"])
 
 
 def _chat(row: sqlite3.Row) -> Chat:
@@ -115,6 +132,7 @@ def _message(row: sqlite3.Row) -> Message:
     return Message(
         row["id"], row["chat_id"], row["user_id"], row["role"], row["content"], row["status"],
         row["created_at"], row["finish_reason"], row["event_count"], row["input_tokens"], row["output_tokens"],
+        Receipt(**json.loads(row["receipt"])) if row["receipt"] else None,
     )
 
 
@@ -272,6 +290,7 @@ class SqliteStore(SqliteMigrationMixin):
                     conn.execute("DELETE FROM messages WHERE user_id = ?", (user_id,))
                     conn.execute("DELETE FROM chats WHERE user_id = ?", (user_id,))
                     conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+                    conn.execute("DELETE FROM api_keys WHERE user_id = ?", (user_id,))
                     conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
                 return len(ids)
 
@@ -281,6 +300,41 @@ class SqliteStore(SqliteMigrationMixin):
         rows = await self._read(lambda c: c.execute(
             "SELECT * FROM sessions WHERE user_id = ? ORDER BY created_at DESC, id", (user_id,)).fetchall())
         return [AuthSession(r["id"], r["user_id"], r["created_at"], r["expires_at"], bool(r["revoked"])) for r in rows]
+
+    # API keys
+    async def create_api_key(self, key: ApiKey, max_per_user: int) -> bool:
+        def insert(conn: sqlite3.Connection) -> bool:
+            with _transaction(conn):
+                (count,) = conn.execute("SELECT COUNT(*) FROM api_keys WHERE user_id = ?", (key.user_id,)).fetchone()
+                if count >= max_per_user:
+                    return False
+                conn.execute(
+                    "INSERT INTO api_keys (id, user_id, name, key_hash, hint, created_at) VALUES (?,?,?,?,?,?)",
+                    (key.id, key.user_id, key.name, key.key_hash, key.hint, key.created_at),
+                )
+                return True
+
+        return await self._run(insert)
+
+    async def list_api_keys(self, user_id: str) -> list[ApiKey]:
+        rows = await self._read(lambda c: c.execute(
+            "SELECT * FROM api_keys WHERE user_id = ? ORDER BY created_at DESC, id", (user_id,)).fetchall())
+        return [_api_key(r) for r in rows]
+
+    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        row = await self._one("SELECT * FROM api_keys WHERE key_hash = ?", (key_hash,))
+        return _api_key(row) if row else None
+
+    async def delete_api_key(self, user_id: str, key_id: str) -> bool:
+        cursor = await self._run(lambda c: c.execute("DELETE FROM api_keys WHERE id = ? AND user_id = ?", (key_id, user_id)))
+        return cursor.rowcount > 0
+
+    async def api_key_owner(self, key_id: str) -> str | None:
+        row = await self._one("SELECT user_id FROM api_keys WHERE id = ?", (key_id,))
+        return str(row["user_id"]) if row else None
+
+    async def touch_api_key(self, key_id: str, used_at: float) -> None:
+        await self._run(lambda c: c.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (used_at, key_id)))
 
     # chats
     async def create_chat(self, user_id: str, title: str) -> Chat:
@@ -392,14 +446,16 @@ class SqliteStore(SqliteMigrationMixin):
         event_count: int,
         fence: int = 0,
         usage: tuple[int, int] | None = None,
+        receipt: Receipt | None = None,
     ) -> bool:
         tokens_in, tokens_out = usage if usage is not None else (None, None)
+        stopped = json.dumps(dataclasses.asdict(receipt)) if receipt is not None else None
 
         def write(conn: sqlite3.Connection) -> bool:
             return conn.execute(
                 "UPDATE messages SET content = ?, status = ?, finish_reason = ?, event_count = ?, fence = ?,"
-                " input_tokens = ?, output_tokens = ? WHERE id = ? AND fence <= ?",
-                (content, status, finish_reason, event_count, fence, tokens_in, tokens_out, message_id, fence),
+                " input_tokens = ?, output_tokens = ?, receipt = ? WHERE id = ? AND fence <= ?",
+                (content, status, finish_reason, event_count, fence, tokens_in, tokens_out, stopped, message_id, fence),
             ).rowcount > 0
 
         return await self._run(write)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from contextlib import aclosing, asynccontextmanager, suppress
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, replace
 from typing import Any, AsyncGenerator, AsyncIterator, Awaitable, Callable, Protocol, Sequence, cast
 
@@ -14,7 +14,7 @@ from ..agents.upstream import UpstreamError
 from ..background import stop_tasks
 from ..locks import Lease
 from ..observability.tracing import current_trace_id
-from ..store.base import Exchange, Message, Store
+from ..store.base import Exchange, Message, Receipt, Store
 from .checkpoint import Checkpointer
 from .events import Event, delta_event, make_event, meta_data
 from .ownership import Busy, Ownership
@@ -117,6 +117,8 @@ class Reply:
         self.sections: list[tuple[str, int]] = []  # (agent, offset of its first character): see snapshot.py
         self._on_append = on_append
         self._wakeups = wakeups
+        self.upstream_closed = True  # until the agent's stream is opened and not yet closed
+        self._prompt_chars = 0
         self.append("meta", meta_data(self.message_id, self.chat_id, trace_id))
         self.task: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._run(), name=f"reply-{self.message_id}")
 
@@ -260,13 +262,14 @@ class Reply:
             self._store.finish_reply(self.message_id, self.text, "complete", "stop", final_id, self._fence, self.usage)
         ):
             raise _Stale
-        self.append("done", {"messageId": self.message_id, "content": self.text, "finishReason": "stop"})
+        self.append("done", {"messageId": self.message_id, "content": self.text, "finishReason": "stop",
+                             "usage": self.receipt().usage()})
         self.end_code = "done"
 
     async def _history(self) -> list[tuple[str, str]]:
         """The conversation so far, ending with this message (read before this exchange is written)."""
         earlier = [] if self.exchange.new_chat_title is not None else await self._store.list_messages(self.user_id, self.chat_id)
-        return [*((m.role, m.content) for m in earlier), ("user", self.exchange.content)]
+        return [*self.exchange.context, *((m.role, m.content) for m in earlier), ("user", self.exchange.content)]
 
     async def _write_exchange(self) -> None:
         async with self._ownership.chat_order(self.chat_id):
@@ -281,11 +284,34 @@ class Reply:
                 raise error
 
     async def _generate(self, history: list[tuple[str, str]]) -> None:
-        request = AgentRequest(content=self.exchange.content, history=history, trace_id=self.trace_id)
+        instructions = "\n\n".join(content for role, content in history if role == "system")
+        turns = [(role, content) for role, content in history if role != "system"]
+        self._prompt_chars = sum(len(content) for _, content in history)
+        request = AgentRequest(content=self.exchange.content, history=turns, trace_id=self.trace_id,
+                               instructions=instructions)
         agent_stream = cast(AsyncGenerator[AgentEvent, None], self._agent.stream(request))  # agents are async generators
-        async with aclosing(agent_stream) as stream:  # a cancel closes the upstream call at once
-            async for agent_event in stream:
+        self.upstream_closed = False
+        try:
+            async for agent_event in agent_stream:
                 self._take(agent_event)
+        finally:
+            await self._close_agent(agent_stream)
+
+    async def _close_agent(self, agent_stream: AsyncGenerator[AgentEvent, None]) -> None:
+        """A cancel closes the upstream call at once; the receipt says whether that worked (billing stopped)."""
+        try:
+            await agent_stream.aclose()
+        except Exception:
+            log.exception("reply %s: closing the agent's stream failed", self.message_id)
+            return
+        self.upstream_closed = True
+
+    def receipt(self) -> Receipt:
+        """What the reply has cost so far: the upstream's count when it gave one, else this server's
+        (a token per delta, and about four characters of prompt per input token)."""
+        if self.usage is not None:
+            return Receipt(self.upstream_closed, self.usage[0], self.usage[1], estimated=False)
+        return Receipt(self.upstream_closed, -(-self._prompt_chars // 4), self.delta_count, estimated=True)
 
     def _take(self, agent_event: AgentEvent) -> None:
         if self.cancel_reason is not None:  # a cancel that a library swallowed (see background.stop_tasks)
@@ -321,11 +347,19 @@ class Reply:
     async def _record_unstarted(self, code: str, status: str) -> None:
         async with self._ownership.chat_order(self.chat_id):
             await self._store.begin_exchange(self.exchange)
-        await self._store.finish_reply(self.message_id, "", status, code, len(self.events) + 1)
+        await self._store.finish_reply(self.message_id, "", status, code, len(self.events) + 1,
+                                       receipt=self._stop_receipt(code))
+
+    def _stop_receipt(self, code: str) -> Receipt | None:
+        return self.receipt() if code in _CANCELLED_CODES else None
 
     def _error_data(self, code: str) -> dict[str, Any]:
         self.end_code = code
-        return {"code": code, "message": _ERROR_MESSAGES.get(code, code), "traceId": self.trace_id}
+        data: dict[str, Any] = {"code": code, "message": _ERROR_MESSAGES.get(code, code), "traceId": self.trace_id}
+        receipt = self._stop_receipt(code)
+        if receipt is not None:
+            data.update(receipt.public())
+        return data
 
     async def _end_with_error(self, code: str, status: str, retry_after_s: float | None = None) -> None:
         with suppress(Exception):
@@ -333,9 +367,8 @@ class Reply:
         await self._checkpoints.settle()
         final_id = len(self.events) + 1
         try:
-            await asyncio.shield(
-                self._store.finish_reply(self.message_id, self.text, status, code, final_id, self._fence, self.usage)
-            )
+            await asyncio.shield(self._store.finish_reply(
+                self.message_id, self.text, status, code, final_id, self._fence, self.usage, self._stop_receipt(code)))
         except Exception:
             log.exception("could not store the partial reply %s", self.message_id)
         error = self._error_data(code)
@@ -367,12 +400,18 @@ class StoredReply:
         streaming = message.status == "streaming"
         final_id = max(unknown_final_id if streaming else message.event_count or unknown_final_id, 3)
         if message.status == "complete":
-            final = make_event(final_id, "done", {
+            done: dict[str, Any] = {
                 "messageId": message.id, "content": message.content, "finishReason": message.finish_reason or "stop",
-            })
+            }
+            if message.input_tokens is not None and message.output_tokens is not None:
+                done["usage"] = {"inputTokens": message.input_tokens, "outputTokens": message.output_tokens,
+                                 "estimated": False}
+            final = make_event(final_id, "done", done)
         else:
             code = "interrupted" if streaming else message.finish_reason or "interrupted"
-            error = {"code": code, "message": _ERROR_MESSAGES.get(code, code), "traceId": trace_id}
+            error: dict[str, Any] = {"code": code, "message": _ERROR_MESSAGES.get(code, code), "traceId": trace_id}
+            if message.receipt is not None:
+                error.update(message.receipt.public())
             final = make_event(final_id, "error", error)
         status = "error" if streaming else message.status
         if last_event_id >= final_id:

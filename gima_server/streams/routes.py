@@ -29,13 +29,13 @@ STREAM_BODY = {
 _TITLE_CHARS = 60
 
 
-def _subscriber_options(request: web.Request) -> SubscriberOptions:
+def subscriber_options(request: web.Request) -> SubscriberOptions:
     s = request.app[appkeys.SETTINGS]
     return SubscriberOptions(s.heartbeat_s, s.sse_retry_ms, s.sse_send_timeout_s, s.subscriber_max_lag, s.sse_sndbuf_bytes,
                              request.app[appkeys.HEARTBEAT])
 
 
-def _checked_content(request: web.Request, content: str) -> str:
+def checked_content(request: web.Request, content: str) -> str:
     limit = request.app[appkeys.SETTINGS].max_content_bytes
     if not content.strip():
         raise invalid("content must not be empty")
@@ -48,7 +48,7 @@ async def _exchange(request: web.Request, principal: Principal, body: dict[str, 
     """Build the exchange to write; also say whether its messageId already names one of this user's messages."""
     store = request.app[appkeys.STORE]
     user_id = principal.user.id
-    content = _checked_content(request, str(body["content"]))
+    content = checked_content(request, str(body["content"]))
     chat_id = body["chatId"]
     title: str | None = None
     if chat_id is None:
@@ -72,7 +72,7 @@ async def post_stream(request: web.Request) -> web.StreamResponse:
     trace_id = request_trace_id(request)
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
     metrics = request.app[appkeys.METRICS]
-    resp, client_gone = await stream_events(request, source, 0, _subscriber_options(request), trace_id, metrics, headers,
+    resp, client_gone = await stream_events(request, source, 0, subscriber_options(request), trace_id, metrics, headers,
                                             principal.session_id)
     if client_gone and outcome.reply is not None and request.app[appkeys.SETTINGS].cancel_on_disconnect:
         outcome.reply.cancel("cancelled")
@@ -84,15 +84,21 @@ async def begin_reply(
 ) -> tuple[EventSource, StartOutcome]:
     """Start (or attach to) the reply a message asks for; shared by the SSE route and the WebSocket."""
     exchange, message_exists = await _exchange(request, principal, body)
+    # The same operation over SSE or WebSocket: one fingerprint, so a retry on the other transport replays.
+    return await start_reply(request, principal, exchange, message_exists, key, fingerprint("POST", "/api/chat/stream", body))
+
+
+async def start_reply(
+    request: web.Request, principal: Principal, exchange: Exchange, message_exists: bool, key: str | None, print_: str
+) -> tuple[EventSource, StartOutcome]:
+    """Start the reply to an exchange, or join the one an identical request started; every dialect's way in."""
     registry = request.app[appkeys.REGISTRY]
     trace_id = request_trace_id(request)
-    # The same operation over SSE or WebSocket: one fingerprint, so a retry on the other transport replays.
-    start = StartRequest(exchange, principal.session_id, trace_id, key, fingerprint("POST", "/api/chat/stream", body))
+    start = StartRequest(exchange, reply_session(principal), trace_id, key, print_)
     if await registry.attaches(start):
         outcome = await registry.start(start, message_exists=message_exists)  # a replay or double send: free
     else:
-        chat_class = "guest_chat" if "guest" in principal.user.roles else "chat"
-        outcome = await _start_new_reply(request, start, message_exists, chat_class)
+        outcome = await _start_new_reply(request, start, message_exists, chat_charge(principal))
     if outcome.reply is not None:
         return outcome.reply, outcome
     # Claimed by an earlier identical request, maybe on another process: follow that reply from its start.
@@ -106,8 +112,25 @@ async def begin_reply(
     return source, outcome
 
 
+def reply_session(principal: Principal) -> str:
+    """The session whose one-active-reply rule a new reply joins. A program's calls with one API key run side by
+    side (as the OpenAI API allows), so each is a session of its own under the key's."""
+    if principal.via == "api_key":
+        return f"{principal.session_id}:{new_id()}"
+    return principal.session_id
+
+
+def chat_charge(principal: Principal) -> tuple[str, str]:
+    """The rate-limit class and bucket a new reply draws from."""
+    if principal.via == "api_key":
+        return "api_key", f"key:{principal.api_key_id}"
+    if "guest" in principal.user.roles:
+        return "guest_chat", f"user:{principal.user.id}"
+    return "chat", f"user:{principal.user.id}"
+
+
 async def _start_new_reply(
-    request: web.Request, start: StartRequest, message_exists: bool, chat_class: str = "chat"
+    request: web.Request, start: StartRequest, message_exists: bool, charge: tuple[str, str]
 ) -> StartOutcome:
     """New work: charge the chat bucket, reserve the token budget, take an admission slot, then start."""
     app = request.app
@@ -117,7 +140,7 @@ async def _start_new_reply(
     user_id = start.exchange.user_id
     bucket = f"user:{user_id}"
     estimate = app[appkeys.SETTINGS].reply_token_estimate
-    await limiter.hit(chat_class, bucket)
+    await limiter.hit(*charge)
     await limiter.hit("tokens", bucket, estimate)
     try:
         slot = await gate.acquire(user_id, Priority.CRITICAL)
@@ -171,7 +194,7 @@ async def get_events(request: web.Request) -> web.StreamResponse:
     if last_id > 0:
         metrics.resumes.inc()
         metrics.recent_resumes.add(1)
-    resp, _ = await stream_events(request, source, cursor, _subscriber_options(request), trace_id, metrics,
+    resp, _ = await stream_events(request, source, cursor, subscriber_options(request), trace_id, metrics,
                                   session_id=principal.session_id)
     return resp
 

@@ -7,7 +7,7 @@ import logging
 import socket
 import time
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -92,6 +92,14 @@ class BatchingEventSourceResponse(EventSourceResponse):
 
 
 @dataclass(frozen=True, slots=True)
+class Framing:
+    """How a dialect opens a stream and tells a reader that it fell too far behind."""
+
+    opening: bytes
+    slow_consumer: Callable[[str], bytes]  # trace id -> the last frames
+
+
+@dataclass(frozen=True, slots=True)
 class SubscriberOptions:
     heartbeat_s: float
     retry_ms: int
@@ -110,10 +118,12 @@ async def stream_events(
     metrics: Metrics,
     headers: Mapping[str, str] | None = None,
     session_id: str | None = None,
+    dialect: Framing | None = None,
 ) -> tuple[web.StreamResponse, bool]:
     """Send source.events[cursor:] and follow the source until its last event; return (response, client_gone).
 
-    With session_id, the stream ends when that login session does (a logout, here or in another process)."""
+    With session_id, the stream ends when that login session does (a logout, here or in another process).
+    A dialect other than the native one brings its own first frame and its own slow-consumer frame."""
     started_at = request.get(STARTED_AT, time.perf_counter())
     resp = BatchingEventSourceResponse(
         headers=headers,
@@ -129,7 +139,7 @@ async def stream_events(
     except BaseException:
         source.close()  # the client left before the first byte: stop following for it
         raise
-    pending = retry_frame(options.retry_ms)
+    pending = retry_frame(options.retry_ms) if dialect is None else dialect.opening
     client_gone = False
     tally = _Tally(metrics, started_at)
     metrics.subscribers.inc()
@@ -152,7 +162,7 @@ async def stream_events(
                 break
             if len(source.events) - cursor > options.max_lag:
                 metrics.slow_consumers.inc()
-                await _drop_slow_consumer(resp, trace_id)
+                await _drop_slow_consumer(resp, trace_id, dialect)
                 break
     except (ConnectionResetError, TimeoutError):
         client_gone = True
@@ -198,7 +208,10 @@ class _Tally:
             self._writes = self._events = 0
 
 
-async def _drop_slow_consumer(resp: BatchingEventSourceResponse, trace_id: str) -> None:
+async def _drop_slow_consumer(resp: BatchingEventSourceResponse, trace_id: str, dialect: Framing | None) -> None:
     log.info("dropping a slow subscriber")
+    if dialect is not None:
+        await resp.send_frames(dialect.slow_consumer(trace_id))
+        return
     message = "this client fell too far behind; resume with Last-Event-ID"
     await resp.send_frames(unnumbered_error("slow_consumer", message, trace_id))

@@ -13,7 +13,8 @@ from typing import AsyncIterator
 
 import pytest
 
-from gima_server.store.base import DuplicateError, Exchange, Store
+from gima_server.apikeys.model import ApiKey
+from gima_server.store.base import DuplicateError, Exchange, Receipt, Store
 from gima_server.store.sqlite import SqliteStore
 
 MONGODB_URI = os.environ.get("GIMA_TEST_MONGODB_URI", "")
@@ -94,6 +95,31 @@ async def test_a_users_sessions_are_listed_newest_first_and_no_one_elses(store: 
     assert await store.list_sessions("nobody") == []
 
 
+def _key(user_id: str, n: int, created_at: float) -> ApiKey:
+    return ApiKey(f"k{n}-{user_id}", user_id, f"key {n}", f"hash-{n}-{user_id}", "gima_sk_abcd", created_at)
+
+
+async def test_api_keys_are_found_by_hash_listed_by_owner_and_deleted_only_by_them(store: Store) -> None:
+    alice, bob = await _user(store, "a@example.com"), await _user(store, "b@example.com")
+    assert await store.create_api_key(_key(alice, 1, 1.0), max_per_user=2)
+    assert await store.create_api_key(_key(alice, 2, 2.0), max_per_user=2)
+    assert not await store.create_api_key(_key(alice, 3, 3.0), max_per_user=2)  # at the cap: nothing saved
+    assert await store.create_api_key(_key(bob, 1, 1.0), max_per_user=2)
+    assert [k.id for k in await store.list_api_keys(alice)] == [f"k2-{alice}", f"k1-{alice}"]
+    found = await store.api_key_by_hash(f"hash-1-{alice}")
+    assert found is not None and found.user_id == alice and found.name == "key 1" and found.last_used_at is None
+    await store.touch_api_key(found.id, 9.0)
+    touched = await store.api_key_by_hash(f"hash-1-{alice}")
+    assert touched is not None and touched.last_used_at == 9.0
+    assert await store.api_key_by_hash("hash-3-" + alice) is None
+    assert await store.api_key_owner(f"k1-{bob}") == bob and await store.api_key_owner("k9") is None
+    assert not await store.delete_api_key(bob, f"k1-{alice}")  # someone else's key: refused, kept
+    assert await store.api_key_by_hash(f"hash-1-{alice}") is not None
+    assert await store.delete_api_key(alice, f"k1-{alice}")
+    assert await store.api_key_by_hash(f"hash-1-{alice}") is None
+    assert not await store.delete_api_key(alice, f"k1-{alice}")
+
+
 async def test_chats_belong_to_their_owner(store: Store) -> None:
     alice, bob = await _user(store, "a@example.com"), await _user(store, "b@example.com")
     chat = await store.create_chat(alice, "hello")
@@ -163,6 +189,16 @@ async def test_reply_checkpoints_then_finishes(store: Store) -> None:
     assert message is not None
     assert (message.content, message.status) == ("partial and more", "complete")
     assert (message.finish_reason, message.event_count) == ("stop", 42)
+
+
+async def test_a_stopped_reply_keeps_its_receipt(store: Store) -> None:
+    user_id = await _user(store)
+    await store.begin_exchange(_exchange(user_id, "c1", 1, new=True))
+    receipt = Receipt(upstream_closed=False, input_tokens=12, output_tokens=3, estimated=True)
+    assert await store.finish_reply("a1-c1", "par", "cancelled", "cancelled", 5, receipt=receipt)
+    message = await store.get_message(user_id, "a1-c1")
+    assert message is not None and message.receipt == receipt and message.input_tokens is None
+    assert message.public()["upstreamClosed"] is False
 
 
 async def test_messages_are_in_order_and_private(store: Store) -> None:

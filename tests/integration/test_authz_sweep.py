@@ -50,6 +50,9 @@ ROUTES: dict[tuple[str, str], Probe] = {
     ("GET", "/api/chat/streams/{messageId}/events"): Probe(OWNED, "/api/chat/streams/{message}/events"),
     ("POST", "/api/chat/streams/{messageId}/cancel"): Probe(OWNED, "/api/chat/streams/{message}/cancel"),
     ("GET", "/ws"): Probe(USER, "/ws"),
+    ("POST", "/api/keys"): Probe(USER, "/api/keys", {"name": "x"}),
+    ("GET", "/api/keys"): Probe(USER, "/api/keys"),
+    ("DELETE", "/api/keys/{keyId}"): Probe(OWNED, "/api/keys/{key}"),
     ("POST", "/api/migration/jobs"): Probe(USER, "/api/migration/jobs", {"source": "indexeddb"}),
     ("PUT", "/api/migration/jobs/{jobId}/batches/{seq}"): Probe(
         OWNED, "/api/migration/jobs/{job}/batches/0", {"conversations": []}),
@@ -87,7 +90,7 @@ async def test_every_route_is_in_the_sweep_table(make_client: MakeClient) -> Non
 
 async def test_no_credentials_is_401_everywhere_protected(make_client: MakeClient) -> None:
     client = await make_client(migration_enabled=True)
-    ids = {"chat": "c" * 32, "message": "m" * 32, "job": "j" * 32}
+    ids = {"chat": "c" * 32, "message": "m" * 32, "job": "j" * 32, "key": "k" * 32}
     for (method, _), probe in ROUTES.items():
         if probe.kind == PUBLIC:
             continue
@@ -103,7 +106,10 @@ async def _victim_data(client: TestClient) -> tuple[Api, dict[str, str]]:
     chat_id = (await (await client.get("/api/chats", headers=bob.headers)).json())["chats"][0]["id"]
     job = await client.post("/api/migration/jobs", json={"source": "indexeddb"}, headers=bob.headers)
     assert job.status == 201, await job.text()
-    return bob, {"chat": chat_id, "message": events[0].data["messageId"], "job": (await job.json())["job"]["id"]}
+    key = await client.post("/api/keys", json={"name": "bob's script"}, headers=bob.headers)
+    assert key.status == 201, await key.text()
+    return bob, {"chat": chat_id, "message": events[0].data["messageId"], "job": (await job.json())["job"]["id"],
+                 "key": (await key.json())["id"]}
 
 
 async def _snapshot(client: TestClient, bob: Api, ids: dict[str, str]) -> Any:
@@ -111,7 +117,8 @@ async def _snapshot(client: TestClient, bob: Api, ids: dict[str, str]) -> Any:
     chats = await (await client.get("/api/chats", headers=bob.headers)).json()
     job = await client.app[appkeys.STORE].get_migration_job(bob.user["id"], ids["job"])  # polling it is rate-limited
     assert job is not None
-    return messages, chats, job
+    keys = await client.app[appkeys.STORE].list_api_keys(bob.user["id"])
+    return messages, chats, job, keys
 
 
 async def test_another_users_ids_are_404_and_change_nothing(make_client: MakeClient) -> None:

@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from ..processes import wait_healthy
+from ..secrets_watch import remember
 from ..sse import parse_sse
 
 pytestmark = pytest.mark.slow
@@ -40,6 +41,14 @@ def _cli(tmp_path: Path, *args: str, stdin: str | None = None, **env: str) -> su
         text=True,
         timeout=60,
     )
+
+
+def _serve(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], str]:
+    """`gima-server` on a free port with these settings; (the process, its base URL)."""
+    port = _free_port()
+    proc = subprocess.Popen(["gima-server", "--port", str(port)], env=_env(tmp_path, **env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    return proc, f"http://127.0.0.1:{port}"
 
 
 async def _sign_up(session: aiohttp.ClientSession, base: str, email: str) -> str:
@@ -192,12 +201,8 @@ async def _read_to_end(resp: aiohttp.ClientResponse, within_s: float) -> None:
 
 
 async def test_user_sessions_lists_and_revokes_and_the_running_server_obeys(tmp_path: Path, redis_url: str) -> None:
-    port = _free_port()
-    server_env = _env(tmp_path, GIMA_REDIS_URL=redis_url, GIMA_SESSION_CACHE_S="0.2", GIMA_DEMO_TOKENS_PER_S="20",
-                      GIMA_DEMO_REPLY_WORDS="400", GIMA_RATE_LIMITS="auth=1000/min/1000", GIMA_DRAIN_S="0")
-    proc = subprocess.Popen(["gima-server", "--port", str(port)], env=server_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
+    proc, base = _serve(tmp_path, GIMA_REDIS_URL=redis_url, GIMA_SESSION_CACHE_S="0.2", GIMA_DEMO_TOKENS_PER_S="20",
+                        GIMA_DEMO_REPLY_WORDS="400", GIMA_RATE_LIMITS="auth=1000/min/1000", GIMA_DRAIN_S="0")
     try:
         async with aiohttp.ClientSession() as session:
             await wait_healthy(session, base, proc)
@@ -309,3 +314,37 @@ async def test_check_config_probe_tries_every_backend_once(tmp_path: Path, redis
         assert rc == 1 and "does not offer model 'gpt-9-turbo'" in out, out
     finally:
         await upstream.close()
+
+
+async def test_keys_create_list_revoke_for_an_admin_and_the_running_server_obeys(tmp_path: Path, redis_url: str) -> None:
+    proc, base = _serve(tmp_path, GIMA_REDIS_URL=redis_url, GIMA_SESSION_CACHE_S="60", GIMA_DEMO_TOKENS_PER_S="0",
+                        GIMA_DEMO_FIRST_TOKEN_MS="0", GIMA_DRAIN_S="0")
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_healthy(session, base, proc)
+            await _sign_up(session, base, "robot-owner@example.com")
+            made = _cli(tmp_path, "keys", "create", "Robot-Owner@example.com", "nightly job")
+            assert made.returncode == 0, made.stderr
+            key = made.stdout.strip().splitlines()[-1]
+            remember(key)
+            assert key.startswith("gima_sk_")
+            key_id = made.stdout.split()[3]
+            listed = _cli(tmp_path, "keys", "list", "--user", "robot-owner@example.com")
+            assert listed.returncode == 0 and key_id in listed.stdout and "'nightly job'" in listed.stdout
+            assert key not in listed.stdout and "1 API key of robot-owner@example.com" in listed.stdout
+            headers = {"Authorization": f"Bearer {key}"}
+            async with session.get(f"{base}/api/chats", headers=headers) as resp:
+                assert resp.status == 200  # the server knows the key now (and caches it for 60 s)
+            revoked = _cli(tmp_path, "keys", "revoke", key_id, GIMA_REDIS_URL=redis_url)
+            assert revoked.returncode == 0, revoked.stderr
+            for _ in range(50):  # told through Redis: well before the cache's 60 s
+                async with session.get(f"{base}/api/chats", headers=headers) as resp:
+                    if resp.status == 401:
+                        break
+                await asyncio.sleep(0.1)
+            assert resp.status == 401
+            assert _cli(tmp_path, "keys", "revoke", key_id).returncode == 1
+            assert _cli(tmp_path, "keys", "create", "ghost@example.com", "x").returncode == 1
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 from aiohttp import WSMsgType
 
 from ..conftest import Api, MakeClient, log_in, same_origin, sign_up
-from ..sse import read_until
+from ..sse import ends_soon, read_until
 
 SLOW = {"demo_tokens_per_s": 20, "demo_reply_words": 400}
-
-
-async def _ends_soon(resp: aiohttp.ClientResponse) -> bool:
-    """The stream stops (the connection is closed) within 2 s."""
-    try:
-        async with asyncio.timeout(2):
-            while await resp.content.readany():
-                pass
-        return True
-    except TimeoutError:
-        return False
-    except aiohttp.ClientPayloadError:
-        return True  # cut mid-chunk: ended
 
 
 async def _logout(api: Api) -> None:
@@ -42,10 +28,10 @@ async def test_logout_ends_the_sessions_streams_and_sockets_but_not_other_sessio
     await read_until(theirs, lambda ev: len(ev) >= 2)
     ws = await client.ws_connect("/ws", headers={**tab.headers, **same_origin(client)})
     await _logout(tab)
-    assert await _ends_soon(mine) and await _ends_soon(follower)
+    assert await ends_soon(mine) and await ends_soon(follower)
     closed = await asyncio.wait_for(ws.receive(), 2)
     assert closed.type == WSMsgType.CLOSE and closed.data == 1008 and closed.extra == "session ended"
-    assert not await _ends_soon(theirs)  # the other device's stream goes on
+    assert not await ends_soon(theirs)  # the other device's stream goes on
     resumed = await client.get(f"/api/chat/streams/{first[0].data['messageId']}/events",
                                headers={**tab.headers, "Last-Event-ID": "1"})
     assert resumed.status == 401  # a reconnect with the ended session's token is refused
@@ -59,4 +45,4 @@ async def test_logout_through_one_process_ends_the_stream_on_another(make_client
     stream = await two.post("/api/chat/stream", json={"content": "far away"}, headers=on_two.headers)
     await read_until(stream, lambda ev: len(ev) >= 2)
     await _logout(alice)
-    assert await _ends_soon(stream)
+    assert await ends_soon(stream)
