@@ -16,7 +16,8 @@ from .observability.tracing import request_trace_id
 from .validation import read_raw
 
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_OWN_HANDLING = ("/api/chat/stream", "/api/auth/")  # the stream route attaches to replies itself
+_OWN_HANDLING = ("/api/chat/stream", "/api/auth/")  # the stream routes attach to replies themselves
+_OWN_PATHS = frozenset({"/api/chat"})  # the AI SDK's stream route (prefix /api/chat would take /api/chats too)
 
 
 def _applies(request: web.Request) -> bool:
@@ -25,6 +26,7 @@ def _applies(request: web.Request) -> bool:
         and "Idempotency-Key" in request.headers
         and request.path.startswith("/api/")
         and not request.path.startswith(_OWN_HANDLING)
+        and request.path not in _OWN_PATHS
     )
 
 

@@ -35,6 +35,10 @@ def subscriber_options(request: web.Request) -> SubscriberOptions:
                              request.app[appkeys.HEARTBEAT])
 
 
+def new_chat_title(content: str) -> str:
+    return content.strip().splitlines()[0][:_TITLE_CHARS]
+
+
 def checked_content(request: web.Request, content: str) -> str:
     limit = request.app[appkeys.SETTINGS].max_content_bytes
     if not content.strip():
@@ -52,7 +56,7 @@ async def _exchange(request: web.Request, principal: Principal, body: dict[str, 
     chat_id = body["chatId"]
     title: str | None = None
     if chat_id is None:
-        chat_id, title = new_id(), content.strip().splitlines()[0][:_TITLE_CHARS]
+        chat_id, title = new_id(), new_chat_title(content)
     elif await store.get_chat(user_id, body_id(str(chat_id), "chatId")) is None:
         raise not_found("chat")
     message_id = body_id(str(body["messageId"]), "messageId") if body["messageId"] else new_id()

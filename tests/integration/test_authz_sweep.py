@@ -53,6 +53,9 @@ ROUTES: dict[tuple[str, str], Probe] = {
     ("POST", "/api/keys"): Probe(USER, "/api/keys", {"name": "x"}),
     ("GET", "/api/keys"): Probe(USER, "/api/keys"),
     ("DELETE", "/api/keys/{keyId}"): Probe(OWNED, "/api/keys/{key}"),
+    ("GET", "/v1/models"): Probe(USER, "/v1/models"),
+    ("POST", "/v1/chat/completions"): Probe(USER, "/v1/chat/completions", {
+        "model": "gima-demo", "messages": [{"role": "user", "content": "let me in"}]}),
     ("POST", "/api/migration/jobs"): Probe(USER, "/api/migration/jobs", {"source": "indexeddb"}),
     ("PUT", "/api/migration/jobs/{jobId}/batches/{seq}"): Probe(
         OWNED, "/api/migration/jobs/{job}/batches/0", {"conversations": []}),
@@ -96,7 +99,8 @@ async def test_no_credentials_is_401_everywhere_protected(make_client: MakeClien
             continue
         status, text = await _call(client, method, _fill(probe.path, ids), _fill(probe.body, ids), {})
         assert status == 401, (method, probe.path, status, text)
-        assert '"code":"unauthorized"' in text.replace(" ", "")
+        code = "invalid_api_key" if probe.path.startswith("/v1/") else "unauthorized"  # OpenAI's name for it on /v1
+        assert f'"code":"{code}"' in text.replace(" ", "")
 
 
 async def _victim_data(client: TestClient) -> tuple[Api, dict[str, str]]:
