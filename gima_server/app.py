@@ -28,7 +28,7 @@ from .auth.tokens import TokenIssuer
 from .background import stop_tasks
 from .clients import parse_networks
 from .config import Settings
-from .dialects import openai_routes
+from .dialects import openai_routes, ui_routes
 from .idempotency import MemoryIdempotencyStore, RedisIdempotencyStore
 from .ids import new_id
 from .limits.backends import MemoryBackend, RedisBackend
@@ -401,6 +401,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     chats.add_routes(app)
     apikey_routes.add_routes(app)
     openai_routes.add_routes(app)
+    ui_routes.add_routes(app)
     stream_routes.add_routes(app)
     ws_routes.add_routes(app)
     observability_routes.add_routes(app)

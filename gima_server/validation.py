@@ -35,10 +35,17 @@ _RAW_BODY: web.RequestKey[bytes] = web.RequestKey("raw_body", bytes)
 _BATCH_PATH = re.compile(r"^/api/migration/jobs/[^/]+/batches/[^/]+$")
 
 
+_CONVERSATION_PATHS = frozenset({"/v1/chat/completions", "/api/chat"})  # clients send the whole conversation
+
+
 def body_limit(request: web.Request) -> int:
-    """The most bytes this route's body may have: migration batches have their own, larger limit."""
+    """The most bytes this route's body may have: migration batches and whole conversations have larger limits."""
     settings = request.app[appkeys.SETTINGS]
-    return settings.migration_max_batch_bytes if _BATCH_PATH.match(request.path) else settings.max_body_bytes
+    if _BATCH_PATH.match(request.path):
+        return settings.migration_max_batch_bytes
+    if request.path in _CONVERSATION_PATHS:
+        return settings.max_conversation_body_bytes
+    return settings.max_body_bytes
 
 
 async def read_raw(request: web.Request) -> bytes:

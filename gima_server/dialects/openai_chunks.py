@@ -68,7 +68,8 @@ class ChunkEncoder:
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
         })
 
-    def encode(self, name: str, data: dict[str, Any]) -> bytes:
+    def encode(self, event_id: int, name: str, data: dict[str, Any]) -> bytes:
+        """The frames for one reply event (event ids are not sent: see the module's note)."""
         if name == "meta":
             return self._chunk({"role": "assistant", "content": ""})
         if name == "delta":

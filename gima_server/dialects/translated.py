@@ -17,7 +17,7 @@ def event_data(event: Event) -> dict[str, Any]:
 
 
 class Encoder(Protocol):
-    def encode(self, name: str, data: dict[str, Any]) -> bytes:
+    def encode(self, event_id: int, name: str, data: dict[str, Any]) -> bytes:
         """The dialect's frames for one native event (none, one or several), in order."""
         ...
 
@@ -35,7 +35,7 @@ class _Translated(Sequence[Event]):
         native = self._inner.events
         while len(self._done) < min(upto, len(native)):
             event = native[len(self._done)]
-            self._done.append(Event(event.id, event.name, self._encoder.encode(event.name, event_data(event))))
+            self._done.append(Event(event.id, event.name, self._encoder.encode(event.id, event.name, event_data(event))))
 
     def __len__(self) -> int:
         return len(self._inner.events)

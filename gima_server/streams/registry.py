@@ -225,6 +225,13 @@ class Registry:
             if reply is not None:
                 reply.cancel(request.get("reason", "cancelled"))
 
+    def running_in_chat(self, user_id: str, chat_id: str) -> Reply | None:
+        """The chat's reply running in this process, if any (newest first: a chat has one active reply)."""
+        for reply in reversed(list(self._active.values())):
+            if reply.user_id == user_id and reply.chat_id == chat_id and not reply.finished:
+                return reply
+        return None
+
     def cancel_chat(self, user_id: str, chat_id: str) -> None:
         for reply in list(self._active.values()):
             if reply.user_id == user_id and reply.chat_id == chat_id:

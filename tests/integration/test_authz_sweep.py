@@ -54,6 +54,12 @@ ROUTES: dict[tuple[str, str], Probe] = {
     ("GET", "/api/keys"): Probe(USER, "/api/keys"),
     ("DELETE", "/api/keys/{keyId}"): Probe(OWNED, "/api/keys/{key}"),
     ("GET", "/v1/models"): Probe(USER, "/v1/models"),
+    # The AI SDK's chat ids are the client's names, scoped to the caller (another user's name is a chat of
+    # one's own, unknown: 204): test_ai_sdk_dialect proves that two users' same name never meet.
+    ("POST", "/api/chat"): Probe(USER, "/api/chat", {
+        "id": "x", "messages": [{"id": "m", "role": "user", "parts": [{"type": "text", "text": "let me in"}]}]}),
+    ("GET", "/api/chat/{chatId}/stream"): Probe(USER, "/api/chat/x/stream"),
+    ("POST", "/api/chat/{chatId}/stop"): Probe(USER, "/api/chat/x/stop"),
     ("POST", "/v1/chat/completions"): Probe(USER, "/v1/chat/completions", {
         "model": "gima-demo", "messages": [{"role": "user", "content": "let me in"}]}),
     ("POST", "/api/migration/jobs"): Probe(USER, "/api/migration/jobs", {"source": "indexeddb"}),

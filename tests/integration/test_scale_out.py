@@ -15,7 +15,10 @@ from typing import Any, AsyncIterator, Callable, Iterator
 import aiohttp
 import pytest
 
+from gima_server.dialects.ui_routes import stored_chat_id
+
 from ..cluster import Cluster, start_cluster
+from ..js_clients import install_js_clients, run_node
 from ..redis_server import RedisServer, free_port
 from ..sse import SseEvent, parse_sse, read_until
 
@@ -408,3 +411,26 @@ async def test_a_restarted_process_repairs_its_own_orphans_with_nobody_reading(
         stored = await alice.message(cluster.base(0), chat_id, message_id)
     assert stored["status"] == "error" and stored["finishReason"] == "interrupted"
     assert stored["content"] and one_begins_the_other(text_of(seen), stored["content"])  # what Redis had
+
+
+@pytest.fixture(scope="module")
+def js_clients() -> Path:
+    return install_js_clients()
+
+
+async def test_the_ai_sdk_resumes_and_stops_through_another_process(
+    make_cluster: MakeCluster, cluster_redis: RedisServer, http: aiohttp.ClientSession, js_clients: Path
+) -> None:
+    """The AI SDK's own client: it sends to process 0 and reconnects (then stops) through process 1."""
+    cluster = make_cluster(cluster_redis, 2, demo_tokens_per_s="30", demo_reply_words="200")
+    user = await sign_up(http, cluster.base(0), "ai-sdk@example.com")
+    seen = await run_node("ai_sdk_client.mjs", cluster.base(0), user.token, "cut-and-resume", "far-chat",
+                          RESUME_BASE=cluster.base(1))
+    assert seen["types"][0] == "start" and seen["text"].startswith(seen["before"])
+    stopped = await run_node("ai_sdk_client.mjs", cluster.base(0), user.token, "stop", "far-chat-2",
+                             RESUME_BASE=cluster.base(1))
+    assert stopped["types"][-2:] == ["message-metadata", "abort"] and stopped["metadata"]["upstreamClosed"] is True
+    [resumed] = await user.assistant_messages(cluster.base(1), stored_chat_id(user.id, "far-chat"))
+    assert resumed["status"] == "complete" and resumed["content"] == seen["text"]
+    [cancelled] = await user.assistant_messages(cluster.base(1), stored_chat_id(user.id, "far-chat-2"))
+    assert cancelled["status"] == "cancelled" and cancelled["content"] == stopped["text"]
