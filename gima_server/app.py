@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator, Callable, Coroutine, cast
 from aiohttp import web
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
-from . import appkeys, chats
+from . import appkeys, chats, openapi
 from .admission import AdmissionGate, LoadMonitor, default_max_active
 from .agents import make_agent
 from .agents.base import Agent
@@ -147,7 +147,7 @@ async def _streams_context(app: web.Application) -> AsyncIterator[None]:
         coalesce_window_s=settings.coalesce_window_ms / 1000,
         retention_s=settings.replay_retention_s,
         max_events_total=settings.replay_max_events_total,
-        reply=ReplyLimits(settings.checkpoint_every, settings.replay_max_events_per_reply),
+        reply=ReplyLimits(settings.checkpoint_every, settings.replay_max_events_per_reply, settings.store_retry_s),
     )
     interrupted_id = settings.replay_max_events_per_reply + 1  # above any id a reply can reach
     shared = _SharedLog(app, interrupted_id) if redis is not None else None
@@ -402,6 +402,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     apikey_routes.add_routes(app)
     openai_routes.add_routes(app)
     ui_routes.add_routes(app)
+    openapi.add_routes(app)
     stream_routes.add_routes(app)
     ws_routes.add_routes(app)
     observability_routes.add_routes(app)

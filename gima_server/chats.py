@@ -14,10 +14,12 @@ MAX_TITLE_CHARS = 200
 DEFAULT_PAGE = 50
 MAX_PAGE = 100
 
+CHAT_BODY = {"title": Field(str, max_chars=MAX_TITLE_CHARS)}
+
 
 async def create_chat(request: web.Request) -> web.Response:
     principal = await require_user(request)
-    body = await read_json(request, {"title": Field(str, max_chars=MAX_TITLE_CHARS)})
+    body = await read_json(request, CHAT_BODY)
     title = (body["title"] or "").strip() or "New chat"
     chat = await request.app[appkeys.STORE].create_chat(principal.user.id, title)
     return web.json_response({"chat": chat.public()}, status=201)

@@ -95,6 +95,7 @@ class Settings:
     log_read_interval_ms: float = 10.0
     idempotency_ttl_s: float = 86_400.0
     max_body_bytes: int = 256 * 1024
+    store_retry_s: float = 30.0  # a reply's store writes wait out a fault (disk full, read-only) this long
     max_conversation_body_bytes: int = 2 * 1024 * 1024  # /v1/chat/completions and /api/chat carry the whole history
     max_content_bytes: int = 32 * 1024
     access_token_ttl_s: int = 3600

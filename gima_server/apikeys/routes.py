@@ -13,7 +13,7 @@ from ..ids import new_id, path_id
 from ..validation import Field, read_json
 from .model import MAX_KEYS_PER_USER, MAX_NAME_CHARS, ApiKey, key_hash, key_hint, new_key
 
-_CREATE = {"name": Field(str, required=True, max_chars=MAX_NAME_CHARS)}
+KEY_BODY = {"name": Field(str, required=True, max_chars=MAX_NAME_CHARS)}
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -29,7 +29,7 @@ async def _key_owner(request: web.Request) -> Principal:
 
 async def create_key(request: web.Request) -> web.Response:
     principal = await _key_owner(request)
-    name = str((await read_json(request, _CREATE))["name"]).strip()
+    name = str((await read_json(request, KEY_BODY))["name"]).strip()
     if not name:
         raise invalid("name must not be empty")
     secret = new_key()

@@ -22,12 +22,12 @@ GUEST_DOMAIN = "guests.invalid"  # reserved: no sign-up can take a guest's addre
 GUEST_PASSWORD_HASH = "!guest"  # not an argon2 hash: no password ever matches
 MAX_NAME_CHARS = 100
 
-_SIGNUP = {
+SIGNUP_BODY = {
     "email": Field(str, required=True, max_chars=MAX_EMAIL_CHARS),
     "password": Field(str, required=True, max_chars=MAX_PASSWORD_CHARS),
     "name": Field(str, max_chars=MAX_NAME_CHARS),
 }
-_LOGIN = {
+LOGIN_BODY = {
     "email": Field(str, required=True, max_chars=MAX_EMAIL_CHARS),
     "password": Field(str, required=True, max_chars=MAX_PASSWORD_CHARS),
 }
@@ -52,7 +52,7 @@ async def _login_response(request: web.Request, user: User, status: int, session
 
 
 async def signup(request: web.Request) -> web.Response:
-    body = await read_json(request, _SIGNUP)
+    body = await read_json(request, SIGNUP_BODY)
     email = normalize_email(body["email"])
     password: str = body["password"]
     if len(password) < MIN_PASSWORD_CHARS:
@@ -67,7 +67,7 @@ async def signup(request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.Response:
-    body = await read_json(request, _LOGIN)
+    body = await read_json(request, LOGIN_BODY)
     email = normalize_email(body["email"])
     # Guessing one account's password: limited per account *and* address, so an attacker elsewhere cannot lock
     # its owner out; a looser ceiling per account bounds guessing spread over many addresses.

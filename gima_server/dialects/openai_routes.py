@@ -106,6 +106,8 @@ def _conversation(messages: list[Any]) -> list[tuple[str, str]]:
         if not isinstance(message, dict):
             raise _refuse("each message must be an object", where)
         role = message.get("role")
+        if not isinstance(role, str):
+            raise _refuse("role must be system, developer, user or assistant", f"{where}.role")
         if role in ("tool", "function") or message.get("tool_calls") or message.get("function_call"):
             raise _refuse("tool calls are not supported", where)
         if role not in _ROLES:

@@ -75,7 +75,7 @@ def _turns(messages: object) -> list[tuple[str, str]]:
     turns = []
     for n, message in enumerate(messages):
         where = f"messages[{n}]"
-        if not isinstance(message, dict) or message.get("role") not in _ROLES:
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str) or message["role"] not in _ROLES:
             raise invalid(f"{where} must be a message with role system, user or assistant")
         turns.append((str(message["role"]), _text(message, where)))
     if turns[-1][0] != "user":
@@ -91,7 +91,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise invalid("body must be a JSON object")
     trigger = body.get("trigger", "submit-message")
-    if trigger not in _TRIGGERS:
+    if not isinstance(trigger, str) or trigger not in _TRIGGERS:
         raise invalid("trigger must be submit-message or regenerate-message")
     if body.get("messageId") is not None and not isinstance(body["messageId"], str):
         raise invalid("messageId must be a string")

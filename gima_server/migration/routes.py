@@ -38,6 +38,8 @@ async def _job(request: web.Request, principal: Principal) -> MigrationJob:
         raise not_found("job")
     return job
 
+JOB_BODY = {"source": Field(str, required=True), "totalConversations": Field(int)}
+
 
 def _answer(request: web.Request, job: MigrationJob, status: int) -> web.Response:
     return web.json_response({"job": job.public(request.app[appkeys.MIGRATION].poll_after_ms(job))}, status=status)
@@ -45,7 +47,7 @@ def _answer(request: web.Request, job: MigrationJob, status: int) -> web.Respons
 
 async def create_job(request: web.Request) -> web.Response:
     principal = await _alpha(request)
-    body = await read_json(request, {"source": Field(str, required=True), "totalConversations": Field(int)})
+    body = await read_json(request, JOB_BODY)
     if body["source"] != "indexeddb":
         raise invalid("source must be indexeddb")
     total = body["totalConversations"]

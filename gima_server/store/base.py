@@ -6,11 +6,21 @@ from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 from ..apikeys.store import ApiKeyStore
+from ..errors import ApiError
 from ..migration.store import MigrationStore
 
 
 class DuplicateError(Exception):
     """A unique value (email, message id) is already taken."""
+
+
+class StoreUnavailable(ApiError):
+    """The store cannot do this now (disk full, read-only, unreachable): nothing was written; try again shortly."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(503, "store_unavailable", "the store cannot save right now; try again shortly",
+                         retry_after_s=5)
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

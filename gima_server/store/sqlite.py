@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from ..apikeys.model import ApiKey
-from .base import AuthSession, Chat, DuplicateError, Exchange, Message, Receipt, User
+from .base import AuthSession, Chat, DuplicateError, Exchange, Message, Receipt, StoreUnavailable, User
 from .sqlite_migration import SqliteMigrationMixin
 from .sqlite_util import new_id as _new_id
 from .sqlite_util import transaction as _transaction
@@ -95,6 +96,21 @@ CREATE TABLE IF NOT EXISTS imported_conversations (
 """
 
 
+_FAULTS = ("full", "readonly", "read-only", "disk i/o", "unable to open", "locked", "busy")
+
+
+@contextlib.contextmanager
+def _unavailable_on_fault() -> Iterator[None]:
+    """SQLite's errors of the disk (full, read-only, I/O, locked past busy_timeout) as StoreUnavailable: a clear 503
+    for the request, and a reply that waits for the store instead of failing. The connection stays usable."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if any(fault in str(exc).lower() for fault in _FAULTS):
+            raise StoreUnavailable(str(exc)) from exc
+        raise
+
+
 def _prepare(conn: sqlite3.Connection) -> None:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA busy_timeout=5000")
@@ -151,14 +167,16 @@ class SqliteStore(SqliteMigrationMixin):
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
             assert self._conn is not None, "store is not open"
-            return fn(self._conn)
+            with _unavailable_on_fault():
+                return fn(self._conn)
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
             assert self._read_conn is not None, "store is not open"
-            return fn(self._read_conn)
+            with _unavailable_on_fault():
+                return fn(self._read_conn)
 
         return await asyncio.get_running_loop().run_in_executor(self._read_executor, call)
 

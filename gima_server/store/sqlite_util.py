@@ -20,4 +20,15 @@ class transaction:
         self._conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        self._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        if not exc_type:
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error:
+                self._roll_back()  # a COMMIT that failed (disk full) must not leave the connection in a transaction
+                raise
+        else:
+            self._roll_back()
+
+    def _roll_back(self) -> None:
+        if self._conn.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL, SQLITE_IOERR)
+            self._conn.execute("ROLLBACK")

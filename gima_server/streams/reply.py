@@ -7,14 +7,14 @@ import logging
 import time
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, replace
-from typing import Any, AsyncGenerator, AsyncIterator, Awaitable, Callable, Protocol, Sequence, cast
+from typing import Any, AsyncGenerator, AsyncIterator, Awaitable, Callable, Protocol, Sequence, TypeVar, cast
 
 from ..agents.base import Agent, AgentEvent, AgentRequest
 from ..agents.upstream import UpstreamError
 from ..background import stop_tasks
 from ..locks import Lease
 from ..observability.tracing import current_trace_id
-from ..store.base import Exchange, Message, Receipt, Store
+from ..store.base import Exchange, Message, Receipt, Store, StoreUnavailable
 from .checkpoint import Checkpointer
 from .events import Event, delta_event, make_event, meta_data
 from .ownership import Busy, Ownership
@@ -22,6 +22,7 @@ from .snapshot import snapshot_event
 from .wakeups import Wakeups
 
 log = logging.getLogger("gima.reply")
+T = TypeVar("T")
 
 _ERROR_MESSAGES = {
     "superseded": "a newer message from this session replaced this reply",
@@ -35,6 +36,7 @@ _ERROR_MESSAGES = {
     "upstream_timeout": "the model did not answer in time",
     "upstream_unavailable": "the model is unavailable right now; try again shortly",
     "upstream_error": "the model refused the request",
+    "store_unavailable": "the store could not save this reply; send the message again shortly",
 }
 
 
@@ -70,6 +72,7 @@ def final_status(end_code: str) -> str:
 class ReplyLimits:
     checkpoint_every: int
     max_events: int
+    store_retry_s: float = 30.0  # how long a reply's writes wait out a store fault (disk full, read-only)
 
 
 class Reply:
@@ -191,6 +194,9 @@ class Reply:
                     await self._end_with_error("stream_busy", "error")
                 except _TooLong:
                     await self._end_with_error("too_long", "error")
+                except StoreUnavailable as exc:
+                    log.error("reply %s: the store stayed unavailable (%s)", self.message_id, exc.reason)
+                    await self._end_with_error("store_unavailable", "error", exc.retry_after_s)
                 except UpstreamError as exc:
                     log.warning("reply %s: %s", self.message_id, exc.message, extra={"code": exc.code})
                     await self._end_with_error(exc.code, "error", exc.retry_after_s)
@@ -258,9 +264,8 @@ class Reply:
         if self._checkpoints.stale:
             raise _Stale
         final_id = len(self.events) + 1
-        if not await asyncio.shield(
-            self._store.finish_reply(self.message_id, self.text, "complete", "stop", final_id, self._fence, self.usage)
-        ):
+        if not await asyncio.shield(self._stored(lambda: self._store.finish_reply(
+                self.message_id, self.text, "complete", "stop", final_id, self._fence, self.usage))):
             raise _Stale
         self.append("done", {"messageId": self.message_id, "content": self.text, "finishReason": "stop",
                              "usage": self.receipt().usage()})
@@ -273,7 +278,22 @@ class Reply:
 
     async def _write_exchange(self) -> None:
         async with self._ownership.chat_order(self.chat_id):
-            await self._store.begin_exchange(replace(self.exchange, fence=self._fence))
+            await self._stored(lambda: self._store.begin_exchange(replace(self.exchange, fence=self._fence)))
+
+    async def _stored(self, write: Callable[[], Awaitable[T]]) -> T:
+        """A store write that waits out a store fault (disk full, read-only) for up to store_retry_s, so that a
+        reply the client has seen is kept once the store recovers; past that, StoreUnavailable ends the reply."""
+        deadline = time.monotonic() + self._limits.store_retry_s
+        delay = 0.1
+        while True:
+            try:
+                return await write()
+            except StoreUnavailable as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("reply %s: the store cannot write (%s); retrying", self.message_id, exc.reason)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def _exchange_written(self) -> None:
         """Wait for the exchange write, if one was started (every later write must come after it)."""
@@ -306,6 +326,11 @@ class Reply:
             return
         self.upstream_closed = True
 
+    def _exchange_stored(self) -> bool:
+        """The exchange is in the store (a checkpoint of a message that was never written would read as stale)."""
+        written = self._written
+        return written is not None and written.done() and not written.cancelled() and written.exception() is None
+
     def receipt(self) -> Receipt:
         """What the reply has cost so far: the upstream's count when it gave one, else this server's
         (a token per delta, and about four characters of prompt per input token)."""
@@ -331,7 +356,7 @@ class Reply:
         self._parts.append(text)
         self.text_chars += len(text)
         self.delta_count += 1
-        if self.delta_count % self._limits.checkpoint_every == 0 and self._written is not None and self._written.done():
+        if self.delta_count % self._limits.checkpoint_every == 0 and self._exchange_stored():
             self._checkpoints.offer(lambda: self.text, self._fence)
             if self._checkpoints.stale:
                 raise _Stale
@@ -367,8 +392,8 @@ class Reply:
         await self._checkpoints.settle()
         final_id = len(self.events) + 1
         try:
-            await asyncio.shield(self._store.finish_reply(
-                self.message_id, self.text, status, code, final_id, self._fence, self.usage, self._stop_receipt(code)))
+            await asyncio.shield(self._stored(lambda: self._store.finish_reply(
+                self.message_id, self.text, status, code, final_id, self._fence, self.usage, self._stop_receipt(code))))
         except Exception:
             log.exception("could not store the partial reply %s", self.message_id)
         error = self._error_data(code)

@@ -103,6 +103,9 @@ async def test_another_users_chat_id_is_their_own_chat(make_client: MakeClient) 
     {"id": "c", "trigger": "explode", "messages": [{"id": "m", "role": "user", "parts": [{"type": "text", "text": "x"}]}]},
     {"id": "c", "messages": [{"id": "m", "role": "user", "parts": [{"type": "text", "text": ""}]}]},
     ["not", "an", "object"],
+    {"id": "c", "trigger": {"a": 1}, "messages": [{"id": "m", "role": "user", "parts": [{"type": "text", "text": "x"}]}]},
+    {"id": "c", "messages": [{"id": "m", "role": ["user"], "parts": [{"type": "text", "text": "x"}]}]},
+    {"id": ["c"], "messages": [{"id": "m", "role": "user", "parts": [{"type": "text", "text": "x"}]}]},
 ])
 async def test_malformed_bodies_are_400_and_change_nothing(make_client: MakeClient, body: Any) -> None:
     client = await make_client()

@@ -35,6 +35,7 @@ ROUTES: dict[tuple[str, str], Probe] = {
     ("GET", "/health"): Probe(PUBLIC),
     ("GET", "/ready"): Probe(PUBLIC),
     ("GET", "/metrics"): Probe(PUBLIC),  # operational counters only, no user data (docs/security.md)
+    ("GET", "/api/openapi.json"): Probe(PUBLIC),  # describes the routes, holds no data
     ("GET", "/static"): Probe(PUBLIC),
     ("POST", "/api/auth/signup"): Probe(PUBLIC),
     ("POST", "/api/auth/login"): Probe(PUBLIC),

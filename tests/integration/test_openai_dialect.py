@@ -224,6 +224,8 @@ async def test_a_hang_up_through_nginx_cancels_on_a_production_server(tmp_path: 
     {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream_options": {"include_usage": True}},
     {"model": MODEL, "messages": [{"role": "user", "content": "x" * 70_000}]},
     {"model": MODEL, "messages": [[]]},
+    {"model": MODEL, "messages": [{"role": {"r": 1}, "content": "hi"}]},  # found by schemathesis: was a 500
+    {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "tool_choice": {"type": "function"}},
     [],
 ])
 async def test_malformed_calls_get_openai_errors_not_500(make_client: MakeClient, body: Any) -> None:
