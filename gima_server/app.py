@@ -19,6 +19,7 @@ from .agents import make_agent
 from .agents.base import Agent
 from .apikeys import routes as apikey_routes
 from .apikeys.auth import ApiKeyAuth
+from .auth import oidc
 from .auth import routes as auth_routes
 from .auth.connections import SessionConnections
 from .auth.external import ExternalJwtSettings, ExternalTokens
@@ -398,6 +399,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     auth_routes.add_routes(app)
+    oidc.add_routes(app)
     chats.add_routes(app)
     apikey_routes.add_routes(app)
     openai_routes.add_routes(app)

@@ -111,6 +111,10 @@ class Settings:
     external_jwt_leeway_s: float = 10.0
     external_jwt_max_ttl_s: int = 3600
     external_jwt_jwks_refresh_s: float = 5.0
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = field(default="", repr=False)
+    oidc_scopes: str = "openid email profile"
     session_ttl_s: int = 30 * 86_400
     session_cache_s: float = 5.0
     migration_enabled: bool = False
@@ -170,6 +174,7 @@ class Settings:
         if self.agent == "pipeline" and not self.pipeline_file:
             raise ConfigError("GIMA_PIPELINE_FILE: required when GIMA_AGENT=pipeline")
         self._validate_external_jwt()
+        self._validate_oidc()
         self._validate_extras()
         self._validate_agents()
         from .clients import parse_networks
@@ -208,9 +213,22 @@ class Settings:
             needs.append(("GIMA_REDIS_URL", "redis", "redis"))
         if self.store_url.startswith(("mongodb://", "mongodb+srv://")):
             needs.append(("GIMA_STORE_URL", "pymongo", "mongo"))
+        if self.oidc_issuer:
+            needs += [("GIMA_OIDC_ISSUER", "authlib", "oidc"), ("GIMA_OIDC_ISSUER", "httpx", "oidc")]
         for variable, module, extra in needs:
             if importlib.util.find_spec(module) is None:
                 raise ConfigError(f"{variable} needs the {extra} extra: pip install 'gima-server[{extra}]'")
+
+    def _validate_oidc(self) -> None:
+        named = [n for n in ("oidc_issuer", "oidc_client_id", "oidc_client_secret") if getattr(self, n)]
+        if named and len(named) < 3:
+            missing = ", ".join(f"GIMA_{n.upper()}" for n in ("oidc_issuer", "oidc_client_id", "oidc_client_secret")
+                                if n not in named)
+            raise ConfigError(f"single sign-on needs GIMA_OIDC_ISSUER, _CLIENT_ID and _CLIENT_SECRET; missing: {missing}")
+        if self.oidc_issuer and not self.oidc_issuer.startswith(("https://", "http://")):
+            raise ConfigError(f"GIMA_OIDC_ISSUER={self.oidc_issuer!r}: must be the provider's https:// URL")
+        if self.oidc_issuer and "openid" not in self.oidc_scopes.split():
+            raise ConfigError(f"GIMA_OIDC_SCOPES={self.oidc_scopes!r}: must include openid")
 
     def _validate_external_jwt(self) -> None:
         secret, jwks = self.external_jwt_secret, self.external_jwt_jwks_url
@@ -287,6 +305,8 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("ws_max_sockets_per_user", _positive, "must be > 0"),
     ("idle_connection_timeout_s", _positive, "must be > 0"),
     ("body_timeout_s", _positive, "must be > 0"),
+    ("store_retry_s", _non_negative, "must be >= 0 (0 = a reply ends at the first store fault)"),
+    ("max_conversation_body_bytes", lambda n: n >= 1024, "must be >= 1024"),
     ("ws_heartbeat_s", _positive, "must be > 0"),
     ("ws_idle_timeout_s", _positive, "must be > 0"),
     ("drain_s", _non_negative, "must be >= 0"),

@@ -163,6 +163,12 @@ def _paths() -> dict[str, Any]:
                                         public=True)},
         "/api/auth/guest": {"post": _op("a guest session (when GIMA_GUEST_ACCESS=on)", {"201": _json(_ref("Login"))},
                                         public=True)},
+        "/api/auth/oidc/login": {"get": _op("single sign-on: go to the provider (when GIMA_OIDC_* are set)",
+                                            {"302": {"description": "to the provider"}}, public=True,
+                                            params=[_query("next", {"type": "string"})])},
+        "/api/auth/oidc/callback": {"get": _op("single sign-on: back from the provider", {
+            "302": {"description": "signed in (cookie session): to `next`"}}, public=True,
+            params=[_query("code", {"type": "string"}), _query("state", {"type": "string"})])},
         "/api/auth/logout": {"post": _op("end this login session", {"204": _NO_CONTENT})},
         "/api/auth/me": {"get": _op("who is signed in", {"200": _json({"type": "object", "required": ["user"]})})},
         "/api/metrics/summary": {"get": _op("load summary (admins)", {"200": _json({"type": "object"})})},

@@ -122,15 +122,22 @@ class ExternalTokens:
         cached = self._users.get(email)
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
-        user = await store.get_user_by_email(email)
-        if user is None:
-            try:
-                user = await store.create_user(email, EXTERNAL_PASSWORD_HASH, identity.name, ("user",))
-                log.info("external user created", extra={"userId": user.id})
-            except DuplicateError:  # two first requests at once: the other one made it
-                user = await store.get_user_by_email(email)
-                assert user is not None
+        user = await user_of_subject(store, identity.issuer, identity.subject, identity.name)
         if len(self._users) >= _MAX_CACHED_USERS:
             self._users.clear()
         self._users[email] = (user, time.monotonic() + self._settings.user_cache_s)
         return user
+
+
+async def user_of_subject(store: Store, issuer: str, subject: str, name: str) -> User:
+    """The local user of an (issuer, subject), made on first sight; never an account with the same email."""
+    email = external_email(issuer, subject)
+    user = await store.get_user_by_email(email)
+    if user is None:
+        try:
+            user = await store.create_user(email, EXTERNAL_PASSWORD_HASH, name, ("user",))
+            log.info("external user created", extra={"userId": user.id})
+        except DuplicateError:  # two first requests at once: the other one made it
+            user = await store.get_user_by_email(email)
+            assert user is not None
+    return user

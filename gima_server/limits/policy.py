@@ -84,6 +84,8 @@ def route_charge(method: str, path: str) -> RouteCharge | None:
         return RouteCharge("default", 1)
     if path == "/api/auth/guest":
         return RouteCharge("guest", 1)
+    if path.startswith("/api/auth/oidc/"):
+        return RouteCharge("auth", 1)  # sign-in attempts, per address
     if path.startswith("/api/auth/"):
         return RouteCharge("auth", 1) if path in ("/api/auth/signup", "/api/auth/login") else RouteCharge("default", 1)
     if path.startswith("/api/migration/"):

@@ -40,6 +40,8 @@ ROUTES: dict[tuple[str, str], Probe] = {
     ("POST", "/api/auth/signup"): Probe(PUBLIC),
     ("POST", "/api/auth/login"): Probe(PUBLIC),
     ("POST", "/api/auth/guest"): Probe(PUBLIC),  # 404 unless GIMA_GUEST_ACCESS=on
+    ("GET", "/api/auth/oidc/login"): Probe(PUBLIC),  # sign-in itself (404 unless GIMA_OIDC_* are set)
+    ("GET", "/api/auth/oidc/callback"): Probe(PUBLIC),
     ("POST", "/api/auth/logout"): Probe(USER, "/api/auth/logout"),
     ("GET", "/api/auth/me"): Probe(USER, "/api/auth/me"),
     ("GET", "/api/metrics/summary"): Probe(ADMIN, "/api/metrics/summary"),

@@ -49,6 +49,12 @@ def test_environment_and_overrides() -> None:
         ({"GIMA_TRUSTED_PROXIES": "10.0.0.0/8, not-an-ip"}, "GIMA_TRUSTED_PROXIES"),
         ({"GIMA_GUEST_TTL_S": "5"}, "GIMA_GUEST_TTL_S"),
         ({"GIMA_GUEST_ACCESS": "sometimes"}, "GIMA_GUEST_ACCESS"),
+        ({"GIMA_OIDC_ISSUER": "https://id.example"}, "GIMA_OIDC_CLIENT_ID"),
+        ({"GIMA_OIDC_ISSUER": "id.example", "GIMA_OIDC_CLIENT_ID": "c", "GIMA_OIDC_CLIENT_SECRET": "s"}, "GIMA_OIDC_ISSUER"),
+        ({"GIMA_OIDC_ISSUER": "https://id.example", "GIMA_OIDC_CLIENT_ID": "c", "GIMA_OIDC_CLIENT_SECRET": "s",
+          "GIMA_OIDC_SCOPES": "email"}, "GIMA_OIDC_SCOPES"),
+        ({"GIMA_MAX_CONVERSATION_BODY_BYTES": "lots"}, "GIMA_MAX_CONVERSATION_BODY_BYTES"),
+        ({"GIMA_STORE_RETRY_S": "-1"}, "GIMA_STORE_RETRY_S"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
@@ -66,9 +72,10 @@ def test_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
 
 def test_secrets_stay_out_of_the_settings_repr() -> None:
     s = Settings(secret_keys=("k" * 40,), openai_api_key="sk-top-secret", anthropic_api_key="ant-secret",
-                 redis_url="redis://:hunter2@cache:6379/0", store_url="mongodb://user:pw123@db/gima")
+                 redis_url="redis://:hunter2@cache:6379/0", store_url="mongodb://user:pw123@db/gima",
+                 oidc_client_secret="oidc-shh")
     text = repr(s)
-    for secret in ("k" * 40, "sk-top-secret", "ant-secret", "hunter2", "pw123"):
+    for secret in ("k" * 40, "sk-top-secret", "ant-secret", "hunter2", "pw123", "oidc-shh"):
         assert secret not in text
 
 
