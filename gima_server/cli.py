@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_parser("revoke", help="delete an API key by its id: it stops working").add_argument("key_id")
     keys.add_parser("rotate", help="add a key; it signs after GIMA_KEY_ACTIVATION_DELAY_S, old tokens keep working")
     keys.add_parser("retire", help="remove an old key: tokens it signed stop working").add_argument("kid")
+    delete = user.add_parser("delete", help="delete a user and all their chats, sessions and API keys")
+    delete.add_argument("email")
+    delete.add_argument("--yes", action="store_true", help="required: the deletion cannot be undone")
     sessions = user.add_parser("sessions", help="list a user's login sessions (or --revoke them all)")
     sessions.add_argument("email")
     sessions.add_argument("--revoke", action="store_true", help="end every open session of the user")
@@ -148,6 +151,8 @@ async def _user_command(settings: Settings, args: argparse.Namespace) -> int:
             return 1
         if args.user_command == "sessions":
             return await _sessions_command(settings, store, user, args.revoke)
+        if args.user_command == "delete":
+            return await _delete_command(settings, store, user, args.yes)
         roles = [r for r in user.roles if r != args.role] if args.revoke else [*user.roles, args.role]
         updated = await store.set_roles(user.id, list(dict.fromkeys(["user", *roles])))
         assert updated is not None
@@ -166,6 +171,17 @@ async def _lookup(store: Store, email: str) -> User | None:
     if user is None:
         print(f"gima-server: no user with email {email}", file=sys.stderr)
     return user
+
+
+async def _delete_command(settings: Settings, store: Store, user: User, confirmed: bool) -> int:
+    if not confirmed:
+        print(f"gima-server: deleting {user.email} cannot be undone; add --yes", file=sys.stderr)
+        return 2
+    sessions = [s.id for s in await store.list_sessions(user.id)] + [f"key:{k.id}" for k in await store.list_api_keys(user.id)]
+    await store.delete_user(user.id)
+    await _announce_ended(settings, sessions)
+    print(f"deleted {user.email} with all their chats, sessions and API keys")
+    return 0
 
 
 async def _sessions_command(settings: Settings, store: Store, user: User, revoke: bool) -> int:

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from . import __version__
 from .apikeys.routes import KEY_BODY
-from .auth.routes import LOGIN_BODY, SIGNUP_BODY
+from .auth.routes import DELETE_ACCOUNT_BODY, LOGIN_BODY, SIGNUP_BODY
 from .chats import CHAT_BODY
 from .dialects.ui_routes import MAX_CHAT_ID_CHARS
 from .migration.routes import JOB_BODY
@@ -52,8 +52,8 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 _NATIVE_EVENT = {"type": "object", "required": ["data"], "properties": {
     "event": {"enum": ["meta", "agent", "delta", "tool", "done", "error", "snapshot"]},
     "data": {"type": "string"}, "id": {"type": "string", "pattern": "^[0-9]+$"}}}
-_DIALECT_EVENT = {"type": "object", "required": ["data"], "properties": {  # no event names: data lines only
-    "data": {"type": "string"}, "id": {"type": "string", "pattern": "^[0-9]+$"}}, "not": {"required": ["event"]}}
+_DIALECT_EVENT = {"type": "object", "required": ["data"], "properties": {  # no event lines: the default name only
+    "event": {"const": "message"}, "data": {"type": "string"}, "id": {"type": "string", "pattern": "^[0-9]+$"}}}
 _SSE = {"description": "a text/event-stream of the reply's events (the schema is each event's)",
         "content": {"text/event-stream": {"schema": _NATIVE_EVENT}}}
 _UI_SSE = {"description": "UI message stream parts, one JSON object per data line, then [DONE]",
@@ -170,7 +170,11 @@ def _paths() -> dict[str, Any]:
             "302": {"description": "signed in (cookie session): to `next`"}}, public=True,
             params=[_query("code", {"type": "string"}), _query("state", {"type": "string"})])},
         "/api/auth/logout": {"post": _op("end this login session", {"204": _NO_CONTENT})},
-        "/api/auth/me": {"get": _op("who is signed in", {"200": _json({"type": "object", "required": ["user"]})})},
+        "/api/auth/me": {
+            "get": _op("who is signed in", {"200": _json({"type": "object", "required": ["user"]})}),
+            "delete": _op("delete the account and all its data (a password account confirms with it)",
+                          {"204": _NO_CONTENT}, body=object_schema(DELETE_ACCOUNT_BODY)),
+        },
         "/api/metrics/summary": {"get": _op("load summary (admins)", {"200": _json({"type": "object"})})},
         "/api/chats": {
             "post": _op("make a chat", {"201": _json({"type": "object", "required": ["chat"],

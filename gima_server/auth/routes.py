@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Sequence
 
 from aiohttp import web
 from email_validator import EmailNotValidError, validate_email
@@ -103,6 +104,45 @@ async def logout(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+DELETE_ACCOUNT_BODY = {"password": Field(str, max_chars=MAX_PASSWORD_CHARS)}
+
+
+async def delete_account(request: web.Request) -> web.Response:
+    """DELETE /api/auth/me: the account and everything of it; a password account confirms with its password."""
+    principal = await require_user(request)
+    if principal.via == "api_key":
+        raise ApiError(403, "forbidden", "an API key cannot delete its account; sign in")
+    body = await read_json(request, DELETE_ACCOUNT_BODY) if request.can_read_body else {"password": None}
+    user = principal.user
+    if user.password_hash.startswith("$argon2"):
+        if body["password"] is None:
+            raise invalid("field 'password' is required to delete an account that has one")
+        if not await verify_password(user.password_hash, body["password"]):
+            raise ApiError(401, "unauthorized", "the password is wrong")
+    await end_account(request.app, user.id, extra_sessions=[principal.session_id])
+    await end_cookie_session(request)
+    return web.Response(status=204)
+
+
+async def end_account(app: web.Application, user_id: str, extra_sessions: Sequence[str] = ()) -> bool:
+    """Stop the user's replies, delete the account with all its data, and end every open connection of it
+    (every process, through Redis). False when there was no such user."""
+    store = app[appkeys.STORE]
+    keys = [k.id for k in await store.list_api_keys(user_id)]
+    sessions = [s.id for s in await store.list_sessions(user_id)] + [f"key:{key_id}" for key_id in keys]
+    app[appkeys.REGISTRY].cancel_user(user_id)
+    for key_id in keys:
+        app[appkeys.API_KEYS].forget(key_id)
+    deleted = await store.delete_user(user_id)
+    bus = app[appkeys.BUS]
+    for session_id in dict.fromkeys([*sessions, *extra_sessions]):
+        app[appkeys.SESSIONS].forget(session_id)
+        app[appkeys.CONNECTIONS].close_session(session_id)
+        if bus is not None:
+            await bus.announce_session_ended(session_id)
+    return deleted
+
+
 async def me(request: web.Request) -> web.Response:
     principal = await require_user(request)
     body: dict[str, object] = {"user": principal.user.public()}
@@ -117,3 +157,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/auth/guest", guest)
     app.router.add_post("/api/auth/logout", logout)
     app.router.add_get("/api/auth/me", me)
+    app.router.add_delete("/api/auth/me", delete_account)

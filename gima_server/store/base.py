@@ -140,6 +140,9 @@ class Store(MigrationStore, ApiKeyStore, Protocol):
     async def delete_guests(self, created_before: float) -> int:
         """Delete guest users (role exactly guest) made before the time, with all their data; return how many."""
         ...
+    async def delete_user(self, user_id: str) -> bool:
+        """Delete the user and everything of theirs (chats, messages, sessions, keys, imports); False if unknown."""
+        ...
     async def list_sessions(self, user_id: str) -> list[AuthSession]:
         """The user's login sessions, newest first (revoked and expired ones included)."""
         ...

@@ -7,6 +7,7 @@ be a replica set (a single-node one is enough). Indexes are created at start-up.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -130,12 +131,22 @@ class MongoStore:
         expired = {"roles": ["guest"], "created_at": {"$lt": created_before}}
         ids = [d["_id"] async for d in self._db.users.find(expired, {"_id": 1})]
         if ids:
-            await self._db.messages.delete_many({"user_id": {"$in": ids}})
-            await self._db.chats.delete_many({"user_id": {"$in": ids}})
-            await self._db.sessions.delete_many({"user_id": {"$in": ids}})
-            await self._db.api_keys.delete_many({"user_id": {"$in": ids}})
-            await self._db.users.delete_many({"_id": {"$in": ids}})
+            await self._delete_users(ids)
         return len(ids)
+
+    async def delete_user(self, user_id: str) -> bool:
+        return await self._delete_users([user_id]) > 0
+
+    async def _delete_users(self, ids: list[str]) -> int:
+        """Their data first, the accounts last: a failure half-way leaves accounts that can be deleted again."""
+        owned = {"user_id": {"$in": ids}}
+        jobs = [d["_id"] async for d in self._db.migration_jobs.find(owned, {"_id": 1})]
+        await self._db.migration_batches.delete_many({"job_id": {"$in": jobs}})
+        for collection in ("messages", "chats", "sessions", "api_keys", "migration_jobs"):
+            await self._db[collection].delete_many(owned)
+        for user_id in ids:  # keyed "<user id>:<content hash>", without a user_id field
+            await self._db.imported_conversations.delete_many({"_id": {"$regex": f"^{re.escape(user_id)}:"}})
+        return int((await self._db.users.delete_many({"_id": {"$in": ids}})).deleted_count)
 
     async def list_sessions(self, user_id: str) -> list[AuthSession]:
         cursor = self._db.sessions.find({"user_id": user_id}).sort([("created_at", DESCENDING), ("_id", ASCENDING)])

@@ -136,6 +136,16 @@ def _user(row: sqlite3.Row) -> User:
     return User(row["id"], row["email"], row["name"], row["password_hash"], tuple(json.loads(row["roles"])), row["created_at"])
 
 
+def _delete_user_rows(conn: sqlite3.Connection, user_id: str) -> bool:
+    """Everything of one user, inside the caller's transaction; False when there was no such user."""
+    for table in ("messages", "chats", "sessions", "api_keys", "imported_conversations"):
+        conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,))
+    jobs = [r[0] for r in conn.execute("SELECT id FROM migration_jobs WHERE user_id = ?", (user_id,))]
+    conn.executemany("DELETE FROM migration_batches WHERE job_id = ?", [(job,) for job in jobs])
+    conn.execute("DELETE FROM migration_jobs WHERE user_id = ?", (user_id,))
+    return conn.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount > 0
+
+
 def _api_key(row: sqlite3.Row) -> ApiKey:
     return ApiKey(row["id"], row["user_id"], row["name"], row["key_hash"], row["hint"], row["created_at"], row["last_used_at"])
 
@@ -305,12 +315,15 @@ class SqliteStore(SqliteMigrationMixin):
                 ids = [r[0] for r in conn.execute(
                     "SELECT id FROM users WHERE roles = '[\"guest\"]' AND created_at < ?", (created_before,))]
                 for user_id in ids:
-                    conn.execute("DELETE FROM messages WHERE user_id = ?", (user_id,))
-                    conn.execute("DELETE FROM chats WHERE user_id = ?", (user_id,))
-                    conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
-                    conn.execute("DELETE FROM api_keys WHERE user_id = ?", (user_id,))
-                    conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
+                    _delete_user_rows(conn, user_id)
                 return len(ids)
+
+        return await self._run(delete)
+
+    async def delete_user(self, user_id: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            with _transaction(conn):
+                return _delete_user_rows(conn, user_id)
 
         return await self._run(delete)
 

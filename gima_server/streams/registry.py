@@ -225,6 +225,12 @@ class Registry:
             if reply is not None:
                 reply.cancel(request.get("reason", "cancelled"))
 
+    def cancel_user(self, user_id: str) -> None:
+        """Every running reply of the user ends (their account is being deleted)."""
+        for reply in list(self._active.values()):
+            if reply.user_id == user_id:
+                reply.cancel("cancelled")
+
     def running_in_chat(self, user_id: str, chat_id: str) -> Reply | None:
         """The chat's reply running in this process, if any (newest first: a chat has one active reply)."""
         for reply in reversed(list(self._active.values())):

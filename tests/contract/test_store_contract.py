@@ -120,6 +120,21 @@ async def test_api_keys_are_found_by_hash_listed_by_owner_and_deleted_only_by_th
     assert not await store.delete_api_key(alice, f"k1-{alice}")
 
 
+async def test_deleting_a_user_deletes_all_of_theirs_and_nothing_else(store: Store) -> None:
+    alice, bob = await _user(store, "a@example.com"), await _user(store, "b@example.com")
+    for user_id, chat in ((alice, "ca"), (bob, "cb")):
+        await store.begin_exchange(_exchange(user_id, chat, 1, new=True))
+        await store.create_session(user_id, 60)
+        assert await store.create_api_key(_key(user_id, 1, 1.0), max_per_user=5)
+    assert await store.delete_user(alice)
+    assert await store.get_user(alice) is None and await store.list_chats(alice, None, 10) == []
+    assert await store.list_sessions(alice) == [] and await store.list_api_keys(alice) == []
+    assert await store.message_owner("a1-ca") is None and await store.api_key_by_hash(f"hash-1-{alice}") is None
+    assert await store.get_user(bob) is not None and [c.id for c in await store.list_chats(bob, None, 10)] == ["cb"]
+    assert len(await store.list_sessions(bob)) == 1 and await store.message_owner("a1-cb") == bob
+    assert not await store.delete_user(alice)
+
+
 async def test_chats_belong_to_their_owner(store: Store) -> None:
     alice, bob = await _user(store, "a@example.com"), await _user(store, "b@example.com")
     chat = await store.create_chat(alice, "hello")

@@ -44,6 +44,7 @@ ROUTES: dict[tuple[str, str], Probe] = {
     ("GET", "/api/auth/oidc/callback"): Probe(PUBLIC),
     ("POST", "/api/auth/logout"): Probe(USER, "/api/auth/logout"),
     ("GET", "/api/auth/me"): Probe(USER, "/api/auth/me"),
+    ("DELETE", "/api/auth/me"): Probe(USER, "/api/auth/me", {"password": "x"}),
     ("GET", "/api/metrics/summary"): Probe(ADMIN, "/api/metrics/summary"),
     ("POST", "/api/chats"): Probe(USER, "/api/chats", {"title": "x"}),
     ("GET", "/api/chats"): Probe(USER, "/api/chats"),
