@@ -15,7 +15,7 @@ from ..ids import new_id
 from ..store.base import DuplicateError, User
 from ..validation import Field, read_json
 from .passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, hash_password, verify_password
-from .sessions import csrf_token, end_cookie_session, require_user, start_cookie_session
+from .sessions import authenticate, csrf_token, end_cookie_session, require_user, start_cookie_session
 
 MAX_EMAIL_CHARS = 254
 _NO_STORE = {"Cache-Control": "no-store"}  # a response carrying a token or CSRF secret is never cached
@@ -144,8 +144,16 @@ async def end_account(app: web.Application, user_id: str, extra_sessions: Sequen
 
 
 async def me(request: web.Request) -> web.Response:
-    principal = await require_user(request)
-    body: dict[str, object] = {"user": principal.user.public()}
+    """Who is signed in: nobody is an answer (200 `{user: null}`), so a page asking on its first visit logs no
+    error; credentials that do not verify are still 401."""
+    principal = await authenticate(request)
+    if principal is None:
+        return web.json_response({"user": None}, headers=_NO_STORE)
+    settings = request.app[appkeys.SETTINGS]
+    body: dict[str, object] = {
+        "user": principal.user.public(),
+        "canMigrate": settings.migration_enabled and "alpha" in principal.user.roles,
+    }
     if principal.via == "cookie":
         body["csrfToken"] = await csrf_token(request)
     return web.json_response(body, headers=_NO_STORE)

@@ -81,8 +81,8 @@ def parse_batch(body: Any, limits: BatchLimits) -> list[ImportedConversation]:
 
 def _conversation(index: int, raw: Any, limits: BatchLimits) -> ImportedConversation:
     where = f"conversations[{index}]"
-    if not isinstance(raw, dict) or not set(raw) <= {"id", "title", "createdAt", "messages"}:
-        raise invalid(f"{where}: expected id?, title?, createdAt?, messages")
+    if not isinstance(raw, dict):  # other fields of an export (updatedAt, model, …) are ignored, never a 400
+        raise invalid(f"{where}: expected an object with title?, createdAt?, messages")
     title, created, messages = raw.get("title") or "Imported chat", raw.get("createdAt"), raw.get("messages")
     if not isinstance(title, str) or len(title) > limits.max_title_chars:
         raise invalid(f"{where}.title: text of at most {limits.max_title_chars} characters")
@@ -97,8 +97,8 @@ def _conversation(index: int, raw: Any, limits: BatchLimits) -> ImportedConversa
 
 
 def _message(where: str, raw: Any, limits: BatchLimits) -> ImportedMessage:
-    if not isinstance(raw, dict) or not set(raw) <= {"role", "content", "createdAt"}:
-        raise invalid(f"{where}: expected role, content, createdAt?")
+    if not isinstance(raw, dict):  # other fields (id, agent, model, …) are ignored
+        raise invalid(f"{where}: expected an object with role, content, createdAt?")
     role, content, created = raw.get("role"), raw.get("content"), raw.get("createdAt")
     if role not in ("user", "assistant"):
         raise ApiError(422, "invalid_conversation", f"{where}.role: user or assistant")

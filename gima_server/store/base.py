@@ -8,6 +8,7 @@ from typing import Protocol, Sequence
 from ..apikeys.store import ApiKeyStore
 from ..errors import ApiError
 from ..migration.store import MigrationStore
+from ..streams.snapshot import agents_of
 
 
 class DuplicateError(Exception):
@@ -90,6 +91,7 @@ class Message:
     input_tokens: int | None = None  # as reported by the upstream, when it reports usage
     output_tokens: int | None = None
     receipt: Receipt | None = None  # a reply that was stopped (cancelled, superseded, shut down)
+    sections: tuple[tuple[str, int], ...] = ()  # (agent, offset of its first character), as it streamed
 
     def public(self) -> dict[str, object]:
         body: dict[str, object] = {
@@ -106,6 +108,7 @@ class Message:
                 body["usage"] = {"inputTokens": self.input_tokens, "outputTokens": self.output_tokens}
             if self.receipt is not None:
                 body.update(self.receipt.public())
+            body["agents"] = agents_of(self.content, self.sections)
         return body
 
 
@@ -172,9 +175,10 @@ class Store(MigrationStore, ApiKeyStore, Protocol):
         fence: int = 0,
         usage: tuple[int, int] | None = None,
         receipt: Receipt | None = None,
+        sections: Sequence[tuple[str, int]] = (),
     ) -> bool:
-        """Write the final text, status, the upstream's (input, output) token usage and, for a stopped reply, its
-        receipt; False (nothing written) when a newer producer owns the reply."""
+        """Write the final text, status, the upstream's (input, output) token usage, the agents' sections and, for
+        a stopped reply, its receipt; False (nothing written) when a newer producer owns the reply."""
         ...
 
     async def list_streaming_replies(self, limit: int) -> list[Message]:

@@ -49,7 +49,8 @@ def _chat(d: dict[str, Any]) -> Chat:
 def _message(d: dict[str, Any]) -> Message:
     return Message(d["_id"], d["chat_id"], d["user_id"], d["role"], d["content"], d["status"], d["created_at"],
                    d.get("finish_reason"), d.get("event_count", 0), d.get("input_tokens"), d.get("output_tokens"),
-                   Receipt(**d["receipt"]) if d.get("receipt") else None)
+                   Receipt(**d["receipt"]) if d.get("receipt") else None,
+                   tuple((str(a), int(o)) for a, o in d.get("sections") or ()))
 
 
 class MongoStore:
@@ -272,10 +273,12 @@ class MongoStore:
         fence: int = 0,
         usage: tuple[int, int] | None = None,
         receipt: Receipt | None = None,
+        sections: Sequence[tuple[str, int]] = (),
     ) -> bool:
         update = {"content": content, "status": status, "finish_reason": finish_reason, "event_count": event_count,
                   "fence": fence, "input_tokens": usage[0] if usage else None, "output_tokens": usage[1] if usage else None,
-                  "receipt": dataclasses.asdict(receipt) if receipt is not None else None}
+                  "receipt": dataclasses.asdict(receipt) if receipt is not None else None,
+                  "sections": [[agent, offset] for agent, offset in sections] or None}
         result = await self._db.messages.update_one({"_id": message_id, "fence": {"$lte": fence}}, {"$set": update})
         return result.matched_count > 0
 

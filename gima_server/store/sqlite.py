@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from ..apikeys.model import ApiKey
+from ..streams.snapshot import decode_sections, encode_sections
 from .base import AuthSession, Chat, DuplicateError, Exchange, Message, Receipt, StoreUnavailable, User
 from .sqlite_migration import SqliteMigrationMixin
 from .sqlite_util import new_id as _new_id
@@ -58,6 +59,7 @@ CREATE TABLE IF NOT EXISTS messages (
     input_tokens INTEGER,
     output_tokens INTEGER,
     receipt TEXT,
+    sections TEXT,
     seq INTEGER NOT NULL,
     created_at REAL NOT NULL
 );
@@ -126,7 +128,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
     columns = {row["name"] for row in conn.execute("PRAGMA table_info(messages)")}
     if "fence" not in columns:
         conn.execute("ALTER TABLE messages ADD COLUMN fence INTEGER NOT NULL DEFAULT 0")
-    for column, kind in (("input_tokens", "INTEGER"), ("output_tokens", "INTEGER"), ("receipt", "TEXT")):
+    for column, kind in (("input_tokens", "INTEGER"), ("output_tokens", "INTEGER"), ("receipt", "TEXT"),
+                         ("sections", "TEXT")):
         if column not in columns:
             conn.execute(f"ALTER TABLE messages ADD COLUMN {column} {kind}")
     conn.execute("DROP INDEX IF EXISTS messages_by_chat")
@@ -159,6 +162,7 @@ def _message(row: sqlite3.Row) -> Message:
         row["id"], row["chat_id"], row["user_id"], row["role"], row["content"], row["status"],
         row["created_at"], row["finish_reason"], row["event_count"], row["input_tokens"], row["output_tokens"],
         Receipt(**json.loads(row["receipt"])) if row["receipt"] else None,
+        tuple(decode_sections(row["sections"] or "")),
     )
 
 
@@ -478,15 +482,18 @@ class SqliteStore(SqliteMigrationMixin):
         fence: int = 0,
         usage: tuple[int, int] | None = None,
         receipt: Receipt | None = None,
+        sections: Sequence[tuple[str, int]] = (),
     ) -> bool:
         tokens_in, tokens_out = usage if usage is not None else (None, None)
         stopped = json.dumps(dataclasses.asdict(receipt)) if receipt is not None else None
+        agents = encode_sections(sections) if sections else None
 
         def write(conn: sqlite3.Connection) -> bool:
             return conn.execute(
                 "UPDATE messages SET content = ?, status = ?, finish_reason = ?, event_count = ?, fence = ?,"
-                " input_tokens = ?, output_tokens = ?, receipt = ? WHERE id = ? AND fence <= ?",
-                (content, status, finish_reason, event_count, fence, tokens_in, tokens_out, stopped, message_id, fence),
+                " input_tokens = ?, output_tokens = ?, receipt = ?, sections = ? WHERE id = ? AND fence <= ?",
+                (content, status, finish_reason, event_count, fence, tokens_in, tokens_out, stopped, agents,
+                 message_id, fence),
             ).rowcount > 0
 
         return await self._run(write)

@@ -265,7 +265,8 @@ class Reply:
             raise _Stale
         final_id = len(self.events) + 1
         if not await asyncio.shield(self._stored(lambda: self._store.finish_reply(
-                self.message_id, self.text, "complete", "stop", final_id, self._fence, self.usage))):
+                self.message_id, self.text, "complete", "stop", final_id, self._fence, self.usage,
+                sections=self.sections))):
             raise _Stale
         self.append("done", {"messageId": self.message_id, "content": self.text, "finishReason": "stop",
                              "usage": self.receipt().usage()})
@@ -393,7 +394,8 @@ class Reply:
         final_id = len(self.events) + 1
         try:
             await asyncio.shield(self._stored(lambda: self._store.finish_reply(
-                self.message_id, self.text, status, code, final_id, self._fence, self.usage, self._stop_receipt(code))))
+                self.message_id, self.text, status, code, final_id, self._fence, self.usage, self._stop_receipt(code),
+                self.sections)))
         except Exception:
             log.exception("could not store the partial reply %s", self.message_id)
         error = self._error_data(code)

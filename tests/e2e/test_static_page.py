@@ -1,103 +1,199 @@
-"""The static page in a real headless Chromium: sign up, send, watch the agents stream, Stop."""
+"""The page in a real headless Chromium: accessible controls, send discipline, replies that survive network
+cuts and reloads, history as it streamed, honest waits, the alpha import panel."""
 
 from __future__ import annotations
 
-import os
+import asyncio
+import json
 from dataclasses import replace
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, Request, expect
 
+from gima_server import appkeys
 from gima_server.app import create_app
 from gima_server.config import Settings
 
+from .browser import browser, watch_console
+from .proxy import CuttableProxy
+
 pytestmark = pytest.mark.e2e
-
-CHROMIUM = os.environ.get("GIMA_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]
+__all__ = ["browser"]
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's chromium package (.ci/run does)")
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        await browser.close()
-
-
-async def _open_page(browser: Browser, aiohttp_server: Any, settings: Settings, **overrides: Any) -> tuple[Page, list[str]]:
+async def _open(browser: Browser, aiohttp_server: Any, settings: Settings,
+                **overrides: Any) -> tuple[Page, list[str], Any, BrowserContext]:
     server = await aiohttp_server(create_app(replace(settings, **overrides)))
-    page = await browser.new_page()
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        # The page asks /api/auth/me first to learn whether it is logged in; that 401 is expected.
-        expected = "/api/auth/me" in message.location.get("url", "") and "401" in message.text
-        if message.type == "error" and not expected:
-            problems.append(f"{message.text} at {message.location.get('url')}")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: problems.append(str(error)))
+    context = await browser.new_context()
+    page = await context.new_page()
+    problems = watch_console(page)
     await page.goto(f"http://127.0.0.1:{server.port}/")
-    return page, problems
+    return page, problems, server, context
 
 
-async def _sign_up(page: Page) -> None:
-    await expect(page.locator("#auth-view")).to_be_visible()
-    await page.fill("#email", "browser@example.com")
-    await page.fill("#password", "browser password")
-    await page.click("#signup")
-    await expect(page.locator("#chat-view")).to_be_visible()
-    await expect(page.locator("#me")).to_have_text("browser@example.com")
+async def _sign_up(page: Page, email: str = "browser@example.com") -> None:
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill("browser password")
+    await page.get_by_role("button", name="Sign up").click()
+    await expect(page.locator("#me")).to_have_text(email)
 
 
-async def test_sign_up_send_and_watch_agents_stream(browser: Browser, aiohttp_server: Any, settings: Settings) -> None:
-    page, problems = await _open_page(browser, aiohttp_server, settings, demo_tokens_per_s=400, demo_reply_words=60)
+def _answer(page: Page) -> Any:
+    return page.locator("#messages li.assistant").last
+
+
+async def _stored_reply(server: Any) -> Any:
+    store = server.app[appkeys.STORE]
+    [user] = [u for u in [await store.get_user_by_email("browser@example.com")] if u]
+    [chat] = await store.list_chats(user.id, None, 5)
+    return (await store.list_messages(user.id, chat.id))[-1]
+
+
+async def test_sign_up_send_and_history_keeps_the_agents(browser: Browser, aiohttp_server: Any, settings: Settings) -> None:
+    page, problems, _, _ = await _open(browser, aiohttp_server, settings, demo_tokens_per_s=400, demo_reply_words=60)
     await _sign_up(page)
-    await page.fill("#content", "How do lighthouses work?")
-    await page.click("#send")
-    answer = page.locator("#messages li.assistant").last
-    await expect(answer).to_have_attribute("data-status", "complete", timeout=15_000)
-    names = await answer.locator(".agent-name").all_text_contents()
-    assert names == ["planner", "researcher", "writer"]
-    writer_text = await answer.locator('.agent[data-agent="writer"] .agent-text').text_content()
-    assert writer_text and "lighthouses" in writer_text
-    await expect(page.locator("#chat-list li")).to_have_count(1)
-    await expect(page.locator("#stop")).to_be_hidden()
-    # Reloading keeps the login (cookie session) and shows the stored history.
-    await page.reload()
-    await expect(page.locator("#chat-view")).to_be_visible()
-    await page.locator("#chat-list li").first.click()
+    await page.get_by_label("Message").fill("How do lighthouses work?")
+    await page.get_by_label("Message").press("Enter")  # Enter sends
+    await expect(_answer(page)).to_have_attribute("data-status", "complete", timeout=15_000)
+    live = await _answer(page).locator(".agent-name").all_text_contents()
+    assert live == ["planner", "researcher", "writer"]
+    live_text = await _answer(page).locator(".agent-text").all_text_contents()
+    await page.reload()  # the login is kept (cookie) and the chat reopens with its history as it streamed
     await expect(page.locator("#messages li")).to_have_count(2)
-    await expect(page.locator("#messages li.assistant")).to_contain_text("lighthouses")
-    assert problems == []
+    assert await _answer(page).locator(".agent-name").all_text_contents() == live
+    assert await _answer(page).locator(".agent-text").all_text_contents() == live_text
+    await expect(page.get_by_role("button", name="How do lighthouses work?")).to_be_visible()
+    assert problems == []  # a fresh visit (signed out) logged nothing either
 
 
-async def test_stop_button_cancels_the_reply(browser: Browser, aiohttp_server: Any, settings: Settings) -> None:
-    page, problems = await _open_page(browser, aiohttp_server, settings, demo_tokens_per_s=20, demo_reply_words=200)
+async def test_a_double_click_sends_once_and_send_waits_for_the_reply(browser: Browser, aiohttp_server: Any,
+                                                                     settings: Settings) -> None:
+    page, problems, _, _ = await _open(browser, aiohttp_server, settings, demo_tokens_per_s=40, demo_reply_words=60)
     await _sign_up(page)
-    await page.fill("#content", "Tell me a long story about ships")
-    await page.click("#send")
-    await expect(page.locator("#stop")).to_be_visible()
-    await expect(page.locator(".agent-text").first).not_to_be_empty()
-    await page.click("#stop")
-    answer = page.locator("#messages li.assistant").last
-    await expect(answer).to_have_attribute("data-status", "cancelled", timeout=10_000)
-    await expect(page.locator("#stop")).to_be_hidden()
+    posts: list[Request] = []
+    page.on("request", lambda r: posts.append(r) if r.method == "POST" and r.url.endswith("/api/chat/stream") else None)
+    await page.get_by_label("Message").fill("Only once, please")
+    await page.get_by_role("button", name="Send").dblclick()
+    await expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    await expect(page.get_by_role("button", name="Send")).to_be_hidden()  # Stop takes its place while it streams
+    await page.get_by_label("Message").fill("a second message while streaming")
+    await page.get_by_label("Message").press("Enter")  # refused while the reply streams
+    await expect(_answer(page)).to_have_attribute("data-status", "complete", timeout=15_000)
+    assert len(posts) == 1
+    await expect(page.locator("#messages li")).to_have_count(2)
+    await page.get_by_label("Message").fill("Shift+Enter adds a line")
+    await page.get_by_label("Message").press("Shift+Enter")
+    assert "\n" in await page.get_by_label("Message").input_value() and len(posts) == 1
     assert problems == []
+
+
+async def test_escape_stops_the_reply(browser: Browser, aiohttp_server: Any, settings: Settings) -> None:
+    page, problems, server, _ = await _open(browser, aiohttp_server, settings, demo_tokens_per_s=20, demo_reply_words=200)
+    await _sign_up(page)
+    await page.get_by_label("Message").fill("Tell me a long story about ships")
+    await page.get_by_role("button", name="Send").click()
+    await expect(page.locator(".agent-text").first).not_to_be_empty()
+    await page.get_by_label("Message").press("Escape")
+    await expect(_answer(page)).to_have_attribute("data-status", "cancelled", timeout=10_000)
+    await expect(page.get_by_role("button", name="Send")).to_be_visible()
+    assert (await _stored_reply(server)).status == "cancelled"
+    assert problems == []
+
+
+async def test_a_network_cut_mid_reply_shows_the_whole_reply_once(browser: Browser, aiohttp_server: Any,
+                                                                  settings: Settings) -> None:
+    server = await aiohttp_server(create_app(replace(settings, demo_tokens_per_s=30, demo_reply_words=80)))
+    proxy = CuttableProxy(server.port)
+    await proxy.start()
+    context = await browser.new_context()
+    page = await context.new_page()
+    errors = watch_console(page, allowed=("ERR_", "Failed to load resource"))  # the cut's failed requests
+    await page.goto(f"http://127.0.0.1:{proxy.port}/")
+    await _sign_up(page)
+    resumes: list[str] = []
+    page.on("request", lambda r: resumes.append(r.headers.get("last-event-id", "")) if "/events" in r.url else None)
+    await page.get_by_label("Message").fill("Explain the tides")
+    await page.get_by_role("button", name="Send").click()
+    await expect(page.locator(".agent-text").first).not_to_be_empty()
+    await context.set_offline(True)  # the network goes: open connections die, new ones fail for a moment
+    proxy.cut()
+    await asyncio.sleep(0.3)
+    await context.set_offline(False)
+    await expect(_answer(page)).to_have_attribute("data-status", "complete", timeout=20_000)
+    stored = await _stored_reply(server)
+    shown = "".join(await _answer(page).locator(".agent-text").all_text_contents())
+    assert shown == stored.content  # nothing repeated, nothing missing
+    assert resumes and all(int(r) > 0 for r in resumes)  # it resumed after what it had, with Last-Event-ID
+    assert errors == []
+    await proxy.close()
+
+
+async def test_a_long_outage_offers_reconnect_which_finishes_the_reply(browser: Browser, aiohttp_server: Any,
+                                                                       settings: Settings) -> None:
+    server = await aiohttp_server(create_app(replace(settings, demo_tokens_per_s=30, demo_reply_words=80)))
+    proxy = CuttableProxy(server.port)
+    await proxy.start()
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(f"http://127.0.0.1:{proxy.port}/")
+    await _sign_up(page)
+    await page.get_by_label("Message").fill("Explain the sun")
+    await page.get_by_role("button", name="Send").click()
+    await expect(page.locator(".agent-text").first).not_to_be_empty()
+    await context.set_offline(True)
+    proxy.cut()
+    reconnect = page.get_by_role("button", name="Reconnect")
+    await expect(reconnect).to_be_visible(timeout=10_000)  # after 4 attempts (100, 200, 400, 800 ms, jittered)
+    await context.set_offline(False)
+    await reconnect.click()
+    await expect(_answer(page)).to_have_attribute("data-status", "complete", timeout=20_000)
+    assert "".join(await _answer(page).locator(".agent-text").all_text_contents()) == (await _stored_reply(server)).content
+    await proxy.close()
+
+
+async def test_a_reload_mid_reply_follows_it_to_the_end(browser: Browser, aiohttp_server: Any, settings: Settings) -> None:
+    page, problems, server, context = await _open(browser, aiohttp_server, settings, demo_tokens_per_s=30,
+                                                  demo_reply_words=80)
+    await _sign_up(page)
+    await page.get_by_label("Message").fill("Explain the moon")
+    await page.get_by_role("button", name="Send").click()
+    await expect(page.locator(".agent-text").first).not_to_be_empty()
+    await page.reload()
+    await expect(_answer(page)).to_have_attribute("data-status", "complete", timeout=20_000)
+    stored = await _stored_reply(server)
+    assert "".join(await _answer(page).locator(".agent-text").all_text_contents()) == stored.content
+    assert await _answer(page).locator(".agent-name").all_text_contents() == ["planner", "researcher", "writer"]
+    second = await context.new_page()  # a second tab shows the same conversation
+    await second.goto(page.url)
+    await expect(second.locator("#messages li.assistant").last).to_have_attribute("data-status", "complete")
+    assert problems == []
+
+
+async def test_429_shows_the_wait_and_retries_at_most_once(browser: Browser, aiohttp_server: Any, settings: Settings) -> None:
+    page, problems, _, _ = await _open(browser, aiohttp_server, settings)
+    problems_seen = watch_console(page, allowed=("429",))
+    await _sign_up(page)
+    tries: list[float] = []
+
+    async def busy(route: Any) -> None:
+        tries.append(asyncio.get_running_loop().time())
+        await route.fulfill(status=429, headers={"Retry-After": "1", "Content-Type": "application/json"},
+                            body=json.dumps({"error": {"code": "rate_limited", "message": "slow down", "traceId": "t"}}))
+
+    await page.route("**/api/chat/stream", busy)
+    await page.get_by_label("Message").fill("Are you there?")
+    await page.get_by_role("button", name="Send").click()
+    await expect(page.locator("#status")).to_contain_text("try again in 1 s")
+    await expect(_answer(page)).to_have_attribute("data-status", "error", timeout=10_000)
+    await asyncio.sleep(1.5)
+    assert len(tries) == 2 and tries[1] - tries[0] >= 0.95  # one retry, not before Retry-After
+    assert [p for p in problems_seen if "Uncaught" in p] == []
+    del problems
 
 
 async def test_a_snapshot_replaces_the_reply_text(browser: Browser, aiohttp_server: Any, settings: Settings) -> None:
-    """A stream that carries a `snapshot` (retention lost events) shows the snapshot's text, not text + snapshot.
-
-    The server's own encoder writes the frames; the page's POST is answered with them so that the snapshot
-    arrives at a known point (the server sends one to this page only when it joins a trimmed Redis stream)."""
+    """A stream that carries a `snapshot` (retention lost events) shows the snapshot's text, not text + snapshot."""
     from gima_server.streams.events import make_event, meta_data, retry_frame
     from gima_server.streams.snapshot import snapshot_event
 
@@ -109,17 +205,63 @@ async def test_a_snapshot_replaces_the_reply_text(browser: Browser, aiohttp_serv
         make_event(41, "delta", {"agent": "writer", "text": " far."}),
         make_event(42, "done", {"messageId": "m-snap", "content": "Plan. Answer so far.", "finishReason": "stop"}),
     ])
-    page, problems = await _open_page(browser, aiohttp_server, settings)
+    page, problems, _, _ = await _open(browser, aiohttp_server, settings)
     await _sign_up(page)
 
     async def answer_with_frames(route: Any) -> None:
         await route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=frames)
 
     await page.route("**/api/chat/stream", answer_with_frames)
-    await page.fill("#content", "anything")
-    await page.click("#send")
-    answer = page.locator("#messages li.assistant").last
-    await expect(answer).to_have_attribute("data-status", "complete", timeout=10_000)
-    assert await answer.locator(".agent-name").all_text_contents() == ["planner", "writer"]
-    assert await answer.locator(".agent-text").all_text_contents() == ["Plan. ", "Answer so far."]
+    await page.get_by_label("Message").fill("anything")
+    await page.get_by_role("button", name="Send").click()
+    await expect(_answer(page)).to_have_attribute("data-status", "complete", timeout=10_000)
+    assert await _answer(page).locator(".agent-name").all_text_contents() == ["planner", "writer"]
+    assert await _answer(page).locator(".agent-text").all_text_contents() == ["Plan. ", "Answer so far."]
+    assert problems == []
+
+
+def _export(count: int) -> bytes:
+    """An export as common chat apps write it, with fields the import does not use."""
+    conversations = [{
+        "id": f"conv-{n}", "title": f"Old chat {n}", "createdAt": 1_700_000_000 + n, "updatedAt": 1_700_000_100 + n,
+        "model": "gpt-4o", "pinned": n % 2 == 0,
+        "messages": [
+            {"id": f"m{n}-1", "role": "user", "content": f"question {n}", "createdAt": 1_700_000_000 + n},
+            {"id": f"m{n}-2", "role": "assistant", "content": f"answer {n}", "createdAt": 1_700_000_001 + n,
+             "agent": "writer", "model": "gpt-4o"},
+        ],
+    } for n in range(count)]
+    return json.dumps({"version": 2, "exportedAt": "2026-11-30", "conversations": conversations}).encode()
+
+
+async def test_the_alpha_import_panel_imports_and_never_polls_while_a_reply_streams(
+    browser: Browser, aiohttp_server: Any, settings: Settings
+) -> None:
+    page, problems, server, _ = await _open(browser, aiohttp_server, settings, migration_enabled=True,
+                                            demo_tokens_per_s=40, demo_reply_words=80,
+                                            rate_limits="migration=600/min/100", session_cache_s=0)
+    await expect(page.get_by_role("heading", name="Import old chats")).to_be_hidden()
+    await _sign_up(page)
+    await expect(page.get_by_role("heading", name="Import old chats")).to_be_hidden()  # not an alpha user
+    store = server.app[appkeys.STORE]
+    user = await store.get_user_by_email("browser@example.com")
+    await store.set_roles(user.id, ("user", "alpha"))
+    await page.reload()
+    await expect(page.get_by_role("heading", name="Import old chats")).to_be_visible()
+    polls: list[float] = []
+    loop = asyncio.get_running_loop()
+    page.on("request", lambda r: polls.append(loop.time()) if r.method == "GET" and "/api/migration/jobs/" in r.url else None)
+    await page.get_by_label("Message").fill("a reply while importing")
+    await page.get_by_role("button", name="Send").click()
+    reply_started = loop.time()
+    await page.get_by_label("Export file").set_input_files(
+        {"name": "export.json", "mimeType": "application/json", "buffer": _export(150)})
+    await page.get_by_role("button", name="Import", exact=True).click()
+    await expect(_answer(page)).to_have_attribute("data-status", "complete", timeout=20_000)
+    reply_ended = loop.time()
+    await expect(page.locator("#import-status")).to_contain_text("Imported 150 conversations", timeout=30_000)
+    assert not [t for t in polls if reply_started < t < reply_ended - 0.3]  # no polling while the reply streamed
+    assert polls  # and it did poll afterwards
+    chats = await store.list_chats(user.id, None, 200)
+    assert len(chats) == 151
     assert problems == []

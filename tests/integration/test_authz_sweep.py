@@ -43,7 +43,7 @@ ROUTES: dict[tuple[str, str], Probe] = {
     ("GET", "/api/auth/oidc/login"): Probe(PUBLIC),  # sign-in itself (404 unless GIMA_OIDC_* are set)
     ("GET", "/api/auth/oidc/callback"): Probe(PUBLIC),
     ("POST", "/api/auth/logout"): Probe(USER, "/api/auth/logout"),
-    ("GET", "/api/auth/me"): Probe(USER, "/api/auth/me"),
+    ("GET", "/api/auth/me"): Probe(PUBLIC),  # signed out: 200 {user: null}; a bad token is still 401
     ("DELETE", "/api/auth/me"): Probe(USER, "/api/auth/me", {"password": "x"}),
     ("GET", "/api/metrics/summary"): Probe(ADMIN, "/api/metrics/summary"),
     ("POST", "/api/chats"): Probe(USER, "/api/chats", {"title": "x"}),

@@ -125,9 +125,9 @@ class CountingStore(SqliteStore):
         self.checkpoints += 1
         return await super().checkpoint_reply(message_id, content, fence)
 
-    async def finish_reply(self, *args: Any) -> bool:
+    async def finish_reply(self, *args: Any, **kwargs: Any) -> bool:
         self.finishes += 1
-        return await super().finish_reply(*args)
+        return await super().finish_reply(*args, **kwargs)
 
 
 async def test_reply_is_checkpointed_every_n_deltas_not_per_delta(make_client: MakeClient, tmp_path: Any) -> None:

@@ -115,7 +115,6 @@ async def test_bad_batches_are_refused_and_write_nothing(make_client: MakeClient
     cases: list[tuple[Any, int]] = [
         ({"conversations": "nope"}, 400),
         ({"conversations": [good], "extra": 1}, 400),
-        ({"conversations": [{**good, "unknown": 1}]}, 400),
         ({"conversations": [{**good, "messages": []}]}, 422),
         ({"conversations": [{**good, "messages": [{"role": "system", "content": "x"}]}]}, 422),
         ({"conversations": [{**good, "messages": [{"role": "user", "content": 5}]}]}, 400),
@@ -133,6 +132,19 @@ async def test_bad_batches_are_refused_and_write_nothing(make_client: MakeClient
     assert (await put_batch(alice, "someone-elses", 0, [good])).status == 404
     assert await client.app[appkeys.STORE].pending_migration_batches(job_id) == 0
     assert await all_chats(alice) == []
+
+
+async def test_fields_an_export_adds_are_ignored_not_refused(make_client: MakeClient) -> None:
+    """Common chat apps' exports carry more than the import needs (updatedAt, model, ids, agent names)."""
+    client = await make_client(migration_enabled=True, rate_limits="migration=600/min/100")
+    alice = await alpha_user(client)
+    job_id = await new_job(alice)
+    good = history(1, 2)[0]
+    rich = {**good, "id": "conv-1", "updatedAt": 1.5, "model": "gpt-4o", "pinned": True,
+            "messages": [{**m, "id": f"m{i}", "agent": "writer", "model": "gpt-4o"} for i, m in enumerate(good["messages"])]}
+    resp = await put_batch(alice, job_id, 0, [rich])
+    assert resp.status == 202, await resp.text()
+    assert await client.app[appkeys.STORE].pending_migration_batches(job_id) == 1
 
 
 async def test_a_streaming_reply_pauses_the_lane_which_resumes_after(make_client: MakeClient) -> None:

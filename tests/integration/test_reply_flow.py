@@ -23,6 +23,13 @@ async def test_reply_streams_ordered_events_and_is_stored(alice: Api) -> None:
     assert [(m["role"], m.get("status")) for m in messages] == [("user", None), ("assistant", "complete")]
     assert messages[0]["content"] == "How do tides work near estuaries?"
     assert messages[1]["content"] == text and messages[1]["id"] == meta["messageId"]
+    streamed: list[dict[str, str]] = []  # the agents' sections as the client saw them stream
+    for e in events:
+        if e.name == "delta":
+            if not streamed or streamed[-1]["agent"] != e.data["agent"]:
+                streamed.append({"agent": e.data["agent"], "text": ""})
+            streamed[-1]["text"] += e.data["text"]
+    assert messages[1]["agents"] == streamed and [a["agent"] for a in streamed] == ["planner", "researcher", "writer"]
 
 
 async def test_retry_is_on_the_first_frame(alice: Api) -> None:
