@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator, Callable, Coroutine, cast
 from aiohttp import web
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
-from . import appkeys, chats, openapi
+from . import appkeys, chats, openapi, search
 from .admission import AdmissionGate, LoadMonitor, default_max_active
 from .agents import make_agent
 from .agents.base import Agent
@@ -404,6 +404,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     apikey_routes.add_routes(app)
     openai_routes.add_routes(app)
     ui_routes.add_routes(app)
+    search.add_routes(app)
     openapi.add_routes(app)
     stream_routes.add_routes(app)
     ws_routes.add_routes(app)

@@ -201,6 +201,14 @@ def _paths() -> dict[str, Any]:
         "/api/chat/{chatId}/stop": {"post": _op("AI SDK: stop the chat's running reply",
                                                 {"202": _json({"type": "object"}), "204": _NO_CONTENT},
                                                 params=[client_chat])},
+        "/api/search": {"get": _op("search the caller's messages", {"200": _json({
+            "type": "object", "required": ["results", "nextCursor"], "properties": {
+                "results": {"type": "array", "items": {"type": "object", "required": [
+                    "messageId", "chatId", "chatTitle", "role", "createdAt", "snippet"]}},
+                "nextCursor": {"type": ["string", "null"]}}})},
+            params=[{"name": "q", "in": "query", "required": True, "schema": {"type": "string"}},
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 50}),
+                    _query("cursor", {"type": "string"})])},
         "/api/keys": {
             "post": _op("make an API key (shown once)", {"201": _json({"type": "object", "required": [
                 "id", "name", "key", "createdAt"]})}, body=object_schema(KEY_BODY)),

@@ -57,6 +57,41 @@ async function authenticate(kind) {
   }
 }
 
+function snippetOf(parts) {
+  const line = document.createElement("span");
+  line.className = "snippet";
+  for (const part of parts) {
+    const piece = document.createElement(part.match ? "mark" : "span");
+    piece.textContent = part.text; // text nodes only: a snippet is never HTML
+    line.append(piece);
+  }
+  return line;
+}
+
+async function searchChats(query) {
+  const results = $("search-results");
+  if (!query.trim()) { results.hidden = true; return; }
+  let body;
+  try {
+    body = await transport.json(`/api/search?q=${encodeURIComponent(query)}`);
+  } catch (error) {
+    results.replaceChildren(Object.assign(document.createElement("li"), { textContent: error.message }));
+    results.hidden = false;
+    return;
+  }
+  results.replaceChildren(...(body.results.length ? body.results.map((hit) => {
+    const item = document.createElement("li");
+    const open = document.createElement("button");
+    open.type = "button";
+    open.className = "chat-link search-hit";
+    open.append(Object.assign(document.createElement("strong"), { textContent: hit.chatTitle }), snippetOf(hit.snippet));
+    open.addEventListener("click", () => { results.hidden = true; pane.open(hit.chatId).then(loadChats); });
+    item.append(open);
+    return item;
+  }) : [Object.assign(document.createElement("li"), { textContent: "No messages found." })]));
+  results.hidden = false;
+}
+
 document.addEventListener("DOMContentLoaded", async () => {
   pane = new ChatPane({ transport, ui: {
     messages: $("messages"), input: $("content"), send: $("send"), stop: $("stop"), status: $("status"),
@@ -65,6 +100,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("auth-form").addEventListener("submit", (e) => { e.preventDefault(); authenticate("login"); });
   $("signup").addEventListener("click", () => authenticate("signup"));
   $("composer").addEventListener("submit", (e) => { e.preventDefault(); pane.send(); });
+  $("search-form").addEventListener("submit", (e) => { e.preventDefault(); searchChats($("search").value); });
   $("new-chat").addEventListener("click", () => { localStorage.removeItem("gima.chat"); pane.clear(); loadChats(); });
   $("logout").addEventListener("click", async () => {
     await transport.request("/api/auth/logout", { method: "POST" }).catch(() => {});

@@ -113,6 +113,16 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchHit:
+    message_id: str
+    chat_id: str
+    chat_title: str
+    role: str
+    created_at: float
+    snippet: str  # the matched words between \x02 and \x03
+
+
+@dataclass(frozen=True, slots=True)
 class Exchange:
     """A user message and the assistant reply that answers it, written together."""
 
@@ -179,6 +189,10 @@ class Store(MigrationStore, ApiKeyStore, Protocol):
     ) -> bool:
         """Write the final text, status, the upstream's (input, output) token usage, the agents' sections and, for
         a stopped reply, its receipt; False (nothing written) when a newer producer owns the reply."""
+        ...
+
+    async def search_messages(self, user_id: str, terms: Sequence[str], limit: int, offset: int) -> list[SearchHit]:
+        """The user's finished messages containing every term (each taken literally), best match first."""
         ...
 
     async def list_streaming_replies(self, limit: int) -> list[Message]:

@@ -18,7 +18,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ..apikeys.model import ApiKey
 from ..migration.model import ImportedConversation, MigrationJob
-from .base import AuthSession, Chat, DuplicateError, Exchange, Message, Receipt, User
+from .base import AuthSession, Chat, DuplicateError, Exchange, Message, Receipt, SearchHit, User
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,17 @@ def _new_id() -> str:
 
 def _user(d: dict[str, Any]) -> User:
     return User(d["_id"], d["email"], d["name"], d["password_hash"], tuple(d["roles"]), d["created_at"])
+
+
+def _mongo_snippet(content: str, terms: Sequence[str], width: int = 80) -> str:
+    """Text around the first matched term, terms marked as SQLite's snippet() marks them (\x02 … \x03)."""
+    lowered = content.lower()
+    found = min((i for i in (lowered.find(t.lower()) for t in terms) if i >= 0), default=0)
+    start = max(0, found - width // 2)
+    piece = content[start:start + width]
+    for term in terms:
+        piece = re.sub(re.escape(term), lambda m: "\x02" + m.group(0) + "\x03", piece, flags=re.IGNORECASE)
+    return ("…" if start else "") + piece + ("…" if start + width < len(content) else "")
 
 
 def _api_key(d: dict[str, Any]) -> ApiKey:
@@ -78,6 +89,7 @@ class MongoStore:
         await db.api_keys.create_index([("user_id", ASCENDING), ("created_at", DESCENDING)])
         await db.chats.create_index([("user_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)])
         await db.messages.create_index([("chat_id", ASCENDING), ("created_at", ASCENDING), ("seq", ASCENDING)])
+        await db.messages.create_index([("content", "text"), ("user_id", ASCENDING)])
         await db.messages.create_index(
             [("created_at", ASCENDING)], name="streaming", partialFilterExpression={"status": "streaming"}
         )
@@ -281,6 +293,18 @@ class MongoStore:
                   "sections": [[agent, offset] for agent, offset in sections] or None}
         result = await self._db.messages.update_one({"_id": message_id, "fence": {"$lte": fence}}, {"$set": update})
         return result.matched_count > 0
+
+    async def search_messages(self, user_id: str, terms: Sequence[str], limit: int, offset: int) -> list[SearchHit]:
+        phrase = " ".join('"' + term.replace('"', " ") + '"' for term in terms)  # quoted: every term required
+        query = {"$text": {"$search": phrase}, "user_id": user_id, "status": {"$ne": "streaming"}}
+        cursor = (self._db.messages.find(query, {"score": {"$meta": "textScore"}})
+                  .sort([("score", {"$meta": "textScore"}), ("created_at", DESCENDING)]).skip(offset).limit(limit))
+        hits = []
+        async for d in cursor:
+            chat = await self._db.chats.find_one({"_id": d["chat_id"]}, {"title": 1})
+            hits.append(SearchHit(d["_id"], d["chat_id"], chat["title"] if chat else "", d["role"], d["created_at"],
+                                  _mongo_snippet(d["content"], terms)))
+        return hits
 
     async def list_streaming_replies(self, limit: int) -> list[Message]:
         cursor = self._db.messages.find({"status": "streaming"}).sort("created_at", ASCENDING).limit(limit)

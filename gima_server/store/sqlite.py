@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from ..apikeys.model import ApiKey
 from ..streams.snapshot import decode_sections, encode_sections
-from .base import AuthSession, Chat, DuplicateError, Exchange, Message, Receipt, StoreUnavailable, User
+from .base import AuthSession, Chat, DuplicateError, Exchange, Message, Receipt, SearchHit, StoreUnavailable, User
 from .sqlite_migration import SqliteMigrationMixin
 from .sqlite_util import new_id as _new_id
 from .sqlite_util import transaction as _transaction
@@ -133,6 +133,34 @@ def _migrate(conn: sqlite3.Connection) -> None:
         if column not in columns:
             conn.execute(f"ALTER TABLE messages ADD COLUMN {column} {kind}")
     conn.execute("DROP INDEX IF EXISTS messages_by_chat")
+    _ensure_search_index(conn)
+
+
+# Full-text search over finished messages: a reply is indexed once it stops streaming (its checkpoints would
+# re-index a growing text over and over), and triggers keep the index in step with every write and delete.
+_SEARCH_SCHEMA = (
+    "CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages', content_rowid='rowid',"
+    " tokenize='unicode61 remove_diacritics 2')",
+    "CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN new.status != 'streaming' BEGIN"
+    " INSERT INTO messages_fts(rowid, content) VALUES (new.rowid, new.content); END",
+    "CREATE TRIGGER messages_fts_unindex AFTER UPDATE ON messages WHEN old.status != 'streaming' BEGIN"
+    " INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.rowid, old.content); END",
+    "CREATE TRIGGER messages_fts_reindex AFTER UPDATE ON messages WHEN new.status != 'streaming' BEGIN"
+    " INSERT INTO messages_fts(rowid, content) VALUES (new.rowid, new.content); END",
+    "CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN old.status != 'streaming' BEGIN"
+    " INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.rowid, old.content); END",
+)
+
+
+def _ensure_search_index(conn: sqlite3.Connection) -> None:
+    """Made (and filled from the messages already there) on the first start of a version that searches."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages_fts'").fetchone():
+        return
+    with _transaction(conn):
+        for statement in _SEARCH_SCHEMA:
+            conn.execute(statement)
+        conn.execute("INSERT INTO messages_fts(rowid, content) SELECT rowid, content FROM messages"
+                     " WHERE status != 'streaming'")
 
 
 def _user(row: sqlite3.Row) -> User:
@@ -462,6 +490,16 @@ class SqliteStore(SqliteMigrationMixin):
             ).fetchall()
         )
         return [_message(r) for r in rows]
+
+    async def search_messages(self, user_id: str, terms: Sequence[str], limit: int, offset: int) -> list[SearchHit]:
+        match = " ".join('"' + term.replace('"', '""') + '"' for term in terms)  # each term literal, all required
+        rows = await self._read(lambda c: c.execute(
+            "SELECT m.id, m.chat_id, m.role, m.created_at, c.title,"
+            " snippet(messages_fts, 0, char(2), char(3), '…', 16) AS snip"
+            " FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid JOIN chats c ON c.id = m.chat_id"
+            " WHERE messages_fts MATCH ? AND m.user_id = ? ORDER BY bm25(messages_fts), m.created_at DESC"
+            " LIMIT ? OFFSET ?", (match, user_id, limit, offset)).fetchall())
+        return [SearchHit(r["id"], r["chat_id"], r["title"], r["role"], r["created_at"], r["snip"]) for r in rows]
 
     async def checkpoint_reply(self, message_id: str, content: str, fence: int = 0) -> bool:
         def write(conn: sqlite3.Connection) -> bool:

@@ -101,13 +101,19 @@ async def test_escape_stops_the_reply(browser: Browser, aiohttp_server: Any, set
     assert problems == []
 
 
-async def test_a_network_cut_mid_reply_shows_the_whole_reply_once(browser: Browser, aiohttp_server: Any,
-                                                                  settings: Settings) -> None:
+async def _behind_proxy(browser: Browser, aiohttp_server: Any,
+                        settings: Settings) -> tuple[Page, Any, CuttableProxy, BrowserContext]:
+    """A slow reply's server reached through a proxy whose connections the test can cut."""
     server = await aiohttp_server(create_app(replace(settings, demo_tokens_per_s=30, demo_reply_words=80)))
     proxy = CuttableProxy(server.port)
     await proxy.start()
     context = await browser.new_context()
-    page = await context.new_page()
+    return await context.new_page(), server, proxy, context
+
+
+async def test_a_network_cut_mid_reply_shows_the_whole_reply_once(browser: Browser, aiohttp_server: Any,
+                                                                  settings: Settings) -> None:
+    page, server, proxy, context = await _behind_proxy(browser, aiohttp_server, settings)
     errors = watch_console(page, allowed=("ERR_", "Failed to load resource"))  # the cut's failed requests
     await page.goto(f"http://127.0.0.1:{proxy.port}/")
     await _sign_up(page)
@@ -131,11 +137,7 @@ async def test_a_network_cut_mid_reply_shows_the_whole_reply_once(browser: Brows
 
 async def test_a_long_outage_offers_reconnect_which_finishes_the_reply(browser: Browser, aiohttp_server: Any,
                                                                        settings: Settings) -> None:
-    server = await aiohttp_server(create_app(replace(settings, demo_tokens_per_s=30, demo_reply_words=80)))
-    proxy = CuttableProxy(server.port)
-    await proxy.start()
-    context = await browser.new_context()
-    page = await context.new_page()
+    page, server, proxy, context = await _behind_proxy(browser, aiohttp_server, settings)
     await page.goto(f"http://127.0.0.1:{proxy.port}/")
     await _sign_up(page)
     await page.get_by_label("Message").fill("Explain the sun")
@@ -248,9 +250,9 @@ async def test_the_alpha_import_panel_imports_and_never_polls_while_a_reply_stre
     await store.set_roles(user.id, ("user", "alpha"))
     await page.reload()
     await expect(page.get_by_role("heading", name="Import old chats")).to_be_visible()
-    polls: list[float] = []
+    traffic: list[float] = []  # every batch, completion and poll (the job's creation is not gated)
     loop = asyncio.get_running_loop()
-    page.on("request", lambda r: polls.append(loop.time()) if r.method == "GET" and "/api/migration/jobs/" in r.url else None)
+    page.on("request", lambda r: traffic.append(loop.time()) if "/api/migration/jobs/" in r.url else None)
     await page.get_by_label("Message").fill("a reply while importing")
     await page.get_by_role("button", name="Send").click()
     reply_started = loop.time()
@@ -260,8 +262,26 @@ async def test_the_alpha_import_panel_imports_and_never_polls_while_a_reply_stre
     await expect(_answer(page)).to_have_attribute("data-status", "complete", timeout=20_000)
     reply_ended = loop.time()
     await expect(page.locator("#import-status")).to_contain_text("Imported 150 conversations", timeout=30_000)
-    assert not [t for t in polls if reply_started < t < reply_ended - 0.3]  # no polling while the reply streamed
-    assert polls  # and it did poll afterwards
+    assert not [t for t in traffic if reply_started < t < reply_ended - 0.3]  # nothing sent while the reply streamed
+    assert len(traffic) >= 4  # three batches and the completion, all after it
     chats = await store.list_chats(user.id, None, 200)
     assert len(chats) == 151
+    assert problems == []
+
+
+async def test_search_finds_a_chat_and_opens_it(browser: Browser, aiohttp_server: Any, settings: Settings) -> None:
+    page, problems, _, _ = await _open(browser, aiohttp_server, settings, demo_tokens_per_s=0, demo_reply_words=20)
+    await _sign_up(page)
+    for question in ("Where do puffins nest?", "What is a fjord?"):
+        await page.get_by_role("button", name="New chat").click()
+        await page.get_by_label("Message").fill(question)
+        await page.get_by_role("button", name="Send").click()
+        await expect(_answer(page)).to_have_attribute("data-status", "complete", timeout=10_000)
+    await page.get_by_label("Search chats").fill("puffins")
+    await page.get_by_label("Search chats").press("Enter")
+    hits = page.get_by_role("list", name="Search results").get_by_role("button")
+    await expect(hits.first).to_contain_text("puffins")
+    await expect(hits.first.locator("mark").first).to_have_text("puffins", ignore_case=True)
+    await hits.first.click()
+    await expect(page.locator("#messages li.user").first).to_have_text("Where do puffins nest?")
     assert problems == []

@@ -56,6 +56,7 @@ ROUTES: dict[tuple[str, str], Probe] = {
     ("GET", "/ws"): Probe(USER, "/ws"),
     ("POST", "/api/keys"): Probe(USER, "/api/keys", {"name": "x"}),
     ("GET", "/api/keys"): Probe(USER, "/api/keys"),
+    ("GET", "/api/search"): Probe(USER, "/api/search?q=secret"),  # only the caller's messages: test_search.py
     ("DELETE", "/api/keys/{keyId}"): Probe(OWNED, "/api/keys/{key}"),
     ("GET", "/v1/models"): Probe(USER, "/v1/models"),
     # The AI SDK's chat ids are the client's names, scoped to the caller (another user's name is a chat of

@@ -1,0 +1,101 @@
+"""GET /api/search: the caller's own finished messages, ranked, with highlighted snippets and a cursor; FTS
+syntax is taken literally; the index follows writes and deletes and is built for a database made before it."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gima_server import appkeys
+
+from ..conftest import Api, MakeClient, quick_user
+
+
+async def _search(user: Api, q: str, **params: str) -> tuple[int, Any]:
+    resp = await user.client.get("/api/search", params={"q": q, **params}, headers=user.headers)
+    return resp.status, await resp.json()
+
+
+async def test_search_finds_own_messages_ranked_with_highlights(make_client: MakeClient) -> None:
+    client = await make_client(demo_reply_words=30)
+    alice, bob = await quick_user(client, "alice@example.com"), await quick_user(client, "bob@example.com")
+    await alice.stream("How do lighthouses work in fog?")
+    await alice.stream("Tell me about harbours")
+    await bob.stream("bob's lighthouses are secret")
+    status, body = await _search(alice, "lighthouses")
+    assert status == 200
+    roles = {r["role"] for r in body["results"]}
+    assert roles == {"user", "assistant"}  # the question and the demo's reply both mention it
+    assert all("secret" not in str(r) for r in body["results"])  # never another user's messages
+    first = body["results"][0]
+    assert first["chatTitle"] and any(p["match"] and p["text"].lower() == "lighthouses" for p in first["snippet"])
+    status, none = await _search(bob, "harbours")
+    assert status == 200 and none["results"] == []
+
+
+async def test_the_index_follows_replies_and_deletes(make_client: MakeClient) -> None:
+    client = await make_client(demo_reply_words=30)
+    alice = await quick_user(client, "alice@example.com")
+    events, _ = await alice.stream("zeppelins over the sea")
+    assert len((await _search(alice, "zeppelins"))[1]["results"]) >= 2  # the question and the finished reply
+    chat_id = events[0].data["chatId"]
+    assert (await client.delete(f"/api/chats/{chat_id}", headers=alice.headers)).status == 204
+    assert (await _search(alice, "zeppelins"))[1]["results"] == []
+
+
+@pytest.mark.parametrize("q", ['"unbalanced', "NEAR(a b)", "a* OR b", "-x", "col:lighthouse", "^start", "AND",
+                               "(((", "lighthouse's fog!", "ümlaut café"])
+async def test_fts_syntax_is_searched_literally_never_a_500(make_client: MakeClient, q: str) -> None:
+    client = await make_client()
+    alice = await quick_user(client, "alice@example.com")
+    await alice.stream("lighthouse fog and café ümlaut")
+    status, body = await _search(alice, q)
+    assert status in (200, 400), body
+    if status == 400:
+        assert body["error"]["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize(("params", "why"), [({"q": ""}, "empty"), ({"q": "   "}, "empty"), ({"q": "x" * 201}, "200"),
+                                            ({"q": "?!"}, "word"), ({"q": "a", "limit": "0"}, "limit"),
+                                            ({"q": "a", "limit": "x"}, "limit"), ({"q": "a", "cursor": "-1"}, "cursor")])
+async def test_bad_queries_are_400(make_client: MakeClient, params: dict[str, str], why: str) -> None:
+    client = await make_client()
+    alice = await quick_user(client, "alice@example.com")
+    resp = await client.get("/api/search", params=params, headers=alice.headers)
+    assert resp.status == 400 and why in (await resp.json())["error"]["message"]
+    assert (await client.get("/api/search", params={"q": "a"})).status == 401
+
+
+async def test_results_page_with_a_cursor(make_client: MakeClient) -> None:
+    client = await make_client(demo_reply_words=10)
+    alice = await quick_user(client, "alice@example.com")
+    for n in range(5):
+        await alice.stream(f"walrus number {n}")
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        _, body = await _search(alice, "walrus", limit="2", **({"cursor": cursor} if cursor else {}))
+        seen += [r["messageId"] for r in body["results"]]
+        cursor = body["nextCursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) >= 5
+
+
+async def test_a_database_made_before_search_is_indexed_at_start(make_client: MakeClient, tmp_path: Path) -> None:
+    client = await make_client(demo_reply_words=10)
+    alice = await quick_user(client, "alice@example.com")
+    await alice.stream("narwhals before the index existed")
+    path = client.app[appkeys.SETTINGS].sqlite_path
+    await client.close()
+    with sqlite3.connect(path) as conn:  # as an earlier version left it: no search index at all
+        for name in ("messages_fts_insert", "messages_fts_unindex", "messages_fts_reindex", "messages_fts_delete"):
+            conn.execute(f"DROP TRIGGER {name}")
+        conn.execute("DROP TABLE messages_fts")
+    again = await make_client(demo_reply_words=10)
+    same = Api(again, alice.token, alice.user)
+    status, body = await _search(same, "narwhals")
+    assert status == 200 and len(body["results"]) >= 1
