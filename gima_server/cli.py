@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--port", type=int, help="listen port (GIMA_PORT, default 8080)")
         p.add_argument("--data-dir", help="SQLite file and local state (GIMA_DATA_DIR, default ./data)")
         p.add_argument("--drain-s", type=float, help="graceful shutdown drain time (GIMA_DRAIN_S, default 120)")
+    sub.add_parser("backup", help="copy the SQLite store to a new file while the server runs").add_argument("file")
+    restore = sub.add_parser("restore", help="replace the SQLite store with a backup (every server stopped)")
+    restore.add_argument("file")
+    restore.add_argument("--yes", action="store_true", help="required: the current data is replaced")
     check = sub.add_parser("check-config", help="validate the configuration and exit")
     check.add_argument("--probe", action="store_true", help="also try the store, Redis and each upstream once")
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
@@ -289,6 +293,28 @@ async def _key_owner_id(store: Store, key_id: str) -> str | None:
     return await store.api_key_owner(key_id)
 
 
+def _backup_command(settings: Settings, args: argparse.Namespace) -> int:
+    from .backup import BackupError, backup, restore
+
+    if settings.store_url.startswith("mongodb"):
+        print("gima-server: the store is MongoDB: back it up with mongodump / mongorestore", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "backup":
+            size = backup(settings.sqlite_path, Path(args.file))
+            print(f"backed up {settings.sqlite_path} to {args.file} ({size} bytes)")
+            return 0
+        if not args.yes:
+            print(f"gima-server: restoring replaces everything in {settings.sqlite_path}; add --yes", file=sys.stderr)
+            return 2
+        restore(Path(args.file), settings.sqlite_path)
+        print(f"restored {settings.sqlite_path} from {args.file}")
+        return 0
+    except BackupError as exc:
+        print(f"gima-server: {exc}", file=sys.stderr)
+        return 1
+
+
 def _utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -328,6 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gima-server: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    if args.command in ("backup", "restore"):
+        return _backup_command(settings, args)
     if args.command == "check-config":
         print("configuration is valid")
         if not args.probe:

@@ -21,13 +21,13 @@ SHARED_SECRET = "shared-secret-for-every-process-0123456789"
 
 
 def nginx_site(ports: list[int], listen_port: int) -> str:
-    """The shipped site config with this cluster's upstream servers and listen port (nothing else changed)."""
-    text = SITE_CONFIG.read_text()
+    """This cluster's upstream block, then the shipped site config with only its listen port changed."""
     servers = "".join(f"    server 127.0.0.1:{port};\n" for port in ports)
-    text, upstreams = re.subn(r"(upstream gima \{\n)(?:    #[^\n]*\n)?(?:    server [^\n]*\n)+", rf"\g<1>{servers}", text)
-    text, listens = re.subn(r"listen \d+;", f"listen 127.0.0.1:{listen_port};", text)
-    assert upstreams == 1 and listens == 1, "deploy/nginx/gima.conf changed shape; update tests/cluster.py"
-    return text
+    upstream = f"upstream gima {{\n{servers}    keepalive 64;\n}}\n"
+    text, listens = re.subn(r"listen \d+;", f"listen 127.0.0.1:{listen_port};", SITE_CONFIG.read_text())
+    shape_ok = listens == 1 and not re.search(r"^upstream ", text, re.M)
+    assert shape_ok, "deploy/nginx/gima.conf changed shape; update tests/cluster.py"
+    return upstream + text
 
 
 @dataclass

@@ -250,20 +250,29 @@ async def test_the_alpha_import_panel_imports_and_never_polls_while_a_reply_stre
     await store.set_roles(user.id, ("user", "alpha"))
     await page.reload()
     await expect(page.get_by_role("heading", name="Import old chats")).to_be_visible()
-    traffic: list[float] = []  # every batch, completion and poll (the job's creation is not gated)
-    loop = asyncio.get_running_loop()
-    page.on("request", lambda r: traffic.append(loop.time()) if "/api/migration/jobs/" in r.url else None)
+    # In the page's own clock: when each import request left, and when the reply was shown complete.
+    await page.evaluate("""() => {
+      window.__imports = [];
+      const send = window.fetch;
+      window.fetch = (url, init) => {
+        if (String(url).includes("/api/migration/jobs/")) window.__imports.push(performance.now());
+        return send(url, init);
+      };
+      new MutationObserver(() => {
+        const answer = [...document.querySelectorAll("#messages li.assistant")].pop();
+        if (answer?.dataset.status === "complete" && !window.__done) window.__done = performance.now();
+      }).observe(document.getElementById("messages"), { subtree: true, attributes: true, childList: true });
+    }""")
     await page.get_by_label("Message").fill("a reply while importing")
     await page.get_by_role("button", name="Send").click()
-    reply_started = loop.time()
+    await expect(_answer(page)).to_have_attribute("data-status", "streaming")
     await page.get_by_label("Export file").set_input_files(
         {"name": "export.json", "mimeType": "application/json", "buffer": _export(150)})
     await page.get_by_role("button", name="Import", exact=True).click()
     await expect(_answer(page)).to_have_attribute("data-status", "complete", timeout=20_000)
-    reply_ended = loop.time()
     await expect(page.locator("#import-status")).to_contain_text("Imported 150 conversations", timeout=30_000)
-    assert not [t for t in traffic if reply_started < t < reply_ended - 0.3]  # nothing sent while the reply streamed
-    assert len(traffic) >= 4  # three batches and the completion, all after it
+    sent, done = await page.evaluate("[window.__imports, window.__done]")
+    assert len(sent) >= 4 and min(sent) >= done  # three batches and the completion, none before the reply ended
     chats = await store.list_chats(user.id, None, 200)
     assert len(chats) == 151
     assert problems == []

@@ -348,3 +348,47 @@ async def test_keys_create_list_revoke_for_an_admin_and_the_running_server_obeys
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+async def test_backup_while_serving_then_restore_brings_that_moment_back(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    backup_file = tmp_path / "backups" / "gima-1.sqlite3"
+    env = {"GIMA_DATA_DIR": str(data), "GIMA_DEMO_TOKENS_PER_S": "0", "GIMA_DEMO_FIRST_TOKEN_MS": "0",
+           "GIMA_RATE_LIMITS": "off", "GIMA_DRAIN_S": "0"}
+    proc, base = _serve(tmp_path, **env)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_healthy(session, base, proc)
+            token = await _sign_up(session, base, "kept@example.com")
+            remember(token)
+            auth = {"Authorization": f"Bearer {token}"}
+            async with session.post(f"{base}/api/chat/stream", json={"content": "before the backup"}, headers=auth) as r:
+                await r.read()
+            made = _cli(tmp_path, "backup", str(backup_file), GIMA_DATA_DIR=str(data))  # while the server runs
+            assert made.returncode == 0 and backup_file.exists(), made.stderr
+            assert _cli(tmp_path, "backup", str(backup_file), GIMA_DATA_DIR=str(data)).returncode == 1  # never overwrites
+            async with session.post(f"{base}/api/chat/stream", json={"content": "after the backup"}, headers=auth) as r:
+                await r.read()
+            busy = _cli(tmp_path, "restore", str(backup_file), "--yes", GIMA_DATA_DIR=str(data))
+            assert busy.returncode == 1 and "in use" in busy.stderr  # refused while a server has the file open
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert _cli(tmp_path, "restore", str(backup_file), GIMA_DATA_DIR=str(data)).returncode == 2  # needs --yes
+    not_a_db = tmp_path / "junk.sqlite3"
+    not_a_db.write_bytes(b"not sqlite at all" * 100)
+    assert _cli(tmp_path, "restore", str(not_a_db), "--yes", GIMA_DATA_DIR=str(data)).returncode == 1
+    restored = _cli(tmp_path, "restore", str(backup_file), "--yes", GIMA_DATA_DIR=str(data))
+    assert restored.returncode == 0, restored.stderr
+    proc, base = _serve(tmp_path, **env)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_healthy(session, base, proc)
+            async with session.get(f"{base}/api/chats", headers=auth) as resp:
+                titles = [c["title"] for c in (await resp.json())["chats"]]
+            assert titles == ["before the backup"]  # that moment, and nothing after it
+            async with session.get(f"{base}/api/search", params={"q": "before"}, headers=auth) as resp:
+                assert len((await resp.json())["results"]) >= 1  # the search index came back with it
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
