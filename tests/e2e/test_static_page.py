@@ -294,3 +294,53 @@ async def test_search_finds_a_chat_and_opens_it(browser: Browser, aiohttp_server
     await hits.first.click()
     await expect(page.locator("#messages li.user").first).to_have_text("Where do puffins nest?")
     assert problems == []
+
+
+async def test_at_most_four_requests_are_in_flight(browser: Browser, aiohttp_server: Any, settings: Settings) -> None:
+    page, problems, _, _ = await _open(browser, aiohttp_server, settings)
+    await _sign_up(page)
+    now, most = 0, 0
+
+    async def slow(route: Any) -> None:
+        nonlocal now, most
+        now += 1
+        most = max(most, now)
+        await asyncio.sleep(0.2)
+        now -= 1
+        await route.fulfill(status=200, headers={"Content-Type": "application/json"}, body='{"chats": []}')
+
+    await page.route("**/api/chats", slow)
+    fired = await page.evaluate("""async () => {
+      const { Transport } = await import("/static/lib/transport.js");
+      const transport = new Transport();
+      const answers = await Promise.all(Array.from({ length: 10 }, () => transport.json("/api/chats")));
+      return answers.length;
+    }""")
+    assert fired == 10 and most == 4
+    assert problems == []
+
+
+async def test_the_import_stops_with_a_message_on_429(browser: Browser, aiohttp_server: Any, settings: Settings) -> None:
+    page, problems, server, _ = await _open(browser, aiohttp_server, settings, migration_enabled=True, session_cache_s=0)
+    errors = watch_console(page, allowed=("429",))
+    await _sign_up(page)
+    store = server.app[appkeys.STORE]
+    user = await store.get_user_by_email("browser@example.com")
+    await store.set_roles(user.id, ("user", "alpha"))
+    await page.reload()
+    puts: list[str] = []
+
+    async def refuse(route: Any) -> None:
+        puts.append(route.request.url)
+        await route.fulfill(status=429, headers={"Retry-After": "7", "Content-Type": "application/json"},
+                            body=json.dumps({"error": {"code": "rate_limited", "message": "later", "traceId": "t"}}))
+
+    await page.route("**/api/migration/jobs/*/batches/*", refuse)
+    await page.get_by_label("Export file").set_input_files(
+        {"name": "export.json", "mimeType": "application/json", "buffer": _export(120)})
+    await page.get_by_role("button", name="Import", exact=True).click()
+    await expect(page.locator("#import-status")).to_contain_text("Import stopped", timeout=10_000)
+    await expect(page.locator("#import-status")).to_contain_text("7 s")
+    assert len(puts) == 1  # it stopped: no retry loop against a server that asked it to slow down
+    assert [e for e in errors if "Uncaught" in e] == []
+    del problems

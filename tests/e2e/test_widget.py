@@ -43,8 +43,9 @@ def _host_app(server: dict[str, str], token: str | None) -> web.Application:
         name, url = request.match_info["name"], server["url"]
         html = (f"<!doctype html><html><head><title>{name}</title><style>{HOSTILE_CSS}</style></head><body>"
                 f"<h1>Shop {name}</h1><ul><li id='host-item'>a host list item</li></ul>"
-                f'<script src="{url}/static/widget.js" data-gima-server="{url}"{attrs} async></script>'
-                "</body></html>")
+                + ("" if "bare" in request.query else
+                   f'<script src="{url}/static/widget.js" data-gima-server="{url}"{attrs} async></script>')
+                + "</body></html>")
         return web.Response(text=html, content_type="text/html")
 
     app = web.Application()
@@ -90,7 +91,12 @@ async def test_a_guest_chats_and_the_host_css_stays_out_and_in(browser: Browser,
     assert await _answer(page).evaluate("e => getComputedStyle(e).fontSize") != "40px"
     host_item = page.locator("#host-item")
     assert await host_item.evaluate("e => getComputedStyle(e).borderTopStyle") == "none"  # the widget's li rule stays in
-    assert await page.evaluate("Object.keys(window).filter(k => k.startsWith('Gima'))") == ["GimaChat"]
+    bare = await browser.new_page()
+    await bare.goto(f"{host}/one?bare=1")  # the same page without the widget
+    before = set(await bare.evaluate("Object.keys(window)"))
+    await bare.close()
+    after = set(await page.evaluate("Object.keys(window)"))
+    assert after - before == {"GimaChat"}  # the widget's only global
     store = chat.app[appkeys.STORE]
     guests = [u for u in [await store.get_user(u_id) for u_id in await _user_ids(chat)] if u and "guest" in u.roles]
     assert len(guests) == 1  # one guest session, its token kept in the widget's storage
