@@ -332,10 +332,27 @@ async def main_async(full: bool) -> None:
         "missing_or_duplicate": sum(int(r.get("missing_or_duplicate", 0)) for r in rows.values()),  # type: ignore[call-overload]
     }
     print(json.dumps(summary), flush=True)
+    ttfe = rows["gima_many"]["ttfe_ms"]
+    many_p99 = ttfe.get("p99") if isinstance(ttfe, dict) else None
+    speed, rss = float(str(summary["events_per_s_ratio_at_full_speed"])), float(str(summary["rss_per_idle_holder_ratio"]))
+    verdicts = [
+        ("events/s at full speed vs bare", speed, ">= 0.7", speed >= 0.7),
+        ("time to first event p99, many users (ms)", many_p99, "< 2000", many_p99 is not None and many_p99 < 2000),
+        ("RSS per idle stream vs bare", rss, "< 1.5", rss < 1.5),
+        ("added time to first event, idle server (ms)", added, "p50 < 2, p99 < 10", added["p50"] < 2 and added["p99"] < 10),
+        ("429s in normal use", summary["429s_in_normal_use"], "0", summary["429s_in_normal_use"] == 0),
+        ("events missing or repeated", summary["missing_or_duplicate"], "0", summary["missing_or_duplicate"] == 0),
+    ]
+    for what, value, target, ok in verdicts:
+        print(f"{'PASS' if ok else 'FAIL'}  {what}: {value}  (target {target})", flush=True)
+    print(f"took {time.monotonic() - STARTED:.0f} s", flush=True)
 
 
 def _ratio(ours: object, theirs: object) -> float:
     return round(float(str(ours)) / max(0.01, float(str(theirs))), 3)
+
+
+STARTED = time.monotonic()
 
 
 def main() -> None:
