@@ -6,7 +6,7 @@ install:
 test:
 	python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' && ruff check gima_server tests && mypy && pytest
 
-# The short load benchmark against the bare aiohttp baseline (about two minutes).
+# The short load benchmark against the bare aiohttp baseline (about one minute; it prints how long it took).
 bench:
 	. .venv/bin/activate && pip install -q -e '.[bench,redis]' && python -m bench.load
 

@@ -346,6 +346,29 @@ def _keyring_context(reload_s: float) -> Callable[[web.Application], AsyncIterat
     return context
 
 
+async def _search_index_context(app: web.Application) -> AsyncIterator[None]:
+    """Finished messages are queued for the search index; they are indexed here in batches while the server is
+    not under pressure (a search indexes what is still queued first). The MongoDB store indexes by itself."""
+    index_pending = getattr(app[appkeys.STORE], "index_pending", None)
+    if index_pending is None:
+        yield
+        return
+
+    async def index_forever() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if app[appkeys.LOAD].under_pressure():
+                continue
+            try:
+                await index_pending(500)
+            except Exception as exc:  # the store is away: the next round (or a search) catches up
+                log.warning("search indexing failed (%s)", type(exc).__name__)
+
+    task = asyncio.create_task(index_forever())
+    yield
+    await stop_tasks([task])
+
+
 async def _guest_expiry_context(app: web.Application) -> AsyncIterator[None]:
     """Guests' data is deleted GIMA_GUEST_TTL_S after the guest was made (swept every quarter of that)."""
     settings, store = app[appkeys.SETTINGS], app[appkeys.STORE]
@@ -391,6 +414,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     app.cleanup_ctx.append(_limits_context)
     app.cleanup_ctx.append(_streams_context)
     app.cleanup_ctx.append(_migration_context)
+    app.cleanup_ctx.append(_search_index_context)
     if settings.guest_access:
         app.cleanup_ctx.append(_guest_expiry_context)
     app.on_shutdown.append(_stop_replies)
