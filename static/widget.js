@@ -59,8 +59,22 @@
   const launcher = q(".launcher");
   const panel = q(".panel");
 
+  // A guest token expires (GIMA_ACCESS_TOKEN_TTL_S): a visitor coming back later gets a new guest session
+  // instead of a widget stuck on 401.
+  function expired(token) {
+    try {
+      const claims = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+      return typeof claims.exp !== "number" || claims.exp * 1000 < Date.now() + 30_000;
+    } catch { return true; }
+  }
+
   async function identity() {
     if (hostToken) return hostToken;
+    if (guestToken && expired(guestToken)) {
+      guestToken = null;
+      localStorage.removeItem(KEYS.token);
+      localStorage.removeItem(KEYS.chat); // that guest's chat went with its session
+    }
     if (guestToken) return guestToken;
     const resp = await fetch(`${server}/api/auth/guest`, { method: "POST", credentials: "omit" });
     if (!resp.ok) throw new Error(resp.status === 404 ? "chat is not open to guests here" : `sign-in failed (${resp.status})`);

@@ -158,3 +158,20 @@ def test_the_widget_is_small() -> None:
     loaded = [f for f in files if f.name in ("widget.js", "transport.js", "chat.js", "reply.js", "sse.js")]
     size = sum(len(gzip.compress(Path(f).read_bytes())) for f in loaded)
     assert size < 30 * 1024, size
+
+
+async def test_a_returning_guest_with_an_expired_token_gets_a_new_session(browser: Browser, aiohttp_server: Any,
+                                                                         settings: Settings) -> None:
+    host, chat = await _sites(aiohttp_server, settings, guest_access=True, demo_tokens_per_s=300, demo_reply_words=20)
+    context = await browser.new_context()
+    page = await context.new_page()
+    problems = watch_console(page)
+    await page.goto(f"{host}/one?bare=1")  # the host's origin, where the widget keeps its token
+    expired = jwt.encode({"sub": "gone", "sid": "gone", "exp": int(time.time()) - 60}, "x" * 32, algorithm="HS256")
+    await page.evaluate("t => { localStorage.setItem('gima.widget.token', t); localStorage.setItem('gima.widget.chat', 'c'); }",
+                        expired)
+    await page.goto(f"{host}/one")
+    await _chat(page, "Hello again")
+    await expect(_answer(page)).to_have_attribute("data-status", "complete", timeout=15_000)
+    assert await page.evaluate("localStorage.getItem('gima.widget.token')") != expired
+    assert problems == []
