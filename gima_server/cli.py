@@ -181,7 +181,9 @@ async def _delete_command(settings: Settings, store: Store, user: User, confirme
     if not confirmed:
         print(f"gima-server: deleting {user.email} cannot be undone; add --yes", file=sys.stderr)
         return 2
-    sessions = [s.id for s in await store.list_sessions(user.id)] + [f"key:{k.id}" for k in await store.list_api_keys(user.id)]
+    from .auth.connections import account_sessions
+
+    sessions = await account_sessions(store, user.id)
     await store.delete_user(user.id)
     await _announce_ended(settings, sessions)
     print(f"deleted {user.email} with all their chats, sessions and API keys")

@@ -110,7 +110,9 @@ def _components() -> dict[str, Any]:
         "content": {"type": "string"}, "createdAt": {"type": "number"},
         "status": {"enum": ["streaming", "complete", "cancelled", "error"]},
         "finishReason": {"type": ["string", "null"]}, "upstreamClosed": {"type": "boolean"},
-        "usage": {"type": "object"}}}
+        "usage": {"type": "object"},
+        "agents": {"type": "array", "items": {"type": "object", "required": ["agent", "text"], "properties": {
+            "agent": {"type": "string"}, "text": {"type": "string"}}}}}}
     job = {"type": "object", "required": ["id", "status", "imported", "skipped", "failed", "pollAfterMs"],
            "properties": {"id": {"type": "string"}, "status": {"type": "string"}, "total": {"type": ["integer", "null"]},
                           "imported": {"type": "integer"}, "skipped": {"type": "integer"},
@@ -171,7 +173,10 @@ def _paths() -> dict[str, Any]:
             params=[_query("code", {"type": "string"}), _query("state", {"type": "string"})])},
         "/api/auth/logout": {"post": _op("end this login session", {"204": _NO_CONTENT})},
         "/api/auth/me": {
-            "get": _op("who is signed in", {"200": _json({"type": "object", "required": ["user"]})}),
+            "get": _op("who is signed in (signed out: user null)", {"200": _json({
+                "type": "object", "required": ["user"], "properties": {
+                    "user": {"anyOf": [_ref("User"), {"type": "null"}]}, "canMigrate": {"type": "boolean"}}})},
+                public=True),
             "delete": _op("delete the account and all its data (a password account confirms with it)",
                           {"204": _NO_CONTENT}, body=object_schema(DELETE_ACCOUNT_BODY)),
         },

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
@@ -12,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from gima_server.app import create_app
 from gima_server.config import Settings
 
-from .redis_server import RedisServer, free_port
+from .redis_server import RedisServer, own_redis
 from .secrets_watch import leaks, remember
 from .sse import SseEvent, parse_sse
 
@@ -132,11 +131,7 @@ async def log_in(client: TestClient, email: str, password: str = "correct horse 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """One redis-server for the session; a missing binary fails the tests (it is never a skip)."""
-    server = RedisServer(free_port())
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(server.workdir, ignore_errors=True)  # leave no empty gima-redis-* behind
+    yield from own_redis()
 
 
 @pytest.fixture

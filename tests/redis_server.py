@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import Iterator
 
 
 def free_port() -> int:
@@ -52,3 +53,13 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait(timeout=10)
             self.proc = None
+
+
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of its own on a free port for as long as the generator runs (a fixture's body); its
+    work dir is removed after it, so no empty `gima-redis-*` is left behind."""
+    server = RedisServer(free_port())
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.workdir, ignore_errors=True)

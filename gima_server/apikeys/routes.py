@@ -7,6 +7,7 @@ import time
 from aiohttp import web
 
 from .. import appkeys
+from ..auth.connections import end_sessions
 from ..auth.sessions import Principal, require_user
 from ..errors import ApiError, invalid, not_found
 from ..ids import new_id, path_id
@@ -51,11 +52,7 @@ async def delete_key(request: web.Request) -> web.Response:
     key_id = path_id(request.match_info["keyId"], "API key")
     if not await request.app[appkeys.STORE].delete_api_key(principal.user.id, key_id):
         raise not_found("API key")
-    request.app[appkeys.API_KEYS].forget(key_id)
-    request.app[appkeys.CONNECTIONS].close_session(f"key:{key_id}")  # its running streams end with it
-    bus = request.app[appkeys.BUS]
-    if bus is not None:
-        await bus.announce_session_ended(f"key:{key_id}")
+    await end_sessions(request.app, [f"key:{key_id}"])  # it stops working and its running streams end with it
     return web.Response(status=204)
 
 

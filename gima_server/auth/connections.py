@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterable
+
+from aiohttp import web
+
+from .. import appkeys
+
+if TYPE_CHECKING:
+    from ..store.base import Store
 
 log = logging.getLogger("gima.auth.connections")
 
@@ -42,3 +49,22 @@ class SessionConnections:
 def cancel_task(task: asyncio.Task[object] | None) -> Callable[[], object]:
     """A stream's closer: its handler task is cancelled, the connection ends, and a reconnect meets the 401."""
     return (lambda: task.cancel()) if task is not None else (lambda: None)
+
+
+async def account_sessions(store: Store, user_id: str) -> list[str]:
+    """Every session an account can hold connections under: its login sessions and its API keys (`key:<id>`)."""
+    logins = [s.id for s in await store.list_sessions(user_id)]
+    return logins + [f"key:{k.id}" for k in await store.list_api_keys(user_id)]
+
+
+async def end_sessions(app: web.Application, session_ids: Iterable[str]) -> None:
+    """Each session ends now: its cached sign-in (or key) is forgotten and its open streams and WebSockets
+    close, here and, through Redis, in every other process."""
+    bus = app[appkeys.BUS]
+    for session_id in dict.fromkeys(session_ids):
+        app[appkeys.SESSIONS].forget(session_id)
+        if session_id.startswith("key:"):
+            app[appkeys.API_KEYS].forget(session_id.removeprefix("key:"))
+        app[appkeys.CONNECTIONS].close_session(session_id)
+        if bus is not None:
+            await bus.announce_session_ended(session_id)

@@ -14,6 +14,7 @@ from ..errors import ApiError, invalid, not_found
 from ..ids import new_id
 from ..store.base import DuplicateError, User
 from ..validation import Field, read_json
+from .connections import account_sessions, end_sessions
 from .passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, hash_password, verify_password
 from .sessions import authenticate, csrf_token, end_cookie_session, require_user, start_cookie_session
 
@@ -95,11 +96,7 @@ async def guest(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     principal = await require_user(request)
     await request.app[appkeys.STORE].revoke_session(principal.session_id)
-    request.app[appkeys.SESSIONS].forget(principal.session_id)
-    request.app[appkeys.CONNECTIONS].close_session(principal.session_id)  # its streams and WebSockets end too
-    bus = request.app[appkeys.BUS]
-    if bus is not None:
-        await bus.announce_session_ended(principal.session_id)
+    await end_sessions(request.app, [principal.session_id])  # its streams and WebSockets end too
     await end_cookie_session(request)
     return web.Response(status=204)
 
@@ -128,18 +125,10 @@ async def end_account(app: web.Application, user_id: str, extra_sessions: Sequen
     """Stop the user's replies, delete the account with all its data, and end every open connection of it
     (every process, through Redis). False when there was no such user."""
     store = app[appkeys.STORE]
-    keys = [k.id for k in await store.list_api_keys(user_id)]
-    sessions = [s.id for s in await store.list_sessions(user_id)] + [f"key:{key_id}" for key_id in keys]
+    sessions = await account_sessions(store, user_id)
     app[appkeys.REGISTRY].cancel_user(user_id)
-    for key_id in keys:
-        app[appkeys.API_KEYS].forget(key_id)
     deleted = await store.delete_user(user_id)
-    bus = app[appkeys.BUS]
-    for session_id in dict.fromkeys([*sessions, *extra_sessions]):
-        app[appkeys.SESSIONS].forget(session_id)
-        app[appkeys.CONNECTIONS].close_session(session_id)
-        if bus is not None:
-            await bus.announce_session_ended(session_id)
+    await end_sessions(app, [*sessions, *extra_sessions])
     return deleted
 
 

@@ -11,14 +11,13 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
-from typing import Iterator
 
 import aiohttp
 import pytest
 import yaml
 
 from ..cluster import Cluster, start_cluster
-from ..redis_server import RedisServer, free_port
+from ..redis_server import RedisServer, free_port, own_redis
 from ..sse import parse_sse, read_until
 
 pytestmark = pytest.mark.slow
@@ -84,15 +83,7 @@ def test_the_container_definition_copies_what_exists_and_runs_unprivileged() -> 
     assert any("GIMA_DATA_DIR=/data" in line for line in lines) and "VOLUME /data" in lines
 
 
-def _own_redis() -> Iterator[RedisServer]:
-    server = RedisServer(free_port())
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(server.workdir, ignore_errors=True)
-
-
-redis = pytest.fixture(_own_redis)
+redis = pytest.fixture(own_redis)
 
 
 def _caddy_config(ports: list[int], listen_port: int) -> str:

@@ -7,7 +7,6 @@ Every test drives real processes over HTTP; nothing is sticky. Each asserts the 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
@@ -19,7 +18,7 @@ from gima_server.dialects.ui_routes import stored_chat_id
 
 from ..cluster import Cluster, start_cluster
 from ..js_clients import install_js_clients, run_node
-from ..redis_server import RedisServer, free_port
+from ..redis_server import RedisServer, own_redis
 from ..sse import SseEvent, parse_sse, read_until
 
 pytestmark = pytest.mark.slow
@@ -101,16 +100,8 @@ def assert_no_gap_or_repeat(events: list[SseEvent]) -> None:
         )
 
 
-def _own_redis() -> Iterator[RedisServer]:
-    server = RedisServer(free_port())
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(server.workdir, ignore_errors=True)
-
-
-cluster_redis = pytest.fixture(scope="module")(_own_redis)
-redis = pytest.fixture(_own_redis)  # a test's own: it may kill it
+cluster_redis = pytest.fixture(scope="module")(own_redis)
+redis = pytest.fixture(own_redis)  # a test's own: it may kill it
 
 
 @pytest.fixture(scope="module")
