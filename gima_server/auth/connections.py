@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Callable, Iterable
 
@@ -44,11 +43,6 @@ class SessionConnections:
 
     def count(self, session_id: str) -> int:
         return len(self._open.get(session_id, ()))
-
-
-def cancel_task(task: asyncio.Task[object] | None) -> Callable[[], object]:
-    """A stream's closer: its handler task is cancelled, the connection ends, and a reconnect meets the 401."""
-    return (lambda: task.cancel()) if task is not None else (lambda: None)
 
 
 async def account_sessions(store: Store, user_id: str) -> list[str]:

@@ -175,13 +175,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         if body["stream"]:
             include_usage = bool((body["stream_options"] or {}).get("include_usage", False))
             encoder = ChunkEncoder(completion_id, model, created, include_usage)
-            resp, client_gone = await stream_events(
+            return await stream_events(
                 request, TranslatedSource(source, encoder), 0, subscriber_options(request), request_trace_id(request),
                 request.app[appkeys.METRICS], {"Idempotent-Replayed": "true"} if outcome.replayed else None,
-                principal.session_id, _FRAMING)
-            if client_gone and ours is not None:
-                ours.cancel("cancelled")
-            return resp
+                principal.session_id, _FRAMING, on_gone=None if ours is None else lambda: ours.cancel("cancelled"))
         return await _complete(request, source, completion_id, model, created, ours)
     except asyncio.CancelledError:  # the handler of a closed connection, where the server cancels handlers
         if ours is not None:

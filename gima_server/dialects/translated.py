@@ -6,7 +6,7 @@ import json
 from typing import Any, Protocol, Sequence, overload
 
 from ..streams.events import Event
-from ..streams.reply import EventSource
+from ..streams.reply import EventSource, Pushable
 
 
 def event_data(event: Event) -> dict[str, Any]:
@@ -63,6 +63,12 @@ class TranslatedSource:
 
     async def wait_beyond(self, cursor: int) -> None:
         await self._inner.wait_beyond(cursor)
+
+    def subscribe(self, subscriber: Pushable) -> None:
+        self._inner.subscribe(subscriber)
+
+    def unsubscribe(self, subscriber: Pushable) -> None:
+        self._inner.unsubscribe(subscriber)
 
     def close(self) -> None:
         self._inner.close()

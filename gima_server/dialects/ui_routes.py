@@ -109,10 +109,9 @@ _FRAMING = Framing(b"", _framing)
 async def _stream(request: web.Request, principal: Principal, source: EventSource,
                   replayed: bool = False) -> web.StreamResponse:
     headers = {**HEADER, **({"Idempotent-Replayed": "true"} if replayed else {})}
-    resp, _ = await stream_events(request, TranslatedSource(source, UiPartEncoder()), 0, subscriber_options(request),
-                                  request_trace_id(request), request.app[appkeys.METRICS], headers,
-                                  principal.session_id, _FRAMING)
-    return resp
+    return await stream_events(request, TranslatedSource(source, UiPartEncoder()), 0, subscriber_options(request),
+                               request_trace_id(request), request.app[appkeys.METRICS], headers,
+                               principal.session_id, _FRAMING)
 
 
 async def post_chat(request: web.Request) -> web.StreamResponse:

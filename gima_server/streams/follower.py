@@ -19,6 +19,7 @@ from ..backing import SHARED_FAILURES
 from ..observability.metrics import Metrics
 from .events import Event, encode_sse, to_json
 from .publisher import LogSettings
+from .reply import Pushable, Subscribers
 from .snapshot import decode_sections, snapshot_event
 
 if TYPE_CHECKING:
@@ -53,8 +54,10 @@ class RemoteReply:
         self.last_id = last_id
         self.finished = bool(events) and events[-1].terminal
         self._changed = asyncio.Event()
+        self._subscribers = Subscribers()
+        self._push_soon: asyncio.Handle | None = None
 
-    def push(self, event: Event) -> None:
+    def add(self, event: Event) -> None:
         if self.finished or event.id <= self.last_id:
             return
         self.events.append(event)
@@ -63,12 +66,29 @@ class RemoteReply:
             self.finished = True
         self._changed.set()
         self._changed.clear()
+        self._push_later()
 
     def fail(self, event: Event) -> None:
         if not self.finished:
             self.events.append(event)
             self.finished = True
             self._changed.set()
+            self._push_later()
+
+    def _push_later(self) -> None:
+        # After the read that brought the event has been handed out: one write per subscriber per read.
+        if self._push_soon is None:
+            self._push_soon = asyncio.get_running_loop().call_soon(self._push)
+
+    def _push(self) -> None:
+        self._push_soon = None
+        self._subscribers.push()
+
+    def subscribe(self, subscriber: Pushable) -> None:
+        self._subscribers.subscribe(subscriber)
+
+    def unsubscribe(self, subscriber: Pushable) -> None:
+        self._subscribers.unsubscribe(subscriber)
 
     async def wait_beyond(self, cursor: int) -> None:
         while len(self.events) <= cursor and not self.finished:
@@ -188,7 +208,7 @@ class LogFollower:
             for entry in entries:
                 event = _event(entry)
                 for reply in list(followers):
-                    reply.push(event)
+                    reply.add(event)
                     if reply.finished:
                         self.drop(reply)
 

@@ -23,6 +23,10 @@ class Pingable(Protocol):
 
     async def write(self, data: bytes) -> None: ...
 
+    def lost(self) -> None:
+        """A ping failed: the client is gone."""
+        ...
+
 
 class Heartbeat:
     def __init__(self, interval_s: float) -> None:
@@ -55,6 +59,7 @@ class Heartbeat:
                 await stream.write(PING)  # below the transport's high-water mark: returns without waiting
             except (ConnectionResetError, RuntimeError):  # gone, or already ended
                 self.discard(stream)
+                stream.lost()  # an idle stream learns it now, not at its reply's next event
                 continue
             stream.last_write = time.monotonic()
             pinged += 1

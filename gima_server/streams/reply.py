@@ -40,8 +40,15 @@ _ERROR_MESSAGES = {
 }
 
 
+class Pushable(Protocol):
+    def push(self) -> None:
+        """The source has something new (or has finished); called synchronously, so it must not block."""
+        ...
+
+
 class EventSource(Protocol):
-    """What a subscriber reads: an ordered list of events that may still grow."""
+    """What a subscriber reads: an ordered list of events that may still grow. A subscriber either awaits
+    wait_beyond() or subscribes to be pushed to."""
 
     @property
     def events(self) -> Sequence[Event]: ...
@@ -51,9 +58,33 @@ class EventSource(Protocol):
 
     async def wait_beyond(self, cursor: int) -> None: ...
 
+    def subscribe(self, subscriber: Pushable) -> None: ...
+
+    def unsubscribe(self, subscriber: Pushable) -> None: ...
+
     def close(self) -> None:
         """The subscriber is done with it (a remote follower stops reading for it)."""
         ...
+
+
+class Subscribers:
+    """Who is pushed to when a log grows (insertion-ordered: the first to subscribe is written to first)."""
+
+    __slots__ = ("_pushed",)
+
+    def __init__(self) -> None:
+        self._pushed: dict[Pushable, None] = {}
+
+    def subscribe(self, subscriber: Pushable) -> None:
+        self._pushed[subscriber] = None
+
+    def unsubscribe(self, subscriber: Pushable) -> None:
+        self._pushed.pop(subscriber, None)
+
+    def push(self) -> None:
+        if self._pushed:
+            for subscriber in tuple(self._pushed):
+                subscriber.push()
 
 
 _CANCELLED_CODES = frozenset({"cancelled", "superseded", "shutting_down"})
@@ -115,6 +146,7 @@ class Reply:
         self._checkpoints = Checkpointer(store, exchange.reply_message_id)
         self._written: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+        self._subscribers = Subscribers()
         self._parts: list[str] = []
         self.text_chars = 0
         self.sections: list[tuple[str, int]] = []  # (agent, offset of its first character): see snapshot.py
@@ -161,10 +193,17 @@ class Reply:
     def close(self) -> None:
         return None
 
+    def subscribe(self, subscriber: Pushable) -> None:
+        self._subscribers.subscribe(subscriber)
+
+    def unsubscribe(self, subscriber: Pushable) -> None:
+        self._subscribers.unsubscribe(subscriber)
+
     def wake(self) -> None:
         """Let every subscriber take what is new."""
         self._changed.set()
         self._changed.clear()
+        self._subscribers.push()
 
     async def wait_beyond(self, cursor: int) -> None:
         while len(self.events) <= cursor and not self.finished:
@@ -217,6 +256,7 @@ class Reply:
         finally:
             self.finished_at = time.monotonic()
             self._changed.set()
+            self._subscribers.push()
             self._on_finish(self)
             await self._finalize()
             log.info(
@@ -455,6 +495,12 @@ class StoredReply:
             self.events = [snapshot_event(final_id - 1, message.id, status, message.content, ()), final]
 
     async def wait_beyond(self, cursor: int) -> None:
+        return None
+
+    def subscribe(self, subscriber: Pushable) -> None:
+        return None  # finished: nothing will come
+
+    def unsubscribe(self, subscriber: Pushable) -> None:
         return None
 
     def close(self) -> None:

@@ -76,11 +76,9 @@ async def post_stream(request: web.Request) -> web.StreamResponse:
     trace_id = request_trace_id(request)
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
     metrics = request.app[appkeys.METRICS]
-    resp, client_gone = await stream_events(request, source, 0, subscriber_options(request), trace_id, metrics, headers,
-                                            principal.session_id)
-    if client_gone and outcome.reply is not None and request.app[appkeys.SETTINGS].cancel_on_disconnect:
-        outcome.reply.cancel("cancelled")
-    return resp
+    reply = outcome.reply if request.app[appkeys.SETTINGS].cancel_on_disconnect else None
+    return await stream_events(request, source, 0, subscriber_options(request), trace_id, metrics, headers,
+                               principal.session_id, on_gone=None if reply is None else lambda: reply.cancel("cancelled"))
 
 
 async def begin_reply(
@@ -173,7 +171,10 @@ async def _start_new_reply(
 
 
 def _last_event_id(request: web.Request) -> int:
-    raw = request.headers.get("Last-Event-ID", request.query.get("lastEventId", "0")).strip() or "0"
+    raw = request.headers.get("Last-Event-ID")
+    if raw is None:  # only then: a parsed query is kept on the request for as long as its stream lasts
+        raw = request.query.get("lastEventId", "0") if "?" in request.raw_path else "0"
+    raw = raw.strip() or "0"
     if not raw.isdigit() or len(raw) > 12:
         raise invalid("Last-Event-ID must be a whole number")
     return int(raw)
@@ -198,9 +199,8 @@ async def get_events(request: web.Request) -> web.StreamResponse:
     if last_id > 0:
         metrics.resumes.inc()
         metrics.recent_resumes.add(1)
-    resp, _ = await stream_events(request, source, cursor, subscriber_options(request), trace_id, metrics,
-                                  session_id=principal.session_id)
-    return resp
+    return await stream_events(request, source, cursor, subscriber_options(request), trace_id, metrics,
+                               session_id=principal.session_id)
 
 
 async def cancel_stream(request: web.Request) -> web.Response:

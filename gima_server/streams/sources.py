@@ -14,7 +14,7 @@ from .events import Event
 from .follower import ForeignReply, LogFollower, backing_unavailable
 from .ownership import RedisCancelBus
 from .registry import Registry
-from .reply import EventSource, StoredReply
+from .reply import EventSource, Pushable, StoredReply
 
 log = logging.getLogger("gima.sources")
 _POLL_S = 0.05
@@ -29,6 +29,12 @@ class Unavailable:
         self.events = [event]
 
     async def wait_beyond(self, cursor: int) -> None:
+        return None
+
+    def subscribe(self, subscriber: Pushable) -> None:
+        return None  # finished: nothing will come
+
+    def unsubscribe(self, subscriber: Pushable) -> None:
         return None
 
     def close(self) -> None:

@@ -1,4 +1,5 @@
-"""Writing a reply to one subscriber over SSE: every waiting event in one write, slow readers dropped."""
+"""Writing a reply to one subscriber over SSE: every waiting event in one write, pushed by the reply itself when the
+write cannot block, slow readers dropped."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import socket
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Any, Callable, Coroutine, Mapping
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -15,9 +16,9 @@ from aiohttp.web import BaseRequest
 from aiohttp_sse import EventSourceResponse
 
 from .. import appkeys
-from ..auth.connections import cancel_task
 from ..observability.http_metrics import STARTED_AT
 from ..observability.metrics import Metrics
+from ..observability.tracing import current_trace_id
 from .events import SSE_SEP, retry_frame, unnumbered_error
 from .heartbeat import Heartbeat
 from .reply import EventSource
@@ -27,15 +28,21 @@ _NEVER_PAUSES_BYTES = 64 * 1024  # asyncio's default write-buffer high-water mar
 
 
 class BatchingEventSourceResponse(EventSourceResponse):
-    """aiohttp-sse's response (headers, stall protection) plus a write of many pre-encoded frames at once, and
-    pings from the process's one Heartbeat instead of a ping task per stream (aiohttp-sse's own when none)."""
+    """aiohttp-sse's response (headers, stall protection) plus a write of many pre-encoded frames at once, a write
+    that does not wait, and pings from the process's one Heartbeat instead of a ping task per stream
+    (aiohttp-sse's own when none)."""
 
     sndbuf_bytes = 0
     heartbeat: Heartbeat | None = None
     last_write = 0.0
+    subscription: Subscription | None = None
 
     async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
-        if self.heartbeat is None or self.prepared:
+        if self.prepared:
+            # aiohttp prepares again after the handler; a gone client is the subscription's to notice (its end runs
+            # from write_eof, which aiohttp-sse's CancelledError here would skip).
+            return self._payload_writer
+        if self.heartbeat is None:
             return await super().prepare(request)
         # aiohttp-sse's prepare() without its ping task (the shared heartbeat pings).
         self._set_tcp_user_timeout(request)
@@ -55,9 +62,23 @@ class BatchingEventSourceResponse(EventSourceResponse):
         if self.heartbeat is None:
             await super().wait()
 
+    def write_eof(self, data: bytes = b"") -> Coroutine[Any, Any, None]:
+        """What aiohttp awaits once the handler has returned: with a subscription, following it to its end first.
+        Not a coroutine function itself, so that an idle stream holds one coroutine here, not two."""
+        subscription = self.subscription
+        if subscription is not None and not subscription.ended:
+            return subscription.follow_to_end(data)
+        return super().write_eof(data)
+
+    def lost(self) -> None:
+        """The heartbeat could not ping this stream: its client is gone."""
+        if self.subscription is not None:
+            self.subscription.client_lost()
+
     def can_write_now(self, size: int) -> bool:
+        """A write would not wait: below the high-water mark, or failing at once because the client is gone."""
         transport = self._req.transport if self._req is not None else None
-        return transport is not None and transport.get_write_buffer_size() + size < _NEVER_PAUSES_BYTES
+        return transport is None or transport.get_write_buffer_size() + size < _NEVER_PAUSES_BYTES
 
     def _set_tcp_user_timeout(self, request: BaseRequest) -> None:
         super()._set_tcp_user_timeout(request)
@@ -66,6 +87,21 @@ class BatchingEventSourceResponse(EventSourceResponse):
         sock = request.transport.get_extra_info("socket") if request.transport else None
         if self.sndbuf_bytes and sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf_bytes)
+
+    def write_now(self, frames: bytes) -> None:
+        """Write without waiting: for a caller that checked can_write_now, after the first (awaited) write sent the
+        headers. Raises ConnectionResetError when the client is gone."""
+        writer = self._payload_writer
+        transport = self._req.transport if self._req is not None else None
+        if writer is None or transport is None or transport.is_closing():
+            raise ConnectionResetError("the client is gone")
+        if not frames:
+            return  # an empty chunk would be the end of the body
+        # Hand-written: aiohttp's writes are coroutines, and a push from the reply cannot await; a chunk is
+        # "size CRLF data CRLF" (RFC 9112, 7.1).
+        transport.write(b"%x\r\n%b\r\n" % (len(frames), frames) if writer.chunked else frames)  # type: ignore[attr-defined]
+        writer.output_size += len(frames)
+        self.last_write = time.monotonic()
 
     async def send_frames(self, frames: bytes) -> None:
         # aiohttp-sse's send() writes one event per call; this keeps its timeout and abort rules for a batch.
@@ -119,12 +155,13 @@ async def stream_events(
     headers: Mapping[str, str] | None = None,
     session_id: str | None = None,
     dialect: Framing | None = None,
-) -> tuple[web.StreamResponse, bool]:
-    """Send source.events[cursor:] and follow the source until its last event; return (response, client_gone).
+    on_gone: Callable[[], object] | None = None,
+) -> web.StreamResponse:
+    """Send source.events[cursor:], then return the response, which follows the source to its last event once the
+    handler has returned (aiohttp runs the rest from write_eof). on_gone runs if the client leaves first.
 
     With session_id, the stream ends when that login session does (a logout, here or in another process).
     A dialect other than the native one brings its own first frame and its own slow-consumer frame."""
-    started_at = request.get(STARTED_AT, time.perf_counter())
     resp = BatchingEventSourceResponse(
         headers=headers,
         sep=SSE_SEP,
@@ -139,76 +176,188 @@ async def stream_events(
     except BaseException:
         source.close()  # the client left before the first byte: stop following for it
         raise
-    pending = retry_frame(options.retry_ms) if dialect is None else dialect.opening
-    client_gone = False
-    tally = _Tally(metrics, started_at)
-    metrics.subscribers.inc()
-    connections = request.app[appkeys.CONNECTIONS]
-    if session_id is not None:
-        connections.add(session_id, resp, cancel_task(request.task))
+    subscription = Subscription(request, resp, source, cursor, options.max_lag, trace_id, metrics, session_id, dialect,
+                                on_gone)
+    following = False
     try:
-        while True:
-            await source.wait_beyond(cursor)
-            events = source.events
-            batch = events[cursor:]
-            if batch:
-                cursor += len(batch)
-                pending += b"".join(event.frame for event in batch)
-            if pending:
-                await resp.send_frames(pending)
-                pending = b""
-                tally.wrote(len(batch))
-            if batch and batch[-1].terminal or (source.finished and cursor >= len(source.events)):
-                break
-            if len(source.events) - cursor > options.max_lag:
-                metrics.slow_consumers.inc()
-                await _drop_slow_consumer(resp, trace_id, dialect)
-                break
-    except (ConnectionResetError, TimeoutError):
-        client_gone = True
+        # Awaited even when empty: it sends the headers, so that later writes may go straight to the transport.
+        following = await subscription.first_write(retry_frame(options.retry_ms) if dialect is None else dialect.opening)
     finally:
-        if session_id is not None:
-            connections.discard(session_id, resp)
-        source.close()
-        tally.flush()
-        metrics.subscribers.dec()
-        resp.stop_streaming()
-        await resp.wait()
-    return resp, client_gone
+        if not following:
+            subscription.end()
+    if following:
+        resp.subscription = subscription
+    return resp
 
 
-class _Tally:
-    """Per-subscriber counts, handed to the metrics in bunches: a counter update per event adds up at 50k events/s."""
+class Subscription:
+    """One subscriber of a source after its first write (ADR 13). The source calls push() when it has something
+    new, and push() writes it straight to the socket when that cannot block: no task switch per batch. What can
+    block (a full transport), a slow consumer and the end are handled by follow_to_end(), which aiohttp awaits as
+    the response's write_eof once the handler has returned: an idle stream holds no handler frames, only that
+    coroutine and one future (memory per idle stream: bench/idle_memory.py)."""
 
-    _FLUSH_EVERY = 64
+    __slots__ = ("_request", "_resp", "_source", "cursor", "_max_lag", "_trace_id", "_metrics", "_session_id",
+                 "_dialect", "_on_gone", "_waiter", "_gone", "_stopped", "_ended", "_writes", "_events", "_first")
 
-    def __init__(self, metrics: Metrics, started_at: float) -> None:
+    def __init__(self, request: web.Request, resp: BatchingEventSourceResponse, source: EventSource, cursor: int,
+                 max_lag: int, trace_id: str, metrics: Metrics, session_id: str | None, dialect: Framing | None,
+                 on_gone: Callable[[], object] | None) -> None:
+        self._request = request
+        self._resp = resp
+        self._source = source
+        self.cursor = cursor
+        self._max_lag = max_lag
+        self._trace_id = trace_id
         self._metrics = metrics
-        self._started_at = started_at
+        self._session_id = session_id
+        self._dialect = dialect
+        self._on_gone = on_gone
+        self._waiter: asyncio.Future[None] | None = None
+        self._gone = self._stopped = self._ended = False
+        # Counts handed to the metrics in bunches: a counter update per event adds up at 50k events/s.
+        self._writes = self._events = 0
         self._first = True
-        self._writes = 0
-        self._events = 0
+        metrics.subscribers.inc()
+        if session_id is not None:
+            request.app[appkeys.CONNECTIONS].add(session_id, resp, self.stop)
 
-    def wrote(self, events: int) -> None:
+    async def first_write(self, opening: bytes) -> bool:
+        """Write the opening and what the source has; True when the stream goes on (follow_to_end takes it over)."""
+        batch = self._source.events[self.cursor:]
+        self.cursor += len(batch)
+        try:
+            await self._resp.send_frames(opening + b"".join(event.frame for event in batch))
+        except (ConnectionResetError, TimeoutError):
+            self._gone = True
+            return False
+        self._wrote(len(batch))
+        return not self._all_sent()
+
+    def _all_sent(self) -> bool:
+        # The end is the source's, not its last event's: a reply still letting go of its session has not ended.
+        source = self._source
+        return source.finished and self.cursor >= len(source.events)
+
+    def push(self) -> None:
+        """The source has news (called by it, synchronously): write it now if that cannot block, else wake
+        follow_to_end."""
+        waiter = self._waiter
+        if waiter is None:
+            return  # follow_to_end is writing and will see what is new
+        events = self._source.events
+        waiting = len(events) - self.cursor
+        if waiting > 0:
+            batch = events[self.cursor:]
+            frames = b"".join(event.frame for event in batch)
+            if waiting > self._max_lag or not self._resp.can_write_now(len(frames)):
+                self._wake(waiter)
+                return
+            try:
+                self._resp.write_now(frames)
+            except ConnectionResetError:
+                self._gone = True
+                self._wake(waiter)
+                return
+            self.cursor += waiting
+            self._wrote(waiting)
+        if self._all_sent():
+            self._wake(waiter)
+
+    def _wake(self, waiter: asyncio.Future[None]) -> None:
+        self._waiter = None
+        if not waiter.done():
+            waiter.set_result(None)
+
+    def stop(self) -> None:
+        """End the stream now (its login session ended)."""
+        self._stopped = True
+        if self._waiter is not None:
+            self._wake(self._waiter)
+
+    def client_lost(self) -> None:
+        self._gone = True
+        self.stop()
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    async def follow_to_end(self, data: bytes) -> None:
+        """Until the source's end, the client's departure or a stop; then the end of the body."""
+        resp, source = self._resp, self._source
+        loop = asyncio.get_running_loop()
+        source.subscribe(self)
+        try:
+            while not (self._gone or self._stopped):
+                events = source.events
+                if len(events) - self.cursor > self._max_lag:
+                    self._metrics.slow_consumers.inc()
+                    await _drop_slow_consumer(resp, self._trace_id, self._dialect)
+                    break
+                batch = events[self.cursor:]
+                if batch:
+                    self.cursor += len(batch)
+                    await resp.send_frames(b"".join(event.frame for event in batch))
+                    self._wrote(len(batch))
+                elif source.finished:
+                    break
+                else:
+                    self._waiter = waiter = loop.create_future()
+                    try:
+                        await waiter
+                    finally:
+                        self._waiter = None
+        except (ConnectionResetError, TimeoutError):
+            self._gone = True
+        except asyncio.CancelledError:
+            transport = self._request.transport
+            self._gone = transport is None or transport.is_closing()  # a test server cancels on a hang-up
+            raise
+        finally:
+            self.end()
+            await resp.wait()
+        await EventSourceResponse.write_eof(resp, data)
+
+    def _wrote(self, events: int) -> None:
         self._writes += 1
         self._events += events
         if self._first and events:
             self._first = False
-            ttfe = time.perf_counter() - self._started_at
+            ttfe = time.perf_counter() - self._request.get(STARTED_AT, time.perf_counter())
             self._metrics.time_to_first_event.observe(ttfe)
             self._metrics.recent_ttfe.add(ttfe)
-        if self._events >= self._FLUSH_EVERY:
-            self.flush()
+        if self._events >= _FLUSH_EVERY:
+            self._flush_counts()
 
-    def flush(self) -> None:
+    def _flush_counts(self) -> None:
         if self._writes:
             self._metrics.writes.inc(self._writes)
             self._metrics.events_sent.inc(self._events)
             self._metrics.recent_events.add(self._events)
             self._writes = self._events = 0
 
+    def end(self) -> None:
+        """Stop following (once): the source, the session's list, the metrics, and on_gone if the client left."""
+        if self._ended:
+            return
+        self._ended = True
+        if self._session_id is not None:
+            self._request.app[appkeys.CONNECTIONS].discard(self._session_id, self._resp)
+        self._source.unsubscribe(self)
+        self._source.close()
+        self._flush_counts()
+        self._metrics.subscribers.dec()
+        self._resp.stop_streaming()
+        if self._gone and self._on_gone is not None:
+            self._on_gone()
+
+
+_FLUSH_EVERY = 64
+
 
 async def _drop_slow_consumer(resp: BatchingEventSourceResponse, trace_id: str, dialect: Framing | None) -> None:
+    current_trace_id.set(trace_id)  # the middleware, which set it, has returned
     log.info("dropping a slow subscriber")
     if dialect is not None:
         await resp.send_frames(dialect.slow_consumer(trace_id))

@@ -1,25 +1,38 @@
-"""What goes over the wire: heartbeats, batched writes, and a lone event without delay."""
+"""What goes over the wire: heartbeats, batched writes, a lone event without delay, a gone client noticed."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+from pathlib import Path
+
+import aiohttp
 import pytest
 
 from gima_server.streams.sse import BatchingEventSourceResponse
 
+from ..cluster import start_cluster
 from ..conftest import MakeClient, sign_up
+from ..secrets_watch import remember
 from ..sse import parse_sse
 
 
 @pytest.fixture
 def writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every write of frames: awaited ones (send_frames) and those pushed straight to the socket (write_now)."""
     seen: list[bytes] = []
-    original = BatchingEventSourceResponse.send_frames
+    send_frames, write_now = BatchingEventSourceResponse.send_frames, BatchingEventSourceResponse.write_now
 
     async def counting(self: BatchingEventSourceResponse, frames: bytes) -> None:
         seen.append(frames)
-        await original(self, frames)
+        await send_frames(self, frames)
+
+    def counting_now(self: BatchingEventSourceResponse, frames: bytes) -> None:
+        seen.append(frames)
+        write_now(self, frames)
 
     monkeypatch.setattr(BatchingEventSourceResponse, "send_frames", counting)
+    monkeypatch.setattr(BatchingEventSourceResponse, "write_now", counting_now)
     return seen
 
 
@@ -47,3 +60,37 @@ async def test_a_lone_event_goes_out_at_once(make_client: MakeClient, writes: li
     # Tokens 50 ms apart: the writer does not wait to gather a batch, so nearly every write is one event.
     single = sum(frames.count(b"\nid: ") + frames.startswith(b"id: ") == 1 for frames in writes)
     assert sum(e.name == "delta" for e in events) >= 10 and single >= 0.8 * len(writes)
+
+
+async def _subscribers(session: aiohttp.ClientSession, base: str) -> float:
+    text = await (await session.get(f"{base}/metrics")).text()
+    return float(re.search(r"(?m)^gima_sse_subscribers (\S+)$", text).group(1))  # type: ignore[union-attr]
+
+
+@pytest.mark.slow
+async def test_an_idle_stream_whose_client_left_ends_at_the_next_heartbeat(tmp_path: Path) -> None:
+    """On a production server (which never cancels a handler): the client of a quiet reply hangs up, and its
+    stream is let go at the next ping, not when the reply next speaks (a minute away here)."""
+    cluster = start_cluster(tmp_path, None, 1, nginx=False, heartbeat_s="0.3", demo_first_token_ms="60000")
+    try:
+        base = cluster.base(0)
+        async with aiohttp.ClientSession() as session:
+            signup = await session.post(f"{base}/api/auth/signup",
+                                        json={"email": "idle@example.com", "password": "a good password"})
+            token = (await signup.json())["accessToken"]
+            remember(token)
+            reader, writer = await asyncio.open_connection("127.0.0.1", cluster.ports[0])
+            body = b'{"content":"a slow one"}'
+            writer.write(b"POST /api/chat/stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Authorization: Bearer " + token.encode() + b"\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
+            assert b"event: meta" in await reader.readuntil(b"event: meta")
+            assert await _subscribers(session, base) == 1.0
+            writer.close()
+            await writer.wait_closed()
+            for _ in range(40):
+                if await _subscribers(session, base) == 0.0:
+                    break
+                await asyncio.sleep(0.1)
+            assert await _subscribers(session, base) == 0.0
+    finally:
+        cluster.stop()

@@ -1,4 +1,5 @@
-"""One heartbeat for all streams: quiet ones get `: ping`, busy, backed-up and closed ones do not."""
+"""One heartbeat for all streams: quiet ones get `: ping`, busy, backed-up and closed ones do not; a closed one is
+told that its client is gone."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ class Stream:
         self.backed_up = backed_up
         self.gone = gone
         self.written: list[bytes] = []
+        self.told_lost = False
 
     def can_write_now(self, size: int) -> bool:
         return not self.backed_up
@@ -19,6 +21,9 @@ class Stream:
         if self.gone:
             raise ConnectionResetError
         self.written.append(data)
+
+    def lost(self) -> None:
+        self.told_lost = True
 
 
 async def test_only_quiet_writable_streams_are_pinged_and_closed_ones_are_dropped() -> None:
@@ -30,5 +35,6 @@ async def test_only_quiet_writable_streams_are_pinged_and_closed_ones_are_droppe
     assert quiet.written == [PING] and quiet.last_write > 180.0
     assert busy.written == [] and backed_up.written == [] and gone.written == []
     assert len(heartbeat) == 3  # the closed one is forgotten
+    assert gone.told_lost and not any(s.told_lost for s in (quiet, busy, backed_up))
     heartbeat.discard(busy)
     assert len(heartbeat) == 2
