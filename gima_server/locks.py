@@ -8,6 +8,7 @@ off) can never overwrite the work of the one that took over.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 import time
@@ -57,6 +58,7 @@ class LocalLocks:
         self._clock = clock
         self._held: dict[str, tuple[str, float]] = {}
         self._fences: dict[str, int] = {}
+        self._tokens = itertools.count(1)  # unique within the process, which is all a local lease needs
 
     def _holder(self, name: str) -> str | None:
         held = self._held.get(name)
@@ -68,7 +70,7 @@ class LocalLocks:
     async def try_acquire(self, name: str, ttl_s: float) -> Lease | None:
         if self._holder(name) is not None:
             return None
-        token = secrets.token_hex(16)
+        token = f"local-{next(self._tokens)}"  # profile: a random token per lock was ~2 % of starting a reply
         self._held[name] = (token, self._clock() + ttl_s)
         # Microseconds of wall time, like the Redis script, so both kinds of token order with each other.
         self._fences[name] = max(self._fences.get(name, 0) + 1, time.time_ns() // 1000)

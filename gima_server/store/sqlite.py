@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar, cast
 
 from ..apikeys.model import ApiKey
 from ..streams.snapshot import decode_sections, encode_sections
@@ -158,11 +159,43 @@ _SEARCH_SCHEMA = (
 _OLD_SEARCH_TRIGGERS = ("messages_fts_insert", "messages_fts_unindex", "messages_fts_reindex", "messages_fts_delete")
 
 
+def _in_one_transaction(
+    conn: sqlite3.Connection, writes: list[Callable[[sqlite3.Connection], Any]]
+) -> list[tuple[Any, Exception | None]]:
+    """Each write in a savepoint of its own inside one transaction: (its value, None) or (None, its refusal).
+    An OperationalError (the disk: full, read-only, locked) is no refusal: it ends the whole transaction."""
+    outcomes: list[tuple[Any, Exception | None]] = []
+    with _transaction(conn):
+        for write in writes:
+            conn.execute("SAVEPOINT grouped_write")
+            try:
+                value = write(conn)
+            except sqlite3.OperationalError:
+                raise
+            except Exception as exc:
+                conn.execute("ROLLBACK TO grouped_write")
+                conn.execute("RELEASE grouped_write")
+                outcomes.append((None, exc))
+                continue
+            conn.execute("RELEASE grouped_write")
+            outcomes.append((value, None))
+    return outcomes
+
+
+def _has_search_index(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages_fts_pending'").fetchone() is not None
+
+
 def _ensure_search_index(conn: sqlite3.Connection) -> None:
     """Made on the first start of a version that searches; the messages already there are queued for it."""
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages_fts_pending'").fetchone():
-        return
+    if not _has_search_index(conn):
+        _create_search_index(conn)
+
+
+def _create_search_index(conn: sqlite3.Connection) -> None:
     with _transaction(conn):
+        if _has_search_index(conn):
+            return  # another process starting on the same file made it meanwhile (BEGIN IMMEDIATE waited for it)
         fresh = not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages_fts'").fetchone()
         for trigger in _OLD_SEARCH_TRIGGERS:  # an index kept in step synchronously (an earlier build) keeps its rows
             conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
@@ -227,6 +260,8 @@ class SqliteStore(SqliteMigrationMixin):
         self._conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
         self._key_conn: sqlite3.Connection | None = None  # lookups by key, on the loop thread (ADR 10)
+        self._grouped: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._group_writer: asyncio.Task[None] | None = None
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
@@ -235,6 +270,34 @@ class SqliteStore(SqliteMigrationMixin):
                 return fn(self._conn)
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def _run_grouped(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A reply's small write (exchange, checkpoint, finish), sharing one transaction with the others waiting
+        when the writer is free (group commit): one thread hop and one commit for many replies, where each took
+        its own (profile: the writer thread was a fifth of the one core while 1,000 replies started). Each runs
+        in a savepoint of its own, so a write that refuses (a duplicate id, a missing chat) undoes only itself;
+        a fault of the disk fails the whole group, and each caller retries as before."""
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._grouped.append((fn, done))
+        if self._group_writer is None or self._group_writer.done():
+            self._group_writer = asyncio.create_task(self._write_groups())
+        return cast(T, await done)
+
+    async def _write_groups(self) -> None:
+        while self._grouped:
+            group, self._grouped = self._grouped, []
+            try:
+                outcomes = await self._run(functools.partial(_in_one_transaction, writes=[fn for fn, _ in group]))
+            except BaseException as exc:
+                for _, done in group:
+                    if not done.done():
+                        done.set_exception(exc) if isinstance(exc, Exception) else done.cancel()
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, done), (value, error) in zip(group, outcomes, strict=True):
+                if not done.done():
+                    done.set_exception(error) if error is not None else done.set_result(value)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
@@ -472,34 +535,33 @@ class SqliteStore(SqliteMigrationMixin):
         return row["user_id"] if row else None
 
     async def begin_exchange(self, exchange: Exchange) -> None:
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: sqlite3.Connection) -> None:  # inside the savepoint _run_grouped gives it: all or nothing
             ex = exchange
-            with _transaction(conn):
-                if ex.new_chat_title is not None:
-                    conn.execute(
-                        "INSERT INTO chats (id, user_id, title, created_at, updated_at) VALUES (?,?,?,?,?)",
-                        (ex.chat_id, ex.user_id, ex.new_chat_title, ex.created_at, ex.created_at),
-                    )
-                elif not conn.execute(
-                    "UPDATE chats SET updated_at = ? WHERE id = ? AND user_id = ?", (ex.created_at, ex.chat_id, ex.user_id)
-                ).rowcount:
-                    raise LookupError(f"chat {ex.chat_id} not found")
-                seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE chat_id = ?", (ex.chat_id,)).fetchone()[0]
-                try:
-                    conn.executemany(
-                        "INSERT INTO messages (id, chat_id, user_id, role, content, status, seq, created_at, fence)"
-                        " VALUES (?,?,?,?,?,?,?,?,?)",
-                        [
-                            (ex.user_message_id, ex.chat_id, ex.user_id, "user", ex.content, "complete", seq + 1,
-                             ex.created_at, ex.fence),
-                            (ex.reply_message_id, ex.chat_id, ex.user_id, "assistant", "", "streaming", seq + 2,
-                             ex.created_at, ex.fence),
-                        ],
-                    )
-                except sqlite3.IntegrityError as exc:
-                    raise DuplicateError(ex.reply_message_id) from exc
+            if ex.new_chat_title is not None:
+                conn.execute(
+                    "INSERT INTO chats (id, user_id, title, created_at, updated_at) VALUES (?,?,?,?,?)",
+                    (ex.chat_id, ex.user_id, ex.new_chat_title, ex.created_at, ex.created_at),
+                )
+            elif not conn.execute(
+                "UPDATE chats SET updated_at = ? WHERE id = ? AND user_id = ?", (ex.created_at, ex.chat_id, ex.user_id)
+            ).rowcount:
+                raise LookupError(f"chat {ex.chat_id} not found")
+            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE chat_id = ?", (ex.chat_id,)).fetchone()[0]
+            try:
+                conn.executemany(
+                    "INSERT INTO messages (id, chat_id, user_id, role, content, status, seq, created_at, fence)"
+                    " VALUES (?,?,?,?,?,?,?,?,?)",
+                    [
+                        (ex.user_message_id, ex.chat_id, ex.user_id, "user", ex.content, "complete", seq + 1,
+                         ex.created_at, ex.fence),
+                        (ex.reply_message_id, ex.chat_id, ex.user_id, "assistant", "", "streaming", seq + 2,
+                         ex.created_at, ex.fence),
+                    ],
+                )
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateError(ex.reply_message_id) from exc
 
-        await self._run(write)
+        await self._run_grouped(write)
 
     async def get_message(self, user_id: str, message_id: str) -> Message | None:
         row = await self._one("SELECT * FROM messages WHERE id = ? AND user_id = ?", (message_id, user_id))
@@ -536,7 +598,7 @@ class SqliteStore(SqliteMigrationMixin):
                 (content, fence, message_id, fence),
             ).rowcount > 0
 
-        return await self._run(write)
+        return await self._run_grouped(write)
 
     async def finish_reply(
         self,
@@ -562,7 +624,7 @@ class SqliteStore(SqliteMigrationMixin):
                  message_id, fence),
             ).rowcount > 0
 
-        return await self._run(write)
+        return await self._run_grouped(write)
 
     async def list_streaming_replies(self, limit: int) -> list[Message]:
         rows = await self._read(

@@ -16,7 +16,7 @@ from ..locks import Lease
 from ..observability.tracing import current_trace_id
 from ..store.base import Exchange, Message, Receipt, Store, StoreUnavailable
 from .checkpoint import Checkpointer
-from .events import Event, delta_event, make_event, meta_data
+from .events import TERMINAL_EVENTS, Event, delta_event, make_event, meta_data
 from .ownership import Busy, Ownership
 from .snapshot import snapshot_event
 from .wakeups import Wakeups
@@ -82,8 +82,11 @@ class Subscribers:
         self._pushed.pop(subscriber, None)
 
     def push(self) -> None:
-        if self._pushed:
-            for subscriber in tuple(self._pushed):
+        pushed = self._pushed
+        if len(pushed) == 1:  # the usual case: one reader of the reply
+            next(iter(pushed)).push()
+        elif pushed:
+            for subscriber in tuple(pushed):  # a push may unsubscribe
                 subscriber.push()
 
 
@@ -182,7 +185,7 @@ class Reply:
 
     def _log(self, event: Event) -> Event:
         self.events.append(event)
-        if self._wakeups is None or event.terminal or event.id <= 2:
+        if self._wakeups is None or event.id <= 2 or event.name in TERMINAL_EVENTS:
             self.wake()
         else:
             self._wakeups.later(self)

@@ -19,7 +19,7 @@ from .. import appkeys
 from ..observability.http_metrics import STARTED_AT
 from ..observability.metrics import Metrics
 from ..observability.tracing import current_trace_id
-from .events import SSE_SEP, retry_frame, unnumbered_error
+from .events import SSE_SEP, TERMINAL_EVENTS, retry_frame, unnumbered_error
 from .heartbeat import Heartbeat
 from .reply import EventSource
 
@@ -249,7 +249,7 @@ class Subscription:
         waiting = len(events) - self.cursor
         if waiting > 0:
             batch = events[self.cursor:]
-            frames = b"".join(event.frame for event in batch)
+            frames = batch[0].frame if waiting == 1 else b"".join([event.frame for event in batch])
             if waiting > self._max_lag or not self._resp.can_write_now(len(frames)):
                 self._wake(waiter)
                 return
@@ -261,6 +261,8 @@ class Subscription:
                 return
             self.cursor += waiting
             self._wrote(waiting)
+            if batch[-1].name not in TERMINAL_EVENTS:
+                return  # the end comes with a terminal event, and the source pushes again once it has ended
         if self._all_sent():
             self._wake(waiter)
 

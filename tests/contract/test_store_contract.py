@@ -325,3 +325,30 @@ async def test_interrupted_replies_are_found_and_ended_once(store: Store) -> Non
     assert fuller is not None and fuller.content == "fuller text from the log" and fuller.event_count == 57
     complete = await store.get_message(user_id, "a2-c1")
     assert complete is not None and complete.status == "complete" and complete.content == "whole"
+
+
+async def test_checkpoints_sent_together_each_get_their_own_answer(store: Store) -> None:
+    """Many replies checkpoint at once (the SQLite store writes them in one transaction): each lands or is refused
+    on its own fence, and a finished reply is never overwritten."""
+    user_id = await _user(store)
+    for n in range(1, 6):
+        await store.begin_exchange(_exchange(user_id, f"c{n}", n, new=True))
+    assert await store.checkpoint_reply("a2-c2", "producer 5", fence=5)
+    await store.finish_reply("a3-c3", "finished", "complete", "stop", 7)
+    answers = await asyncio.gather(*(store.checkpoint_reply(f"a{n}-c{n}", f"text {n}", fence=4) for n in range(1, 6)))
+    assert answers == [True, False, False, True, True]
+    contents = [(await store.get_message(user_id, f"a{n}-c{n}")).content for n in range(1, 6)]  # type: ignore[union-attr]
+    assert contents == ["text 1", "producer 5", "finished", "text 4", "text 5"]
+
+
+async def test_a_refused_exchange_among_others_at_once_refuses_only_itself(store: Store) -> None:
+    """Exchanges written together (one SQLite transaction for all): the duplicate is refused, the others land."""
+    user_id = await _user(store)
+    await store.begin_exchange(_exchange(user_id, "c1", 1, new=True))
+    duplicate = Exchange(user_id, "c1", None, "u-other", "a1-c1", "again", 5.0)
+    outcomes = await asyncio.gather(store.begin_exchange(_exchange(user_id, "c2", 2, new=True)),
+                                    store.begin_exchange(duplicate),
+                                    store.begin_exchange(_exchange(user_id, "c3", 3, new=True)),
+                                    return_exceptions=True)
+    assert outcomes[0] is None and isinstance(outcomes[1], DuplicateError) and outcomes[2] is None
+    assert [len(await store.list_messages(user_id, chat)) for chat in ("c1", "c2", "c3")] == [2, 2, 2]

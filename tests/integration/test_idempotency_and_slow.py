@@ -142,12 +142,21 @@ async def test_reply_is_checkpointed_every_n_deltas_not_per_delta(make_client: M
     assert store.finishes == 1
 
 
+class SlowCheckpointStore(CountingStore):
+    """A store that takes 50 ms per checkpoint: slower than a reply at 2,000 tokens/s (10 deltas every 5 ms)."""
+
+    async def checkpoint_reply(self, message_id: str, content: str, fence: int = 0) -> bool:
+        await asyncio.sleep(0.05)
+        return await super().checkpoint_reply(message_id, content, fence)
+
+
 async def test_a_reply_faster_than_the_store_skips_checkpoints_not_deltas(make_client: MakeClient, tmp_path: Any) -> None:
-    store = CountingStore(tmp_path / "count.sqlite3")
-    client = await make_client(store=store, checkpoint_every=10, demo_reply_words=2000)
+    store = SlowCheckpointStore(tmp_path / "count.sqlite3")
+    client = await make_client(store=store, checkpoint_every=10, demo_reply_words=600, demo_tokens_per_s=2000)
     alice = await sign_up(client, "alice@example.com")
     events, _ = await alice.stream("As fast as possible")
     deltas = sum(e.name == "delta" for e in events)
-    assert 1 <= store.checkpoints < deltas // 10 and store.finishes == 1
+    assert deltas > 600
+    assert 1 <= store.checkpoints < deltas // 10 / 2 and store.finishes == 1  # most due checkpoints were skipped
     stored = (await alice.messages(events[0].data["chatId"]))[-1]
     assert stored["content"] == events[-1].data["content"] and stored["status"] == "complete"

@@ -103,6 +103,23 @@ async def test_a_database_made_before_search_is_indexed_at_start(make_client: Ma
     assert status == 200 and len(body["results"]) >= 1
 
 
+def test_two_processes_making_the_index_at_once_both_start(tmp_path: Path) -> None:
+    """Two processes start on one new file: both saw no index, the second to take the write lock finds it made
+    (a cluster test once failed to start with "table messages_fts_pending already exists")."""
+    from gima_server.store.sqlite import _create_search_index, _prepare
+
+    path = tmp_path / "two.sqlite3"
+    first = sqlite3.connect(path, isolation_level=None)
+    _prepare(first)  # the first process: schema and index made
+    second = sqlite3.connect(path, isolation_level=None)
+    second.row_factory = sqlite3.Row
+    _create_search_index(second)  # the second, which checked before the first had made it
+    triggers = second.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'messages_fts_%'")
+    assert triggers.fetchone()[0] == 3
+    first.close()
+    second.close()
+
+
 async def test_finished_messages_are_indexed_in_the_background_and_stay_consistent(make_client: MakeClient) -> None:
     """A reply's last write only queues it; the index catches up off the busy moments, and a message changed or
     deleted while queued or after indexing leaves no stale words behind (FTS5's external-content rules)."""
