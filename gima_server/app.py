@@ -104,14 +104,22 @@ async def _redis_context(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
 
     # A burst of requests queues for a free connection: redis-py's default pool raises MaxConnectionsError at
     # its 101st concurrent command, and every caller would fall back to in-process. The wait is not Redis
     # being slow (that is the socket timeout), so it gets longer than one command may take.
+    # After a Redis restart every pooled connection is dead and fails its next command: that command is sent
+    # again once on a new connection, or each would be a false outage (locks and limits falling back, readers
+    # told "backing_unavailable"). Timeouts are not retried: a slow Redis is an outage to report at once.
     pool = BlockingConnectionPool.from_url(
         settings.redis_url, max_connections=settings.redis_max_connections,
         timeout=max(2.0, settings.redis_timeout_s * 4),
         socket_timeout=settings.redis_timeout_s, socket_connect_timeout=settings.redis_timeout_s,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        retry_on_error=[RedisConnectionError],
     )
     redis = Redis.from_pool(pool)
     app[appkeys.REDIS] = redis

@@ -4,12 +4,14 @@ on the same Redis and data dir, which has the reply only through Redis)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from ..conftest import Api, MakeClient, quick_user
+from ..redis_server import RedisServer
 from ..sse import SseEvent, parse_sse, read_until
 
 LOGS = ["local", "redis"]
@@ -98,3 +100,26 @@ async def test_a_redis_emptied_mid_reply_gets_the_reply_back_whole(make_client: 
     followed, _ = parse_sse(await follower.read())
     origin = first + second + parse_sse(await resp.read())[0]
     assert _shape(followed) == _shape(origin[1:]) and followed[-1].name == "done"
+
+
+async def test_a_reader_after_a_redis_restart_sees_no_false_outage(
+    make_client: MakeClient, redis_server: RedisServer, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis restarts between two replies: the next reader elsewhere follows the new reply to its end at once
+    (every pooled connection died with the old Redis; a dead connection's first command is no outage)."""
+    writer, reader = await _pair(make_client, redis_url, "redis", demo_tokens_per_s=100, demo_reply_words=30)
+    events, _ = await writer.stream("before the restart")
+    assert (await reader.resume(events[0].data["messageId"], 2))[0] == 200  # the reading loop has read once
+    redis_server.stop()
+    redis_server.start()
+    caplog.clear()
+    resp = await writer.client.post("/api/chat/stream", json={"content": "after the restart"}, headers=writer.headers)
+    first = await read_until(resp, lambda ev: len(ev) >= 3)
+    message_id = first[0].data["messageId"]
+    follower = await reader.client.get(f"/api/chat/streams/{message_id}/events",
+                                       headers={**reader.headers, "Last-Event-ID": "2"})
+    followed, _ = parse_sse(await follower.read())
+    origin = first + parse_sse(await resp.read())[0]
+    assert [e.data.get("code") for e in followed if e.name == "error"] == []
+    assert _shape(followed) == _shape(origin[2:]) and followed[-1].name == "done"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "Redis" in r.getMessage()]
