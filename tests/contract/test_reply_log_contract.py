@@ -27,6 +27,16 @@ async def _pair(make_client: MakeClient, redis_url: str, log: str, **settings: A
     return writer, Api(reader_app, writer.token, writer.user)
 
 
+async def _follow_from_2(writer: Api, reader: Api, content: str) -> tuple[list[SseEvent], list[SseEvent]]:
+    """The writer starts a reply; the reader follows it live from Last-Event-ID 2: (followed, the writer's own)."""
+    resp = await writer.client.post("/api/chat/stream", json={"content": content}, headers=writer.headers)
+    first = await read_until(resp, lambda ev: len(ev) >= 3)
+    follower = await reader.client.get(f"/api/chat/streams/{first[0].data['messageId']}/events",
+                                       headers={**reader.headers, "Last-Event-ID": "2"})
+    followed, _ = parse_sse(await follower.read())
+    return followed, first + parse_sse(await resp.read())[0]
+
+
 def _shape(events: list[SseEvent]) -> list[tuple[int | None, str, Any]]:
     return [(e.id, e.name, e.data) for e in events]
 
@@ -47,13 +57,7 @@ async def test_a_finished_reply_reads_the_same_from_every_id(make_client: MakeCl
 @pytest.mark.parametrize("log", LOGS)
 async def test_a_live_reply_is_followed_to_its_end(make_client: MakeClient, redis_url: str, log: str) -> None:
     writer, reader = await _pair(make_client, redis_url, log, demo_tokens_per_s=200, demo_reply_words=20)
-    resp = await writer.client.post("/api/chat/stream", json={"content": "follow me"}, headers=writer.headers)
-    first = await read_until(resp, lambda ev: len(ev) >= 3)
-    message_id = first[0].data["messageId"]
-    follower = await reader.client.get(f"/api/chat/streams/{message_id}/events",
-                                       headers={**reader.headers, "Last-Event-ID": "2"})
-    followed, _ = parse_sse(await follower.read())
-    origin = first + parse_sse(await resp.read())[0]
+    followed, origin = await _follow_from_2(writer, reader, "follow me")
     assert _shape(followed) == _shape(origin[2:]) and followed[-1].name == "done"
 
 
@@ -113,13 +117,7 @@ async def test_a_reader_after_a_redis_restart_sees_no_false_outage(
     redis_server.stop()
     redis_server.start()
     caplog.clear()
-    resp = await writer.client.post("/api/chat/stream", json={"content": "after the restart"}, headers=writer.headers)
-    first = await read_until(resp, lambda ev: len(ev) >= 3)
-    message_id = first[0].data["messageId"]
-    follower = await reader.client.get(f"/api/chat/streams/{message_id}/events",
-                                       headers={**reader.headers, "Last-Event-ID": "2"})
-    followed, _ = parse_sse(await follower.read())
-    origin = first + parse_sse(await resp.read())[0]
+    followed, origin = await _follow_from_2(writer, reader, "after the restart")
     assert [e.data.get("code") for e in followed if e.name == "error"] == []
     assert _shape(followed) == _shape(origin[2:]) and followed[-1].name == "done"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "Redis" in r.getMessage()]
