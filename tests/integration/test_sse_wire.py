@@ -94,3 +94,33 @@ async def test_an_idle_stream_whose_client_left_ends_at_the_next_heartbeat(tmp_p
             assert await _subscribers(session, base) == 0.0
     finally:
         cluster.stop()
+
+
+async def test_a_reader_whose_socket_fills_gets_every_event_once_in_order(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that stops reading while the reply runs ahead: the pushes stop once the transport is full, the
+    awaited write takes over, and when the reader reads again it gets every event once, in order, to the end."""
+    refused: list[int] = []
+    can_write_now = BatchingEventSourceResponse.can_write_now
+
+    def recording(self: BatchingEventSourceResponse, size: int) -> bool:
+        answer = can_write_now(self, size)
+        if not answer:
+            refused.append(size)
+        return answer
+
+    monkeypatch.setattr(BatchingEventSourceResponse, "can_write_now", recording)
+    client = await make_client(demo_reply_words=8000, sse_sndbuf_bytes=4096, subscriber_max_lag=1_000_000)
+    alice = await sign_up(client, "alice@example.com")
+    async with aiohttp.ClientSession(read_bufsize=1024) as session:  # a small client buffer: TCP pushes back
+        resp = await session.post(client.make_url("/api/chat/stream"), json={"content": "a long one"},
+                                  headers=alice.headers)
+        first = await resp.content.readuntil(b"\n\n")
+        await asyncio.sleep(0.5)  # not reading: the reply runs ahead and the server's transport fills
+        events, _ = parse_sse(first + await resp.read())
+    assert refused, "the transport never filled: the test did not reach the awaited write"
+    assert [e.id for e in events] == list(range(1, len(events) + 1))
+    assert events[-1].name == "done" and sum(e.name == "delta" for e in events) > 8000
+    stored = (await alice.messages(events[0].data["chatId"]))[-1]
+    assert stored["content"] == events[-1].data["content"]
