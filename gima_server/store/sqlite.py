@@ -350,6 +350,8 @@ class SqliteStore(SqliteMigrationMixin):
                 self._read_conn.close()
                 self._read_conn = None
 
+        if self._group_writer is not None:
+            await asyncio.wait({self._group_writer})  # grouped writes still queued land before the connection closes
         if self._key_conn is not None:
             self._key_conn.close()
             self._key_conn = None

@@ -352,3 +352,4 @@ async def test_a_refused_exchange_among_others_at_once_refuses_only_itself(store
                                     return_exceptions=True)
     assert outcomes[0] is None and isinstance(outcomes[1], DuplicateError) and outcomes[2] is None
     assert [len(await store.list_messages(user_id, chat)) for chat in ("c1", "c2", "c3")] == [2, 2, 2]
+

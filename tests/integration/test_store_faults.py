@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
 from gima_server import appkeys
+from gima_server.store.base import Exchange
 from gima_server.store.sqlite import SqliteStore
 
 from ..conftest import MakeClient, quick_user, same_origin
@@ -105,3 +107,21 @@ async def test_a_full_disk_refuses_what_needs_room_and_keeps_everything_before(m
     after, _ = await alice.stream(big)
     assert after[-1].name == "done"
     assert (await alice.messages(before[0].data["chatId"]))[-1]["content"] == before[-1].data["content"]
+
+
+async def test_writes_queued_when_the_store_closes_still_land(tmp_path: Path) -> None:
+    """Closing the store waits for the grouped writes still queued (ADR 14) before the connection goes: the
+    writer task is awaited, not left to the order in which the threads happen to run."""
+    store = SqliteStore(tmp_path / "closing.sqlite3")
+    await store.open()
+    user = await store.create_user("u@example.com", "hash", "U", ("user",))
+    await store.begin_exchange(Exchange(user.id, "c1", "title", "u1", "a1", "question", 1.0))
+    first = asyncio.ensure_future(store.checkpoint_reply("a1", "first"))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the first group is on the writer thread now
+    second = asyncio.ensure_future(store.checkpoint_reply("a1", "written at close"))  # queued behind it
+    await asyncio.sleep(0)
+    await store.close()
+    assert await first and await second
+    with sqlite3.connect(tmp_path / "closing.sqlite3") as conn:
+        assert conn.execute("SELECT content FROM messages WHERE id = 'a1'").fetchone() == ("written at close",)
