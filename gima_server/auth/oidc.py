@@ -117,7 +117,7 @@ def _safe_next(raw: str | None) -> str:
 
 
 def _client(provider: OidcProvider, request: web.Request) -> Any:
-    from authlib.integrations.httpx_client import AsyncOAuth2Client  # type: ignore[import-untyped]
+    from authlib.integrations.httpx_client import AsyncOAuth2Client  # type: ignore[import-untyped, unused-ignore]
 
     s = provider.settings
     return AsyncOAuth2Client(s.client_id, s.client_secret, scope=s.scopes, redirect_uri=_redirect_uri(request),

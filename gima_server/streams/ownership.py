@@ -71,7 +71,7 @@ class RedisCancelBus:
                     on_request(json.loads(message["data"]))
         finally:
             with suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # untyped before redis-py 8.2
 
 class Busy(Exception):
     """The session's previous reply did not let go in time."""
