@@ -58,6 +58,16 @@
   const q = (selector) => shadow.querySelector(selector);
   const launcher = q(".launcher");
   const panel = q(".panel");
+  // The form never submits natively (that would reload the host page and lose the message): one sent before
+  // the modules have loaded waits in the box and goes once the pane is ready.
+  let queued = false;
+  q("form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (pane) { pane.send(); return; }
+    if (!q("textarea").value.trim()) return;
+    queued = true;
+    q(".status").textContent = "Connecting…";
+  });
 
   // A guest token expires (GIMA_ACCESS_TOKEN_TTL_S): a visitor coming back later gets a new guest session
   // instead of a widget stuck on 401.
@@ -98,10 +108,14 @@
           localStorage.setItem(KEYS.chat, chatId);
           channel?.postMessage({ chatId });
         } });
-      q("form").addEventListener("submit", (e) => { e.preventDefault(); pane.send(); });
       if (!(await pane.resume())) {
         const chatId = localStorage.getItem(KEYS.chat);
         if (chatId) await pane.open(chatId).catch(() => localStorage.removeItem(KEYS.chat));
+      }
+      if (queued) {
+        queued = false;
+        pane.say("");
+        pane.send();
       }
       return pane;
     })();

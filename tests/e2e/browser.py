@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import AsyncIterator
 
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page, Route, async_playwright
 
 CHROMIUM = os.environ.get("GIMA_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -36,3 +37,17 @@ def watch_console(page: Page, allowed: tuple[str, ...] = ()) -> list[str]:
     page.on("console", on_console)
     page.on("pageerror", lambda error: problems.append(str(error)))
     return problems
+
+
+async def delay_requests(page: Page, pattern: str, seconds: float) -> asyncio.Event:
+    """Hold every request matching pattern for `seconds` (a slow module on a loaded machine); the event is set
+    once the first one was asked for."""
+    asked = asyncio.Event()
+
+    async def hold(route: Route) -> None:
+        asked.set()
+        await asyncio.sleep(seconds)
+        await route.continue_()
+
+    await page.route(pattern, hold)
+    return asked

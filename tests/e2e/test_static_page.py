@@ -15,7 +15,7 @@ from gima_server import appkeys
 from gima_server.app import create_app
 from gima_server.config import Settings
 
-from .browser import browser, watch_console
+from .browser import browser, delay_requests, watch_console
 from .proxy import CuttableProxy
 
 pytestmark = pytest.mark.e2e
@@ -344,3 +344,25 @@ async def test_the_import_stops_with_a_message_on_429(browser: Browser, aiohttp_
     assert len(puts) == 1  # it stopped: no retry loop against a server that asked it to slow down
     assert [e for e in errors if "Uncaught" in e] == []
     del problems
+
+
+async def test_nothing_can_be_submitted_before_the_modules_load(browser: Browser, aiohttp_server: Any,
+                                                                settings: Settings) -> None:
+    """The page's forms exist only in views app.js shows; until it has loaded (delayed 3 s here) no field can
+    be typed into, so no form submits natively (which would put a password in a URL or reload the page)."""
+    server = await aiohttp_server(create_app(replace(settings, demo_tokens_per_s=400, demo_reply_words=20)))
+    page = await browser.new_page()
+    problems = watch_console(page)
+    module_asked = await delay_requests(page, "**/static/lib/chat.js", 3)
+    await page.goto(f"http://127.0.0.1:{server.port}/", wait_until="commit")
+    await asyncio.wait_for(module_asked.wait(), 10)
+    for name in ("Email", "Password", "Message"):
+        assert not await page.get_by_label(name).is_visible(), name
+    for form in await page.locator("form").all():
+        assert await form.get_attribute("method") == "post"  # even a native submit would not put a field in a URL
+    await _sign_up(page)
+    await page.get_by_label("Message").fill("after a slow start")
+    await page.get_by_role("button", name="Send").click()
+    await expect(_answer(page)).to_have_attribute("data-status", "complete", timeout=15_000)
+    assert page.url == f"http://127.0.0.1:{server.port}/"
+    assert problems == []

@@ -4,6 +4,7 @@ widget CSS that does not leak out, a reply followed across a navigation, two tab
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import time
 from dataclasses import replace
@@ -21,7 +22,7 @@ from gima_server.auth.external import external_email
 from gima_server.config import Settings
 
 from ..secrets_watch import remember
-from .browser import browser, watch_console
+from .browser import browser, delay_requests, watch_console
 
 pytestmark = pytest.mark.e2e
 __all__ = ["browser"]
@@ -174,4 +175,35 @@ async def test_a_returning_guest_with_an_expired_token_gets_a_new_session(browse
     await _chat(page, "Hello again")
     await expect(_answer(page)).to_have_attribute("data-status", "complete", timeout=15_000)
     assert await page.evaluate("localStorage.getItem('gima.widget.token')") != expired
+    assert problems == []
+
+
+async def test_a_message_sent_before_the_modules_load_is_kept_and_sent_once(browser: Browser, aiohttp_server: Any,
+                                                                            settings: Settings) -> None:
+    """A visitor on a loaded machine types and presses Send (twice) while lib/chat.js is still on its way: the
+    host page must not submit the form natively (it reloaded to host.html? and the message was gone)."""
+    host, chat = await _sites(aiohttp_server, settings, guest_access=True, demo_tokens_per_s=300, demo_reply_words=20)
+    page = await browser.new_page()
+    problems = watch_console(page)
+    module_asked = await delay_requests(page, "**/static/lib/chat.js", 3)
+    navigations: list[str] = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url) if frame == page.main_frame else None)
+    await page.goto(f"{host}/one")
+    await page.get_by_role("button", name="Open chat").click()
+    await asyncio.wait_for(module_asked.wait(), 10)
+    await page.get_by_label("Message").fill("Is the blue one in stock?")
+    send = page.get_by_role("button", name="Send")
+    await send.click()
+    await send.click()  # impatient: pressed again while nothing seems to happen
+    assert await _panel(page).locator("li.user").count() == 0  # the modules are still loading
+    await expect(_answer(page)).to_have_attribute("data-status", "complete", timeout=20_000)
+    assert navigations == [f"{host}/one"]  # never reloaded, never host/one?
+    assert page.url == f"{host}/one"
+    await expect(_panel(page).locator("li.user")).to_have_text(["Is the blue one in stock?"])
+    [user_id] = await _user_ids(chat)
+    store = chat.app[appkeys.STORE]
+    [stored_chat] = await store.list_chats(user_id, None, 5)
+    questions = [m.content for m in await store.list_messages(user_id, stored_chat.id) if m.role == "user"]
+    assert questions == ["Is the blue one in stock?"]  # kept, and sent once
+    assert await page.get_by_label("Message").input_value() == ""
     assert problems == []
