@@ -8,7 +8,7 @@ from . import appkeys
 from .auth.sessions import require_user
 from .errors import invalid, not_found
 from .ids import is_valid_id, path_id
-from .validation import Field, read_json
+from .validation import Field, read_json, whole_number
 
 MAX_TITLE_CHARS = 200
 DEFAULT_PAGE = 50
@@ -26,11 +26,7 @@ async def create_chat(request: web.Request) -> web.Response:
 
 
 def _page_limit(raw: str | None) -> int:
-    if raw is None:
-        return DEFAULT_PAGE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-        raise invalid(f"limit must be a whole number from 1 to {MAX_PAGE}")
-    return int(raw)
+    return DEFAULT_PAGE if raw is None else whole_number(raw, "limit", 1, MAX_PAGE)
 
 
 async def list_chats(request: web.Request) -> web.Response:

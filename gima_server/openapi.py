@@ -113,10 +113,11 @@ def _components() -> dict[str, Any]:
         "usage": {"type": "object"},
         "agents": {"type": "array", "items": {"type": "object", "required": ["agent", "text"], "properties": {
             "agent": {"type": "string"}, "text": {"type": "string"}}}}}}
-    job = {"type": "object", "required": ["id", "status", "imported", "skipped", "failed", "pollAfterMs"],
+    job = {"type": "object", "required": ["id", "status", "imported", "skipped", "failed", "skippedMessages", "pollAfterMs"],
            "properties": {"id": {"type": "string"}, "status": {"type": "string"}, "total": {"type": ["integer", "null"]},
                           "imported": {"type": "integer"}, "skipped": {"type": "integer"},
-                          "failed": {"type": "integer"}, "pollAfterMs": {"type": "integer"}}}
+                          "failed": {"type": "integer"}, "skippedMessages": {"type": "integer"},
+                          "pollAfterMs": {"type": "integer"}}}
     login = {"type": "object", "required": ["user", "accessToken", "expiresIn", "csrfToken"], "properties": {
         "user": _ref("User"), "accessToken": {"type": "string"}, "expiresIn": {"type": "integer"},
         "csrfToken": {"type": "string"}}}

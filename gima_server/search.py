@@ -14,6 +14,7 @@ from aiohttp import web
 from . import appkeys
 from .auth.sessions import require_user
 from .errors import invalid
+from .validation import whole_number
 
 MAX_QUERY_CHARS = 200
 MAX_TERMS = 12
@@ -44,11 +45,7 @@ def snippet_parts(snippet: str) -> list[dict[str, object]]:
 
 
 def _bounded(raw: str | None, name: str, default: int, high: int, low: int = 1) -> int:
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise invalid(f"{name} must be a whole number from {low} to {high}")
-    return int(raw)
+    return default if raw is None else whole_number(raw, name, low, high)
 
 
 async def search(request: web.Request) -> web.Response:

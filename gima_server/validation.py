@@ -22,6 +22,8 @@ class Field:
     kind: type | tuple[type, ...]
     required: bool = False
     max_chars: int | None = None
+    minimum: int | None = None  # for int fields: the bounds, so no client number becomes a negative index
+    maximum: int | None = None
 
 
 async def read_json(request: web.Request, spec: Mapping[str, Field]) -> dict[str, Any]:
@@ -151,7 +153,22 @@ def check_object(body: object, spec: Mapping[str, Field]) -> dict[str, Any]:
             raise invalid(f"field '{name}' is longer than {field.max_chars} characters")
         if isinstance(value, str) and "\x00" in value:
             raise invalid(f"field '{name}' contains a NUL character")
+        if isinstance(value, int) and not _within(value, field.minimum, field.maximum):
+            raise invalid(f"field '{name}' must be a whole number from {field.minimum} to {field.maximum}")
     return {name: body.get(name) for name in spec}
+
+
+def _within(value: int, low: int | None, high: int | None) -> bool:
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def whole_number(raw: str, name: str, low: int, high: int) -> int:
+    """A client's number from a header, query or path: ASCII digits only (str.isdigit also takes '²' and
+    '٣'), within [low, high]; anything else is a 400 naming the field and its range."""
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(high))) or not low <= int(text) <= high:
+        raise invalid(f"{name} must be a whole number from {low} to {high}")
+    return int(text)
 
 
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:

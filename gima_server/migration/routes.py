@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 
@@ -12,8 +11,8 @@ from .. import appkeys
 from ..auth.sessions import Principal, require_user
 from ..errors import ApiError, invalid, not_found
 from ..ids import new_id, path_id
-from ..validation import Field, parse_json, read_json, read_raw
-from .model import MigrationJob, parse_batch
+from ..validation import Field, parse_json, read_json, read_raw, whole_number
+from .model import MigrationJob, parse_batch, queued_form
 
 _MAX_SEQ = 1_000_000
 
@@ -69,18 +68,12 @@ async def _read_batch_body(request: web.Request) -> object:
 async def put_batch(request: web.Request) -> web.Response:
     principal = await _alpha(request)
     job = await _job(request, principal)
-    raw_seq = request.match_info["seq"]
-    if not raw_seq.isdigit() or int(raw_seq) > _MAX_SEQ:
-        raise invalid(f"seq must be a whole number from 0 to {_MAX_SEQ}")
+    seq = whole_number(request.match_info["seq"], "seq", 0, _MAX_SEQ)
     if job.status in ("done", "failed") or job.complete_requested:
         raise ApiError(409, "conflict", f"the job is {job.status if not job.complete_requested else 'completing'}")
     conversations = parse_batch(await _read_batch_body(request), request.app[appkeys.SETTINGS].migration_batch_limits)
-    payload = json.dumps({"conversations": [
-        {"title": c.title, "createdAt": c.created_at,
-         "messages": [{"role": m.role, "content": m.content, "createdAt": m.created_at} for m in c.messages]}
-        for c in conversations
-    ]})
-    await request.app[appkeys.STORE].add_migration_batch(job.id, int(raw_seq), payload)  # same seq again: no-op
+    payload = queued_form(conversations)
+    await request.app[appkeys.STORE].add_migration_batch(job.id, seq, payload)  # same seq again: no-op
     request.app[appkeys.MIGRATION].track(job)
     return _answer(request, job, 202)
 

@@ -17,7 +17,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, InsertOne, ReturnDo
 from pymongo.errors import DuplicateKeyError
 
 from ..apikeys.model import ApiKey
-from ..migration.model import ImportedConversation, MigrationJob
+from ..migration.model import ImportedConversation, MigrationJob, message_times
 from .base import AuthSession, Chat, DuplicateError, Exchange, Message, Receipt, SearchHit, User
 
 
@@ -360,6 +360,9 @@ class MongoStore:
         async with self._client.start_session() as session, await session.start_transaction():
             chats, messages = [], []
             for conversation in conversations:
+                if not conversation.messages:
+                    skipped += 1  # nothing of a role that is imported
+                    continue
                 chat_id = _new_id()
                 try:
                     await self._db.imported_conversations.insert_one(
@@ -375,20 +378,18 @@ class MongoStore:
                                         "next_seq": len(conversation.messages)}))
                 messages += [InsertOne({"_id": _new_id(), "chat_id": chat_id, "user_id": job.user_id, "role": m.role,
                                         "content": m.content, "status": "complete", "seq": i + 1, "fence": 0,
-                                        "created_at": m.created_at or created + i * 1e-6,
-                                        "finish_reason": "stop" if m.role == "assistant" else None})
-                             for i, m in enumerate(conversation.messages)]
+                                        "created_at": at, "finish_reason": "stop" if m.role == "assistant" else None})
+                             for i, (m, at) in enumerate(zip(conversation.messages, message_times(conversation, created),
+                                                              strict=True))]
             if chats:
                 await self._db.chats.bulk_write(chats, ordered=False, session=session)
                 await self._db.messages.bulk_write(messages, ordered=False, session=session)
             await self._db.migration_batches.update_one(
                 {"_id": f"{job.id}:{seq}"}, {"$set": {"status": "done", "payload": ""}}, session=session
             )
-            await self.save_migration_job(
-                dataclasses.replace(job, imported=job.imported + imported, skipped=job.skipped + skipped), session
-            )
-        job.imported += imported  # only once the transaction has committed
-        job.skipped += skipped
+            counted = job.counted(imported, skipped, conversations)
+            await self.save_migration_job(counted, session)
+        job.absorb(counted)  # only once the transaction has committed
         return imported, skipped
 
     async def fail_migration_batch(self, job_id: str, seq: int) -> None:

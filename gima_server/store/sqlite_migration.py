@@ -8,7 +8,7 @@ import sqlite3
 import time
 from typing import Any, Callable, Sequence
 
-from ..migration.model import ImportedConversation, MigrationJob
+from ..migration.model import ImportedConversation, MigrationJob, message_times
 from .sqlite_util import new_id as _new_id
 from .sqlite_util import transaction as _transaction
 
@@ -63,15 +63,15 @@ class SqliteMigrationMixin:
             imported = skipped = 0
             with _transaction(conn):
                 for conversation in conversations:
-                    if _import_one(conn, job.user_id, conversation):
+                    if conversation.messages and _import_one(conn, job.user_id, conversation):
                         imported += 1
                     else:
                         skipped += 1
                 conn.execute("UPDATE migration_batches SET status = 'done', payload = '' WHERE job_id = ? AND seq = ?",
                              (job.id, seq))
-                _save_job(conn, dataclasses.replace(job, imported=job.imported + imported, skipped=job.skipped + skipped))
-            job.imported += imported  # only once the transaction has committed
-            job.skipped += skipped
+                counted = job.counted(imported, skipped, conversations)
+                _save_job(conn, counted)
+            job.absorb(counted)  # only once the transaction has committed
             return imported, skipped
 
         result: tuple[int, int] = await self._run(write)
@@ -104,9 +104,8 @@ def _import_one(conn: sqlite3.Connection, user_id: str, conversation: ImportedCo
     conn.executemany(
         "INSERT INTO messages (id, chat_id, user_id, role, content, status, seq, created_at, finish_reason)"
         " VALUES (?,?,?,?,?, 'complete', ?,?,?)",
-        [(_new_id(), chat_id, user_id, m.role, m.content, i + 1, m.created_at or created + i * 1e-6,
-          "stop" if m.role == "assistant" else None)
-         for i, m in enumerate(conversation.messages)],
+        [(_new_id(), chat_id, user_id, m.role, m.content, i + 1, at, "stop" if m.role == "assistant" else None)
+         for i, (m, at) in enumerate(zip(conversation.messages, message_times(conversation, created), strict=True))],
     )
     return True
 

@@ -16,7 +16,7 @@ from ..idempotency import fingerprint
 from ..ids import body_id, idempotency_key, new_id, path_id
 from ..observability.tracing import request_trace_id
 from ..store.base import Exchange
-from ..validation import Field, read_json
+from ..validation import Field, read_json, whole_number
 from .registry import StartOutcome, StartRequest
 from .reply import EventSource, Reply
 from .sse import SubscriberOptions, stream_events
@@ -170,14 +170,14 @@ async def _start_new_reply(
     return outcome
 
 
+MAX_EVENT_ID = 999_999_999_999  # a Last-Event-ID is an index into a reply's log: never negative, never huge
+
+
 def _last_event_id(request: web.Request) -> int:
     raw = request.headers.get("Last-Event-ID")
     if raw is None:  # only then: a parsed query is kept on the request for as long as its stream lasts
         raw = request.query.get("lastEventId", "0") if "?" in request.raw_path else "0"
-    raw = raw.strip() or "0"
-    if not raw.isdigit() or len(raw) > 12:
-        raise invalid("Last-Event-ID must be a whole number")
-    return int(raw)
+    return whole_number(raw.strip() or "0", "Last-Event-ID", 0, MAX_EVENT_ID)
 
 
 async def open_resume(request: web.Request, principal: Principal, message_id: str, last_id: int) -> tuple[EventSource, int]:

@@ -18,12 +18,12 @@ from ..ids import idempotency_key, is_valid_id
 from ..security import check_websocket_origin
 from ..validation import Field, check_object, parse_json
 from .reply import EventSource
-from .routes import STREAM_BODY, begin_reply, open_resume
+from .routes import MAX_EVENT_ID, STREAM_BODY, begin_reply, open_resume
 
 log = logging.getLogger("gima.ws")
 _SEND = {"type": Field(str, required=True), **STREAM_BODY}
 _CANCEL = {"type": Field(str, required=True), "messageId": Field(str, required=True, max_chars=64)}
-_RESUME = {**_CANCEL, "lastEventId": Field(int)}
+_RESUME = {**_CANCEL, "lastEventId": Field(int, minimum=0, maximum=MAX_EVENT_ID)}
 
 
 def ws_frame(message_id: str, event_id: int, name: str, frame: bytes) -> str:

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from gima_server import appkeys
@@ -115,9 +116,14 @@ async def test_bad_batches_are_refused_and_write_nothing(make_client: MakeClient
     cases: list[tuple[Any, int]] = [
         ({"conversations": "nope"}, 400),
         ({"conversations": [good], "extra": 1}, 400),
-        ({"conversations": [{**good, "messages": []}]}, 422),
-        ({"conversations": [{**good, "messages": [{"role": "system", "content": "x"}]}]}, 422),
+        ({"conversations": [{**good, "messages": "nope"}]}, 400),
+        ({"conversations": [{**good, "messages": [{"role": 5, "content": "x"}]}]}, 400),
         ({"conversations": [{**good, "messages": [{"role": "user", "content": 5}]}]}, 400),
+        ({"conversations": [{**good, "createdAt": "last tuesday"}]}, 400),
+        ({"conversations": [{**good, "createdAt": -1}]}, 400),
+        ({"conversations": [{**good, "createdAt": 10**400}]}, 400),
+        ({"conversations": [{**good, "messages": [{"role": "user", "content": "x", "createdAt": "2024-13-01"}]}]}, 400),
+        ({"conversations": [{**good, "messages": [{"role": "user", "content": "x", "createdAt": True}]}]}, 400),
         ({"conversations": [{**good, "messages": [{"role": "user", "content": "x" * 40_000}]}]}, 413),
         ({"conversations": [good] * 6}, 413),
         ({"conversations": [good, {**good, "title": 7}]}, 400),  # one bad conversation: the whole batch is refused
@@ -270,3 +276,68 @@ async def test_chat_during_an_import_sees_no_429(make_client: MakeClient) -> Non
     assert {r.status for r in results} == {200}
     for r in results:
         await r.read()
+
+
+def _export_shaped() -> list[dict[str, Any]]:
+    """Conversations as browser apps export them: JSON.stringify'd Dates, Date.now(), Python's time.time(),
+    zone-less ISO text, system prompts and tool calls (whose content is not text) among the messages."""
+    return [
+        {"id": "iso", "title": "ISO dates", "createdAt": "2024-05-01T12:34:56.789Z", "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "iso question", "createdAt": "2024-05-01T12:35:00.000Z"},
+            {"role": "assistant", "content": "iso answer", "createdAt": "2024-05-01T14:35:01+02:00"},
+        ]},
+        {"id": "ms", "title": "Milliseconds", "createdAt": 1714566896789, "messages": [
+            {"role": "user", "content": "ms question", "createdAt": 1714566900000},
+            {"role": "tool", "content": [{"type": "text", "text": "weather: 12C"}], "tool_call_id": "t1"},
+            {"role": "assistant", "content": "ms answer", "createdAt": 1714566901500},
+        ]},
+        {"id": "s", "title": "Seconds", "createdAt": 1714566896.5, "messages": [
+            {"role": "user", "content": "seconds question", "createdAt": 1714566900},
+            {"role": "assistant", "content": "seconds answer"},
+        ]},
+        {"id": "naive", "title": "No zone", "createdAt": "2024-05-01T12:34:56", "messages": [
+            {"role": "user", "content": "naive question", "createdAt": "2024-05-01T12:35:00"},
+        ]},
+        {"id": "sys", "title": "Only a system prompt", "createdAt": "2024-05-02", "messages": [
+            {"role": "system", "content": "set up but never used"},
+        ]},
+    ]
+
+
+async def test_batches_shaped_like_real_exports_are_imported_with_their_times(make_client: MakeClient) -> None:
+    client = await make_client(migration_enabled=True, rate_limits="migration=600/min/100")
+    alice = await alpha_user(client)
+    job_id = await new_job(alice, total=5)
+    resp = await put_batch(alice, job_id, 0, _export_shaped())
+    assert resp.status == 202, await resp.text()
+    await alice.client.post(f"/api/migration/jobs/{job_id}/complete", headers=alice.headers)
+    job = await wait_for(client, alice, job_id, "done")
+    # the system-only conversation has nothing to import; three other-role messages were skipped
+    assert (job["imported"], job["skipped"], job["failed"], job["skippedMessages"]) == (4, 1, 0, 3)
+    polled = await (await client.get(f"/api/migration/jobs/{job_id}", headers=alice.headers)).json()
+    assert polled["job"]["skippedMessages"] == 3
+    chats = {c["title"]: c for c in await all_chats(alice)}
+    assert set(chats) == {"ISO dates", "Milliseconds", "Seconds", "No zone"}
+    expected_chat_times = {"ISO dates": 1714566896.789, "Milliseconds": 1714566896.789, "Seconds": 1714566896.5,
+                           "No zone": 1714566896.0}
+    for title, created in expected_chat_times.items():
+        assert chats[title]["createdAt"] == pytest.approx(created, abs=1e-3), title
+    iso = await alice.messages(chats["ISO dates"]["id"])
+    assert [(m["role"], m["content"]) for m in iso] == [("user", "iso question"), ("assistant", "iso answer")]
+    assert [m["createdAt"] for m in iso] == pytest.approx([1714566900.0, 1714566901.0], abs=1e-3)
+    ms = await alice.messages(chats["Milliseconds"]["id"])
+    assert [m["content"] for m in ms] == ["ms question", "ms answer"]
+    assert [m["createdAt"] for m in ms] == pytest.approx([1714566900.0, 1714566901.5], abs=1e-3)
+    naive = await alice.messages(chats["No zone"]["id"])
+    assert naive[0]["createdAt"] == pytest.approx(1714566900.0, abs=1e-3)  # text without a zone is UTC
+    seconds = await alice.messages(chats["Seconds"]["id"])
+    assert [m["content"] for m in seconds] == ["seconds question", "seconds answer"]  # an untimed one keeps its place
+    assert [m["createdAt"] for m in seconds] == pytest.approx([1714566900.0, 1714566900.000001], abs=1e-7)
+    # the same export again: every conversation is skipped, the messages of other roles counted again
+    again = await new_job(alice)
+    await put_batch(alice, again, 0, _export_shaped())
+    await alice.client.post(f"/api/migration/jobs/{again}/complete", headers=alice.headers)
+    job = await wait_for(client, alice, again, "done")
+    assert (job["imported"], job["skipped"], job["skippedMessages"]) == (0, 5, 3)
+    assert len(await all_chats(alice)) == 4
