@@ -19,7 +19,9 @@ export class ChatPane {
     this.streaming = null; // {messageId, view, abort}
     this.lastSend = { text: "", at: 0 };
     ui.send.addEventListener("click", (e) => { e.preventDefault(); this.send(); });
-    ui.stop.addEventListener("click", () => this.stop());
+    // Stop takes Send's place while a reply streams, so a double click on Send lands its second click on Stop:
+    // that click (detail 2) is not a request to stop the reply it just started.
+    ui.stop.addEventListener("click", (e) => { if (e.detail <= 1) this.stop(); });
     ui.reconnect.addEventListener("click", () => this.reconnect());
     ui.input.addEventListener("keydown", (e) => {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); this.send(); }
