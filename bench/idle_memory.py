@@ -49,6 +49,11 @@ def _serve_with_snapshots(snapshot_dir: str, argv: list[str]) -> None:
 
 async def _snapshot(pid: int, snapshot_dir: Path, n: int) -> tracemalloc.Snapshot:
     os.kill(pid, signal.SIGUSR1)
+    return await snapshot_written(snapshot_dir, n)
+
+
+async def snapshot_written(snapshot_dir: Path, n: int) -> tracemalloc.Snapshot:
+    """The server's n-th snapshot, once it has written it whole."""
     path = snapshot_dir / f"{n}.snap"
     for _ in range(600):
         await asyncio.sleep(0.1)

@@ -89,6 +89,7 @@ class Settings:
     replay_retention_s: float = 300.0
     replay_max_events_per_reply: int = 20_000
     replay_max_events_total: int = 2_000_000
+    replay_retention_mb: float = 256.0
     replay_stream_maxlen: int = 1000
     reply_owner_timeout_s: float = 15.0
     log_publish_interval_ms: float = 5.0
@@ -320,6 +321,7 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("replay_retention_s", _non_negative, "must be >= 0"),
     ("replay_max_events_per_reply", lambda n: n >= 10, "must be >= 10"),
     ("replay_max_events_total", lambda n: n >= 100, "must be >= 100"),
+    ("replay_retention_mb", _non_negative, "must be >= 0 (megabytes of finished replies kept for replay)"),
     ("replay_stream_maxlen", lambda n: n >= 10, "must be >= 10"),
     ("reply_owner_timeout_s", lambda n: n >= 1, "must be >= 1"),
     ("log_publish_interval_ms", _non_negative, "must be >= 0"),

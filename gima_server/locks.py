@@ -54,10 +54,15 @@ async def acquire(locks: Locks, name: str, ttl_s: float, wait_s: float, poll_s: 
 
 
 class LocalLocks:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, max_held: int = 100_000) -> None:
         self._clock = clock
+        # Bound: a lease leaves at its release, or once expired when next asked for; past max_held (leases
+        # abandoned without a release) every expired one is dropped at the next acquire.
         self._held: dict[str, tuple[str, float]] = {}
-        self._fences: dict[str, int] = {}
+        self._max_held = max_held
+        # One fence for every name (a map per name grew with every chat and session ever locked): increasing
+        # for the process, so increasing for each name too.
+        self._last_fence = 0
         self._tokens = itertools.count(1)  # unique within the process, which is all a local lease needs
 
     def _holder(self, name: str) -> str | None:
@@ -71,10 +76,17 @@ class LocalLocks:
         if self._holder(name) is not None:
             return None
         token = f"local-{next(self._tokens)}"  # profile: a random token per lock was ~2 % of starting a reply
+        if len(self._held) >= self._max_held:
+            now = self._clock()
+            self._held = {n: held for n, held in self._held.items() if held[1] > now}
         self._held[name] = (token, self._clock() + ttl_s)
         # Microseconds of wall time, like the Redis script, so both kinds of token order with each other.
-        self._fences[name] = max(self._fences.get(name, 0) + 1, time.time_ns() // 1000)
-        return Lease(name, token, self._fences[name], local=True)
+        self._last_fence = max(self._last_fence + 1, time.time_ns() // 1000)
+        return Lease(name, token, self._last_fence, local=True)
+
+    @property
+    def held_count(self) -> int:
+        return len(self._held)
 
     async def extend(self, lease: Lease, ttl_s: float) -> bool:
         if self._holder(lease.name) != lease.token:

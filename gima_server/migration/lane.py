@@ -72,6 +72,8 @@ class MigrationLane:
         self.jobs: dict[str, MigrationJob] = {}
         self._working: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        # Bounds: jobs holds unfinished jobs (a finished one leaves at the next turn), _working at most
+        # max_concurrent, _next_poll an entry per unfinished job polled (it leaves with its job).
         self._next_poll: dict[str, float] = {}
 
     async def load(self) -> None:
@@ -87,6 +89,9 @@ class MigrationLane:
         return max(0.0, self._next_poll.get(job_id, 0.0) - time.monotonic())
 
     def polled(self, job: MigrationJob) -> None:
+        if job.status in ("done", "failed"):
+            self._next_poll.pop(job.id, None)  # nothing more to poll for
+            return
         # A little slack, so a client that waits exactly pollAfterMs is never refused.
         self._next_poll[job.id] = time.monotonic() + self.poll_after_ms(job) / 1000 * 0.9
 
@@ -126,6 +131,7 @@ class MigrationLane:
                 continue
             if job.status in ("done", "failed"):
                 del self.jobs[job.id]
+                self._next_poll.pop(job.id, None)
                 continue
             pending = await self._store.pending_migration_batches(job.id)
             if not pending:

@@ -47,6 +47,7 @@ class RegistryLimits:
     retention_s: float
     max_events_total: int
     reply: ReplyLimits
+    max_retained_bytes: int = 256 * 1024 * 1024  # finished replies kept for replay, as Reply.retained_bytes counts
 
 
 class Registry:
@@ -73,11 +74,17 @@ class Registry:
         self._coalescer = coalescer
         self._announce_timeout_s = announce_timeout_s
         self._wakeups = wakeups
+        # Bounds: a live reply is in _replies, _active and (until it ends) _recent; an entry leaves _active and
+        # _recent when its reply ends, and _replies when its retention ends (sweep). So the maps hold at most the
+        # running replies (GIMA_MAX_ACTIVE_REPLIES) plus the retained ones.
         self._replies: dict[str, Reply] = {}  # by message id: live, then retained for replay
         self._active: dict[str, Reply] = {}  # by session id: the one reply that may run
         self._recent: dict[str, tuple[str, Reply, float]] = {}  # by session: (content key, reply, started) to coalesce
-        self._retained: OrderedDict[str, tuple[Reply, float]] = OrderedDict()  # finished replies, oldest first
+        # Finished replies, oldest first. Bound: retention_s, max_events_total and max_retained_bytes; eviction:
+        # the oldest first (sweep), and with it its entry in _replies (a resume then gets the stored snapshot).
+        self._retained: OrderedDict[str, tuple[Reply, float, int]] = OrderedDict()  # (reply, finished at, bytes)
         self._retained_events = 0
+        self._retained_bytes = 0
         self._closing = False  # draining or closed: no new replies
         self._idle = asyncio.Event()
         self._idle.set()
@@ -189,21 +196,30 @@ class Registry:
         recent = self._recent.get(reply.session_id)
         if recent is not None and recent[1] is reply:
             del self._recent[reply.session_id]
-        self._retained[reply.message_id] = (reply, self._clock())
+        size = reply.retained_bytes()
+        self._retained[reply.message_id] = (reply, self._clock(), size)
         self._retained_events += len(reply.events)
+        self._retained_bytes += size
         self.sweep()
 
+    @property
+    def retained_bytes(self) -> int:
+        return self._retained_bytes
+
     def sweep(self) -> None:
-        """Drop finished logs past their retention, and the oldest finished ones while over the total bound."""
+        """Drop finished logs past their retention, and the oldest finished ones while over an event or byte bound."""
         now = self._clock()
+        limits = self._limits
         while self._retained:
-            reply, finished_at = next(iter(self._retained.values()))
-            expired = now - finished_at >= self._limits.retention_s
-            if not expired and self._retained_events <= self._limits.max_events_total:
+            reply, finished_at, size = next(iter(self._retained.values()))
+            expired = now - finished_at >= limits.retention_s
+            if (not expired and self._retained_events <= limits.max_events_total
+                    and self._retained_bytes <= limits.max_retained_bytes):
                 break
             del self._retained[reply.message_id]
             self._replies.pop(reply.message_id, None)
             self._retained_events -= len(reply.events)
+            self._retained_bytes -= size
 
     async def sweep_forever(self, interval_s: float) -> None:
         while True:

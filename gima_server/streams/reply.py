@@ -40,6 +40,14 @@ _ERROR_MESSAGES = {
 }
 
 
+# What a finished reply holds beyond its frames and text, fitted to tracemalloc's count of what evicting replies of
+# 80 to 180 events frees (estimate / measured = 1.02 for each; bench/README.md): an Event (56 B), its frame's bytes
+# header (33 B), its id, list slots and the delta's str header per event; the Reply, its task, exchange, lists and
+# dicts per reply.
+EVENT_OVERHEAD_BYTES = 160
+REPLY_OVERHEAD_BYTES = 6 * 1024
+
+
 class Pushable(Protocol):
     def push(self) -> None:
         """The source has something new (or has finished); called synchronously, so it must not block."""
@@ -159,6 +167,7 @@ class Reply:
         self._prompt_chars = 0
         self.append("meta", meta_data(self.message_id, self.chat_id, trace_id))
         self.task: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._run(), name=f"reply-{self.message_id}")
+        self.task.add_done_callback(_let_go_of_cancellation)
 
     @property
     def finished(self) -> bool:
@@ -179,6 +188,12 @@ class Reply:
     @property
     def status(self) -> str:
         return final_status(self.end_code)
+
+    def retained_bytes(self) -> int:
+        """What keeping this finished reply for replay costs: its frames and text, plus what Python spends per event
+        and per reply around them (measured: bench/README.md, Memory under sustained load)."""
+        frames = sum(len(event.frame) for event in self.events)
+        return frames + self.text_chars + len(self.events) * EVENT_OVERHEAD_BYTES + REPLY_OVERHEAD_BYTES
 
     def append(self, name: str, data: dict[str, Any]) -> Event:
         return self._log(make_event(len(self.events) + 1, name, data))
@@ -445,6 +460,15 @@ class Reply:
         if retry_after_s is not None:
             error["retryAfter"] = round(retry_after_s, 3)
         self.append("error", error)
+
+
+def _let_go_of_cancellation(task: asyncio.Task[None]) -> None:
+    """A cancelled (superseded, stopped) reply's task keeps its CancelledError, whose traceback's frames hold the
+    reply: a cycle that left the reply and all its events to the collector's rare full passes (bench/soak.py).
+    Asking for the result once hands that saved error over (asyncio clears it), so the reply is freed when let go."""
+    if task.cancelled():
+        with suppress(asyncio.CancelledError):
+            task.result()
 
 
 class _TooLong(Exception):

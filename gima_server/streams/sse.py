@@ -323,6 +323,9 @@ class Subscription:
             self.end()
             await resp.wait()
         await EventSourceResponse.write_eof(resp, data)
+        # The response and its subscription refer to each other: left so, every finished reply (and all its events)
+        # waited for the cycle collector's rare full passes (bench/soak.py: RSS climbed with every round).
+        resp.subscription = None
 
     def _wrote(self, events: int) -> None:
         self._writes += 1

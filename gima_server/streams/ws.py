@@ -38,6 +38,8 @@ class _Socket:
         self.request = request
         self.principal = principal
         self.ws = ws
+        # Bound: the replies this socket follows now; a follow leaves when it ends (it kept every finished
+        # follow of a long-lived socket before).
         self.followers: dict[str, asyncio.Task[None]] = {}
 
     async def error(self, code: str, message: str) -> None:
@@ -61,7 +63,12 @@ class _Socket:
         previous = self.followers.pop(message_id, None)
         if previous is not None:
             previous.cancel()
-        self.followers[message_id] = asyncio.create_task(self.follow(message_id, source, cursor))
+        task = self.followers[message_id] = asyncio.create_task(self.follow(message_id, source, cursor))
+        task.add_done_callback(lambda done: self._forget(message_id, done))
+
+    def _forget(self, message_id: str, done: asyncio.Task[None]) -> None:
+        if self.followers.get(message_id) is done:
+            del self.followers[message_id]
 
     async def handle(self, raw: str) -> None:
         frame = parse_json(raw)  # a bad frame is a 400 error frame; the socket stays

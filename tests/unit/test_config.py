@@ -87,6 +87,8 @@ def test_secrets_stay_out_of_the_settings_repr() -> None:
         ({"GIMA_HEARTBEAT_S": "soon"}, "GIMA_HEARTBEAT_S must be a number > 0, got 'soon'"),
         ({"GIMA_DEMO_REPLY_WORDS": "1.5"}, "GIMA_DEMO_REPLY_WORDS must be a whole number > 0, got '1.5'"),
         ({"GIMA_COOKIE_SECURE": "maybe"}, "GIMA_COOKIE_SECURE must be one of on/off, true/false, 1/0, got 'maybe'"),
+        ({"GIMA_REPLAY_RETENTION_MB": "-1"},
+         "GIMA_REPLAY_RETENTION_MB must be >= 0 (megabytes of finished replies kept for replay), got '-1.0'"),
     ],
 )
 def test_a_bad_value_is_one_line_saying_what_was_expected(env: dict[str, str], message: str) -> None:
