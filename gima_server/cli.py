@@ -20,6 +20,7 @@ from aiohttp.web_exceptions import NotAppKeyWarning
 
 from .config import ConfigError, Settings
 from .observability.logs import configure_logging
+from .store.base import SchemaError
 
 if TYPE_CHECKING:
     from .store.base import Store, User
@@ -41,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     restore = sub.add_parser("restore", help="replace the SQLite store with a backup (every server stopped)")
     restore.add_argument("file")
     restore.add_argument("--yes", action="store_true", help="required: the current data is replaced")
+    db = sub.add_parser("db", help="the store's schema: numbered steps (serve applies them at start)")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("status", help="the schema version and the steps this gima-server would apply")
+    db_sub.add_parser("upgrade", help="apply the pending steps now (under the database's write lock)")
     check = sub.add_parser("check-config", help="validate the configuration and exit")
     check.add_argument("--probe", action="store_true", help="also try the store, Redis and each upstream once")
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
@@ -358,6 +363,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     if args.command in ("backup", "restore"):
         return _backup_command(settings, args)
+    if args.command == "db":
+        from .store.schema_cli import db_command
+
+        return db_command(settings, args.db_command)
     if args.command == "check-config":
         print("configuration is valid")
         if not args.probe:
@@ -379,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gima-server: configuration error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
+    except (OSError, SchemaError) as exc:
         print(f"gima-server: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0

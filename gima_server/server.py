@@ -26,7 +26,11 @@ async def serve_until_signalled(app: web.Application, settings: Settings) -> Non
     # A connection that sends no complete request within the idle timeout (at its start, or between two
     # requests) is closed: aiohttp's default is an hour, which lets slow-header clients hold sockets.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0, keepalive_timeout=settings.idle_connection_timeout_s)
-    await runner.setup()
+    try:
+        await runner.setup()
+    except BaseException:
+        await app.cleanup()  # the contexts that did start (the key ring's reload task) end, not left pending
+        raise
     try:
         # A deep accept queue: a burst of new streams (a deploy's reconnect wave) must queue, not be reset;
         # and every queued connection is taken each loop turn, not one (accept.py).

@@ -15,6 +15,10 @@ class DuplicateError(Exception):
     """A unique value (email, message id) is already taken."""
 
 
+class SchemaError(Exception):
+    """The database's schema cannot be used by this code (it is newer): one line saying what to do."""
+
+
 class StoreUnavailable(ApiError):
     """The store cannot do this now (disk full, read-only, unreachable): nothing was written; try again shortly."""
 

@@ -15,89 +15,14 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar, cast
 
 from ..apikeys.model import ApiKey
 from ..streams.snapshot import decode_sections, encode_sections
-from .base import AuthSession, Chat, DuplicateError, Exchange, Message, Receipt, SearchHit, StoreUnavailable, User
+from . import sqlite_schema
+from .base import AuthSession, Chat, DuplicateError, Exchange, Message, Receipt, StoreUnavailable, User
 from .sqlite_migration import SqliteMigrationMixin
+from .sqlite_search import SqliteSearchMixin
 from .sqlite_util import new_id as _new_id
 from .sqlite_util import transaction as _transaction
 
 T = TypeVar("T")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS users (
-    id TEXT PRIMARY KEY,
-    email TEXT NOT NULL UNIQUE,
-    name TEXT NOT NULL,
-    password_hash TEXT NOT NULL,
-    roles TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    created_at REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    revoked INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions(user_id);
-CREATE TABLE IF NOT EXISTS chats (
-    id TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    title TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS chats_by_user_created ON chats(user_id, created_at DESC, id DESC);
-CREATE TABLE IF NOT EXISTS messages (
-    id TEXT PRIMARY KEY,
-    chat_id TEXT NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
-    user_id TEXT NOT NULL,
-    role TEXT NOT NULL,
-    content TEXT NOT NULL,
-    status TEXT NOT NULL,
-    finish_reason TEXT,
-    event_count INTEGER NOT NULL DEFAULT 0,
-    fence INTEGER NOT NULL DEFAULT 0,
-    input_tokens INTEGER,
-    output_tokens INTEGER,
-    receipt TEXT,
-    sections TEXT,
-    seq INTEGER NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS messages_by_chat_time ON messages(chat_id, created_at, seq);
-CREATE INDEX IF NOT EXISTS messages_streaming ON messages(created_at) WHERE status = 'streaming';
-CREATE TABLE IF NOT EXISTS api_keys (
-    id TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    name TEXT NOT NULL,
-    key_hash TEXT NOT NULL UNIQUE,
-    hint TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    last_used_at REAL
-);
-CREATE INDEX IF NOT EXISTS api_keys_by_user ON api_keys(user_id, created_at DESC);
-CREATE TABLE IF NOT EXISTS migration_jobs (
-    id TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL,
-    data TEXT NOT NULL,
-    finished INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS migration_jobs_unfinished ON migration_jobs(finished);
-CREATE TABLE IF NOT EXISTS migration_batches (
-    job_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    payload TEXT NOT NULL,
-    status TEXT NOT NULL,
-    PRIMARY KEY (job_id, seq)
-);
-CREATE TABLE IF NOT EXISTS imported_conversations (
-    user_id TEXT NOT NULL,
-    content_hash TEXT NOT NULL,
-    chat_id TEXT NOT NULL,
-    PRIMARY KEY (user_id, content_hash)
-);
-"""
-
 
 _FAULTS = ("full", "readonly", "read-only", "disk i/o", "unable to open", "locked", "busy")
 
@@ -114,49 +39,14 @@ def _unavailable_on_fault() -> Iterator[None]:
         raise
 
 
-def _prepare(conn: sqlite3.Connection) -> None:
+def _prepare(conn: sqlite3.Connection, where: str) -> None:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA busy_timeout=5000")
+    sqlite_schema.pending(conn, where)  # a database newer than this code is refused before anything changes it
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.executescript(_SCHEMA)
-    _migrate(conn)
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a database made by an earlier version up to this schema."""
-    columns = {row["name"] for row in conn.execute("PRAGMA table_info(messages)")}
-    if "fence" not in columns:
-        conn.execute("ALTER TABLE messages ADD COLUMN fence INTEGER NOT NULL DEFAULT 0")
-    for column, kind in (("input_tokens", "INTEGER"), ("output_tokens", "INTEGER"), ("receipt", "TEXT"),
-                         ("sections", "TEXT")):
-        if column not in columns:
-            conn.execute(f"ALTER TABLE messages ADD COLUMN {column} {kind}")
-    conn.execute("DROP INDEX IF EXISTS messages_by_chat")
-    _ensure_search_index(conn)
-
-
-# Full-text search over finished messages. A finished message is only queued for the index (a rowid into a
-# small table); the indexing itself runs in batches off the busy moments (index_pending) or just before a search,
-# so a reply's last write does not pay for tokenizing it (bench/README: ~0.23 ms of the one core per reply).
-# One trigger per kind of change keeps the order of its statements fixed (unindex the old text, then queue).
-_SEARCH_SCHEMA = (
-    "CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(content, content='messages', content_rowid='rowid',"
-    " tokenize='unicode61 remove_diacritics 2')",
-    "CREATE TABLE messages_fts_pending (id INTEGER PRIMARY KEY)",
-    "CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN new.status != 'streaming' BEGIN"
-    " INSERT OR IGNORE INTO messages_fts_pending(id) VALUES (new.rowid); END",
-    "CREATE TRIGGER messages_fts_update AFTER UPDATE ON messages BEGIN"
-    " INSERT INTO messages_fts(messages_fts, rowid, content) SELECT 'delete', old.rowid, old.content"
-    "  WHERE old.status != 'streaming' AND NOT EXISTS (SELECT 1 FROM messages_fts_pending WHERE id = old.rowid);"
-    " INSERT OR IGNORE INTO messages_fts_pending(id) SELECT new.rowid WHERE new.status != 'streaming'; END",
-    "CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN"
-    " INSERT INTO messages_fts(messages_fts, rowid, content) SELECT 'delete', old.rowid, old.content"
-    "  WHERE old.status != 'streaming' AND NOT EXISTS (SELECT 1 FROM messages_fts_pending WHERE id = old.rowid);"
-    " DELETE FROM messages_fts_pending WHERE id = old.rowid; END",
-)
-_OLD_SEARCH_TRIGGERS = ("messages_fts_insert", "messages_fts_unindex", "messages_fts_reindex", "messages_fts_delete")
+    sqlite_schema.upgrade(conn, where)
 
 
 def _in_one_transaction(
@@ -180,42 +70,6 @@ def _in_one_transaction(
             conn.execute("RELEASE grouped_write")
             outcomes.append((value, None))
     return outcomes
-
-
-def _has_search_index(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages_fts_pending'").fetchone() is not None
-
-
-def _ensure_search_index(conn: sqlite3.Connection) -> None:
-    """Made on the first start of a version that searches; the messages already there are queued for it."""
-    if not _has_search_index(conn):
-        _create_search_index(conn)
-
-
-def _create_search_index(conn: sqlite3.Connection) -> None:
-    with _transaction(conn):
-        if _has_search_index(conn):
-            return  # another process starting on the same file made it meanwhile (BEGIN IMMEDIATE waited for it)
-        fresh = not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages_fts'").fetchone()
-        for trigger in _OLD_SEARCH_TRIGGERS:  # an index kept in step synchronously (an earlier build) keeps its rows
-            conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
-        for statement in _SEARCH_SCHEMA:
-            conn.execute(statement)
-        if fresh:
-            conn.execute("INSERT INTO messages_fts_pending(id) SELECT rowid FROM messages WHERE status != 'streaming'")
-
-
-def _index_pending(conn: sqlite3.Connection, limit: int) -> int:
-    """Index up to `limit` queued messages in one transaction; return how many."""
-    with _transaction(conn):
-        ids = [r[0] for r in conn.execute("SELECT id FROM messages_fts_pending ORDER BY id LIMIT ?", (limit,))]
-        if not ids:
-            return 0
-        marks = ",".join("?" * len(ids))
-        conn.execute(f"INSERT INTO messages_fts(rowid, content) SELECT rowid, content FROM messages"
-                     f" WHERE rowid IN ({marks})", ids)
-        conn.execute(f"DELETE FROM messages_fts_pending WHERE id IN ({marks})", ids)
-        return len(ids)
 
 
 def _user(row: sqlite3.Row) -> User:
@@ -249,7 +103,7 @@ def _message(row: sqlite3.Row) -> Message:
     )
 
 
-class SqliteStore(SqliteMigrationMixin):
+class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin):
     """Writes go through one connection on one thread (SQLite has one writer anyway); reads through a second,
     read-only connection on a thread of its own, so a request's lookups never queue behind replies' writes."""
 
@@ -315,13 +169,16 @@ class SqliteStore(SqliteMigrationMixin):
             for attempt in range(50):
                 conn = sqlite3.connect(self._path, isolation_level=None, timeout=5.0)
                 try:
-                    _prepare(conn)
+                    _prepare(conn, str(self._path))
                 except sqlite3.OperationalError as exc:
                     conn.close()
                     if "locked" not in str(exc) or attempt == 49:
                         raise
                     time.sleep(0.1)
                     continue
+                except BaseException:
+                    conn.close()  # a schema newer than this code: refused, the file untouched
+                    raise
                 self._conn = conn
                 return
 
@@ -576,22 +433,6 @@ class SqliteStore(SqliteMigrationMixin):
             ).fetchall()
         )
         return [_message(r) for r in rows]
-
-    async def index_pending(self, limit: int = 500) -> int:
-        """Index up to `limit` finished messages waiting for the search index (the app calls it when not busy)."""
-        return await self._run(lambda c: _index_pending(c, limit))
-
-    async def search_messages(self, user_id: str, terms: Sequence[str], limit: int, offset: int) -> list[SearchHit]:
-        while await self.index_pending(2000):  # a search sees every finished message, also those just queued
-            pass
-        match = " ".join('"' + term.replace('"', '""') + '"' for term in terms)  # each term literal, all required
-        rows = await self._read(lambda c: c.execute(
-            "SELECT m.id, m.chat_id, m.role, m.created_at, c.title,"
-            " snippet(messages_fts, 0, char(2), char(3), '…', 16) AS snip"
-            " FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid JOIN chats c ON c.id = m.chat_id"
-            " WHERE messages_fts MATCH ? AND m.user_id = ? ORDER BY bm25(messages_fts), m.created_at DESC"
-            " LIMIT ? OFFSET ?", (match, user_id, limit, offset)).fetchall())
-        return [SearchHit(r["id"], r["chat_id"], r["title"], r["role"], r["created_at"], r["snip"]) for r in rows]
 
     async def checkpoint_reply(self, message_id: str, content: str, fence: int = 0) -> bool:
         def write(conn: sqlite3.Connection) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -97,27 +98,39 @@ async def test_a_database_made_before_search_is_indexed_at_start(make_client: Ma
             conn.execute(f"DROP TRIGGER {name}")
         conn.execute("DROP TABLE messages_fts")
         conn.execute("DROP TABLE messages_fts_pending")
+        conn.execute("PRAGMA user_version = 0")  # nor numbered schema steps
     again = await make_client(demo_reply_words=10)
     same = Api(again, alice.token, alice.user)
     status, body = await _search(same, "narwhals")
     assert status == 200 and len(body["results"]) >= 1
 
 
-def test_two_processes_making_the_index_at_once_both_start(tmp_path: Path) -> None:
-    """Two processes start on one new file: both saw no index, the second to take the write lock finds it made
-    (a cluster test once failed to start with "table messages_fts_pending already exists")."""
-    from gima_server.store.sqlite import _create_search_index, _prepare
+def test_two_processes_making_the_schema_at_once_both_start(tmp_path: Path) -> None:
+    """Processes starting on one new file at once: each step is applied once, under the write lock, and each
+    process starts (a cluster test once failed to start with "table messages_fts_pending already exists")."""
+    from gima_server.store import sqlite_schema
 
-    path = tmp_path / "two.sqlite3"
-    first = sqlite3.connect(path, isolation_level=None)
-    _prepare(first)  # the first process: schema and index made
-    second = sqlite3.connect(path, isolation_level=None)
-    second.row_factory = sqlite3.Row
-    _create_search_index(second)  # the second, which checked before the first had made it
-    triggers = second.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'messages_fts_%'")
-    assert triggers.fetchone()[0] == 3
-    first.close()
-    second.close()
+    for attempt in range(10):
+        path = tmp_path / f"race{attempt}.sqlite3"
+        barrier = threading.Barrier(3)
+        applied: list[int] = []
+
+        def start(path: Path, barrier: threading.Barrier, applied: list[int]) -> None:
+            conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+            barrier.wait()
+            applied.extend(step.number for step in sqlite_schema.upgrade(conn, str(path)))
+            conn.close()
+
+        threads = [threading.Thread(target=start, args=(path, barrier, applied)) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(applied) == [step.number for step in sqlite_schema.STEPS]  # each step once, by one of them
+        with sqlite3.connect(path) as conn:
+            assert sqlite_schema.version(conn) == sqlite_schema.LATEST
+            triggers = conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'messages_fts_%'")
+            assert triggers.fetchone()[0] == 3
 
 
 async def test_finished_messages_are_indexed_in_the_background_and_stay_consistent(make_client: MakeClient) -> None:

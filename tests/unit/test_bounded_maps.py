@@ -4,12 +4,15 @@ and must stay within it (memory that stays flat under sustained load, issue 29).
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Sequence
 
+from gima_server.auth.sessions import SessionCache
 from gima_server.idempotency import IdempotencyRecord, MemoryIdempotencyStore
 from gima_server.limits.backends import MemoryBackend
 from gima_server.limits.gcra import Limit
 from gima_server.locks import LocalLocks
+from gima_server.store.base import User
 from gima_server.streams.events import Event, make_event
 from gima_server.streams.reply import Pushable
 from gima_server.streams.ws import _Socket
@@ -90,3 +93,12 @@ async def test_a_websocket_keeps_no_finished_follow() -> None:
         await asyncio.sleep(0)
     assert len(peer.sent) == 100
     assert socket.followers == {}
+
+
+def test_the_sign_in_cache_stays_within_its_bound() -> None:
+    cache = SessionCache(ttl_s=60, max_entries=10)
+    user = User("u1", "a@example.com", "a", "hash", ("user",), 0.0)
+    for i in range(25):
+        cache.put(f"session{i}", user, time.time() + 3600)
+        assert len(cache._entries) <= 10
+    assert cache.get("session24") is user  # the newest is kept

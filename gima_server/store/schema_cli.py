@@ -1,0 +1,47 @@
+"""`gima-server db status` and `db upgrade`: where the store's schema stands against this code's numbered steps."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+
+from ..config import Settings
+from . import sqlite_schema
+from .base import SchemaError
+
+
+def db_command(settings: Settings, command: str) -> int:
+    if settings.store_url.startswith(("mongodb://", "mongodb+srv://")):
+        print("gima-server: the MongoDB store's indexes are made at start; it has no numbered steps yet", file=sys.stderr)
+        return 2
+    path = settings.sqlite_path
+    if command == "status" and not path.exists():
+        print(f"{path}: no database yet; the first start makes schema version {sqlite_schema.LATEST}")
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+    try:
+        if command == "status":
+            return _status(conn, str(path))
+        sqlite_schema.pending(conn, str(path))  # refused before anything changes a newer database
+        conn.execute("PRAGMA journal_mode=WAL")
+        applied = sqlite_schema.upgrade(conn, str(path))
+    except SchemaError as exc:
+        print(f"gima-server: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        conn.close()
+    for step in applied:
+        print(f"applied step {step.number}: {step.what}")
+    print(f"{path}: schema version {sqlite_schema.LATEST}, up to date")
+    return 0
+
+
+def _status(conn: sqlite3.Connection, where: str) -> int:
+    current = sqlite_schema.version(conn)
+    steps = sqlite_schema.pending(conn, where)
+    state = "up to date" if not steps else f"{len(steps)} {'step' if len(steps) == 1 else 'steps'} to apply"
+    print(f"{where}: schema version {current} of {sqlite_schema.LATEST}, {state}")
+    for step in steps:
+        print(f"  step {step.number}: {step.what}")
+    return 0
