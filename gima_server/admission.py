@@ -54,8 +54,8 @@ class AdmissionGate:
         self._reserve = max_active // 10  # kept for chat (none when there are fewer than 10 slots)
         self._metrics = metrics
         self.active = 0
-        self._per_user: Counter[str] = Counter()
-        self._waiters: list[_Waiter] = []
+        self._per_user: Counter[str] = Counter()  # bound: users holding a slot; a count at zero is deleted
+        self._waiters: list[_Waiter] = []  # bound: max_queue; a waiter leaves when served or past max_wait_s
         self._seq = itertools.count()
 
     @property

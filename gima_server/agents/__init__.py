@@ -20,7 +20,7 @@ class _Upstreams:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._made: dict[str, Upstream] = {}
+        self._made: dict[str, Upstream] = {}  # bound: one per provider kind the configuration names
 
     def get(self, kind: str) -> Upstream:
         if kind not in self._made:

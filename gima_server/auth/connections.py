@@ -19,6 +19,7 @@ class SessionConnections:
     """session id: the closers of its open connections (a stream's handler task, a WebSocket's close)."""
 
     def __init__(self) -> None:
+        # Bound: the open streams and sockets; a session's entry leaves with its last connection.
         self._open: dict[str, dict[object, Callable[[], object]]] = {}
 
     def add(self, session_id: str, handle: object, close: Callable[[], object]) -> None:

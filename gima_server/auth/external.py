@@ -56,7 +56,7 @@ class ExternalTokens:
     def __init__(self, settings: ExternalJwtSettings) -> None:
         self._settings = settings
         self._jwks = jwt.PyJWKClient(settings.jwks_url, cache_jwk_set=False, timeout=3) if settings.jwks_url else None
-        self._keys: dict[str, jwt.PyJWK] = {}
+        self._keys: dict[str, jwt.PyJWK] = {}  # bound: the provider's key set, replaced whole at each fetch
         self._fetched_at = -settings.jwks_refresh_s
         self._refresh = asyncio.Lock()
         self._users: dict[str, tuple[User, float]] = {}  # email: (user, cached until)

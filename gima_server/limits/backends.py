@@ -26,7 +26,7 @@ class MemoryBackend:
     def __init__(self, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000) -> None:
         self._clock = clock
         self._max_keys = max_keys
-        self._tats: dict[tuple[str, str], float] = {}
+        self._tats: dict[tuple[str, str], float] = {}  # bound: max_keys, past which full buckets are forgotten (_purge)
 
     def _purge(self, now: float) -> None:
         # Buckets whose time has passed are full again: forgetting them changes nothing.

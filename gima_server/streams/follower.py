@@ -119,6 +119,8 @@ class LogFollower:
         self._on_interrupted = on_interrupted
         self._read = redis.register_script(_READ_SCRIPT)
         self._close = redis.register_script(_CLOSE_SCRIPT)
+        # Bounds: the replies read for a subscriber here now; an entry leaves with its last follower, a miss count
+        # with its reply (or after two misses).
         self._followers: dict[str, set[RemoteReply]] = {}
         self._misses: dict[str, int] = {}
         self._has_followers = asyncio.Event()

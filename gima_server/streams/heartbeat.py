@@ -31,7 +31,7 @@ class Pingable(Protocol):
 class Heartbeat:
     def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
-        self._streams: dict[Pingable, None] = {}
+        self._streams: dict[Pingable, None] = {}  # bound: the open streams; each leaves as it ends (or its ping fails)
 
     def add(self, stream: Pingable) -> None:
         self._streams[stream] = None

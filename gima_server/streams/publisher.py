@@ -71,6 +71,8 @@ class LogPublisher:
         self._settings = settings
         self._metrics = metrics
         self._sha: str | None = None
+        # Bounds: the replies running in this process; _dirty is emptied every write, an entry of _sent, _live and
+        # _announced leaves when its reply's last event is written.
         self._dirty: dict[str, Reply] = {}
         self._sent: dict[str, _Sent] = {}
         self._live: dict[str, Reply] = {}

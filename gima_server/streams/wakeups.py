@@ -21,7 +21,7 @@ class Wakeups:
         self._lag_s = lag_s
         self._max_window_s = max_window_s
         self._idle_lag_s = idle_lag_s
-        self._pending: dict[Wakeable, None] = {}  # insertion-ordered: woken in the order they asked
+        self._pending: dict[Wakeable, None] = {}  # insertion-ordered, emptied at each flush (one window at most)
         self._handle: asyncio.Handle | asyncio.TimerHandle | None = None
 
     def window_s(self) -> float:
