@@ -55,11 +55,13 @@ async def _snapshot(pid: int, snapshot_dir: Path, n: int) -> tracemalloc.Snapsho
 async def snapshot_written(snapshot_dir: Path, n: int) -> tracemalloc.Snapshot:
     """The server's n-th snapshot, once it has written it whole."""
     path = snapshot_dir / f"{n}.snap"
-    for _ in range(600):
-        await asyncio.sleep(0.1)
+    size = -1
+    for _ in range(1200):
+        await asyncio.sleep(0.5)
         if path.exists():
-            await asyncio.sleep(0.5)  # written whole
-            return tracemalloc.Snapshot.load(str(path))
+            if path.stat().st_size == size:  # written whole: a big snapshot takes seconds to pickle
+                return tracemalloc.Snapshot.load(str(path))
+            size = path.stat().st_size
     raise RuntimeError("no snapshot")
 
 
