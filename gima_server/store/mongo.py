@@ -18,7 +18,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ..apikeys.model import ApiKey
 from ..migration.model import ImportedConversation, MigrationJob, message_times
-from .base import AuthSession, Chat, DuplicateError, Exchange, Message, Receipt, SearchHit, User
+from .base import AuthSession, Chat, DuplicateError, Exchange, Message, Receipt, SchemaError, SearchHit, User
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +64,10 @@ def _message(d: dict[str, Any]) -> Message:
                    tuple((str(a), int(o)) for a, o in d.get("sections") or ()))
 
 
+MONGO_STEPS = ((1, "collections' indexes, as made at every start before numbered steps"),)
+MONGO_LATEST = MONGO_STEPS[-1][0]
+
+
 class MongoStore:
     def __init__(self, url: str, pool: MongoPool = MongoPool(), database: str | None = None) -> None:
         self._client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
@@ -81,7 +85,28 @@ class MongoStore:
         """For tests: remove everything this store wrote."""
         await self._client.drop_database(self._db.name)
 
+    async def schema_version(self) -> int:
+        doc = await self._db.schema.find_one({"_id": "version"})
+        return int(doc["version"]) if doc else 0
+
+    async def pending_steps(self) -> list[tuple[int, str]]:
+        """The numbered steps this database lacks; SchemaError when it is newer than this code."""
+        current = await self.schema_version()
+        if current > MONGO_LATEST:
+            raise SchemaError(f"the MongoDB database {self._db.name} has schema version {current}, newer than this "
+                              f"gima-server's {MONGO_LATEST}: run the gima-server version that made it")
+        return [(number, what) for number, what in MONGO_STEPS if number > current]
+
     async def open(self) -> None:
+        """Numbered steps, like the SQLite store's: each is idempotent (index creation), so processes starting at
+        once need no lock; the recorded version only grows ($max)."""
+        for number, _ in await self.pending_steps():
+            await self._step(number)
+            await self._db.schema.update_one({"_id": "version"}, {"$max": {"version": number}}, upsert=True)
+
+    async def _step(self, number: int) -> None:
+        if number != 1:
+            raise SchemaError(f"no MongoDB schema step {number}")
         db = self._db
         await db.users.create_index("email", unique=True)
         await db.sessions.create_index("user_id")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import sys
 
@@ -12,8 +13,11 @@ from .base import SchemaError
 
 def db_command(settings: Settings, command: str) -> int:
     if settings.store_url.startswith(("mongodb://", "mongodb+srv://")):
-        print("gima-server: the MongoDB store's indexes are made at start; it has no numbered steps yet", file=sys.stderr)
-        return 2
+        try:
+            return asyncio.run(_mongo(settings, command))
+        except SchemaError as exc:
+            print(f"gima-server: {exc}", file=sys.stderr)
+            return 1
     path = settings.sqlite_path
     if command == "status" and not path.exists():
         print(f"{path}: no database yet; the first start makes schema version {sqlite_schema.LATEST}")
@@ -35,6 +39,30 @@ def db_command(settings: Settings, command: str) -> int:
         print(f"applied step {step.number}: {step.what}")
     print(f"{path}: schema version {sqlite_schema.LATEST}, up to date")
     return 0
+
+
+async def _mongo(settings: Settings, command: str) -> int:
+    from . import open_store
+    from .mongo import MONGO_LATEST, MongoStore
+
+    store = open_store(settings)
+    assert isinstance(store, MongoStore)
+    try:
+        steps = await store.pending_steps()
+        if command == "status":
+            current = await store.schema_version()
+            print(f"MongoDB: schema version {current} of {MONGO_LATEST}, "
+                  + ("up to date" if not steps else f"{len(steps)} {'step' if len(steps) == 1 else 'steps'} to apply"))
+            for number, what in steps:
+                print(f"  step {number}: {what}")
+            return 0
+        await store.open()
+        for number, what in steps:
+            print(f"applied step {number}: {what}")
+        print(f"MongoDB: schema version {MONGO_LATEST}, up to date")
+        return 0
+    finally:
+        await store.close()
 
 
 def _status(conn: sqlite3.Connection, where: str) -> int:

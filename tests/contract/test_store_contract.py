@@ -353,3 +353,29 @@ async def test_a_refused_exchange_among_others_at_once_refuses_only_itself(store
     assert outcomes[0] is None and isinstance(outcomes[1], DuplicateError) and outcomes[2] is None
     assert [len(await store.list_messages(user_id, chat)) for chat in ("c1", "c2", "c3")] == [2, 2, 2]
 
+
+
+async def test_the_schema_is_at_this_codes_version_and_a_newer_one_is_refused(store: Store, tmp_path: Path) -> None:
+    """Numbered schema steps on every backend: open records the latest version; a database marked newer than the
+    code is refused by the next open (the SQLite case in depth: tests/integration/test_schema_steps.py)."""
+    from gima_server.store.base import SchemaError
+
+    if isinstance(store, SqliteStore):
+        import sqlite3
+
+        from gima_server.store import sqlite_schema
+
+        with sqlite3.connect(tmp_path / "contract.sqlite3") as conn:
+            assert sqlite_schema.version(conn) == sqlite_schema.LATEST
+            conn.execute(f"PRAGMA user_version = {sqlite_schema.LATEST + 1}")
+        newer: Store = SqliteStore(tmp_path / "contract.sqlite3")
+    else:
+        from gima_server.store.mongo import MONGO_LATEST, MongoStore
+
+        assert isinstance(store, MongoStore)
+        assert await store.schema_version() == MONGO_LATEST and await store.pending_steps() == []
+        await store._db.schema.update_one({"_id": "version"}, {"$set": {"version": MONGO_LATEST + 1}})
+        newer = MongoStore(MONGODB_URI, database=store._db.name)
+    with pytest.raises(SchemaError, match="newer than this gima-server's"):
+        await newer.open()
+    await newer.close()
