@@ -43,6 +43,7 @@ from .observability import routes as observability_routes
 from .observability.logs import install_secret_filter
 from .observability.metrics import Metrics
 from .observability.tracing import add_trace_header
+from .redis_client import connect
 from .security import add_security_headers
 from .store import open_store
 from .store.base import Store
@@ -103,25 +104,7 @@ async def _redis_context(app: web.Application) -> AsyncIterator[None]:
         app[appkeys.REDIS] = None
         yield
         return
-    from redis.asyncio import BlockingConnectionPool, Redis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
-    # A burst of requests queues for a free connection: redis-py's default pool raises MaxConnectionsError at
-    # its 101st concurrent command, and every caller would fall back to in-process. The wait is not Redis
-    # being slow (that is the socket timeout), so it gets longer than one command may take.
-    # After a Redis restart every pooled connection is dead and fails its next command: that command is sent
-    # again once on a new connection, or each would be a false outage (locks and limits falling back, readers
-    # told "backing_unavailable"). Timeouts are not retried: a slow Redis is an outage to report at once.
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=settings.redis_max_connections,
-        timeout=max(2.0, settings.redis_timeout_s * 4),
-        socket_timeout=settings.redis_timeout_s, socket_connect_timeout=settings.redis_timeout_s,
-        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        retry_on_error=[RedisConnectionError],
-    )
-    redis = Redis.from_pool(pool)
+    redis = connect(settings, settings.redis_timeout_s, blocking_pool=True)
     app[appkeys.REDIS] = redis
     yield
     await redis.aclose()
@@ -216,7 +199,6 @@ class _SharedLog:
     """The reply log on Redis Streams: this process's publisher and its follower of other processes' replies."""
 
     def __init__(self, app: web.Application, interrupted_id: int) -> None:
-        from redis.asyncio import Redis
 
         settings, redis, store = app[appkeys.SETTINGS], app[appkeys.REDIS], app[appkeys.STORE]
         assert redis is not None
@@ -229,10 +211,8 @@ class _SharedLog:
             publish_interval_s=settings.log_publish_interval_ms / 1000,
             read_interval_s=settings.log_read_interval_ms / 1000,
         )
-        self.blocking = Redis.from_url(  # its own pool: a blocking read must outlast the usual socket timeout
-            settings.redis_url, socket_timeout=self.settings.block_s + settings.redis_timeout_s + 1,
-            socket_connect_timeout=settings.redis_timeout_s,
-        )
+        # Its own pool: a blocking read must outlast the usual socket timeout.
+        self.blocking = connect(settings, self.settings.block_s + settings.redis_timeout_s + 1)
 
         async def interrupted(message_id: str, text: str, event_id: int) -> None:
             await store.interrupt_reply(message_id, text or None, event_id)

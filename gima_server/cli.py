@@ -331,11 +331,10 @@ async def _announce_ended(settings: Settings, session_ids: list[str]) -> None:
     without Redis, each process stops accepting their tokens within GIMA_SESSION_CACHE_S."""
     if not settings.redis_url or not session_ids:
         return
-    from redis.asyncio import Redis
-
+    from .redis_client import connect
     from .streams.ownership import RedisCancelBus
 
-    redis = Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_s * 8)
+    redis = connect(settings, settings.redis_timeout_s * 8)
     try:
         bus = RedisCancelBus(redis)
         for session_id in session_ids:

@@ -36,6 +36,8 @@ class Settings:
     data_dir: Path = Path("./data")
     store_url: str = field(default="", repr=False)  # URLs may carry credentials
     redis_url: str = field(default="", repr=False)
+    redis_mode: str = "single"  # single, or sentinel: GIMA_REDIS_URL lists the sentinels
+    redis_sentinel_master: str = ""
     mongo_max_pool_size: int = 50
     mongo_min_pool_size: int = 5
     mongo_wait_queue_timeout_ms: int = 30_000
@@ -156,6 +158,12 @@ class Settings:
             raise ConfigError(f"GIMA_STORE_URL={self.store_url!r}: must start with sqlite:/// or mongodb://")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("GIMA_REDIS_URL: must start with redis://, rediss:// or unix://")
+        if self.redis_mode not in ("single", "sentinel"):
+            raise ConfigError(f"GIMA_REDIS_MODE must be single or sentinel (cluster is not supported yet), "
+                              f"got {self.redis_mode!r}")
+        if self.redis_mode == "sentinel" and not (self.redis_url and self.redis_sentinel_master):
+            raise ConfigError("GIMA_REDIS_MODE=sentinel needs GIMA_REDIS_URL (the sentinels, redis://h1:26379,h2:26379/0)"
+                              " and GIMA_REDIS_SENTINEL_MASTER (the master's name)")
         for origin in (*self.allowed_origins, *((self.public_origin,) if self.public_origin else ())):
             if not origin.startswith(("http://", "https://")) or origin.endswith("/") or origin == "*":
                 raise ConfigError(f"GIMA_ALLOWED_ORIGINS / GIMA_PUBLIC_ORIGIN {origin!r}: must be scheme://host[:port]")

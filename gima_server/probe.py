@@ -41,9 +41,9 @@ async def _store(settings: Settings) -> tuple[str, bool, str]:
 
 
 async def _redis(settings: Settings) -> tuple[str, bool, str]:
-    from redis.asyncio import Redis
+    from .redis_client import connect
 
-    redis = Redis.from_url(settings.redis_url, socket_timeout=_TIMEOUT_S, socket_connect_timeout=_TIMEOUT_S)
+    redis = connect(settings, _TIMEOUT_S)
     try:
         await redis.ping()
     except Exception as exc:  # a refused or timed-out connection is the answer

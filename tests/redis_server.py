@@ -22,6 +22,7 @@ class RedisServer:
     port: int
     proc: subprocess.Popen[bytes] | None = None
     workdir: str = ""
+    extra: tuple[str, ...] = ()  # more arguments: --replicaof HOST PORT, or a config file and --sentinel
 
     @property
     def url(self) -> str:
@@ -33,7 +34,7 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server; .ci/run does it)")
         self.workdir = self.workdir or tempfile.mkdtemp(prefix="gima-redis-")
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [binary, *self.extra, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", self.workdir, "--daemonize", "no"],
             stdout=subprocess.DEVNULL,
         )

@@ -115,3 +115,19 @@ def test_a_setting_whose_extra_is_missing_names_the_extra(
     with pytest.raises(ConfigError) as info:
         Settings.from_env(env)
     assert str(info.value).endswith(f"pip install 'gima-server[{extra}]'")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"GIMA_REDIS_URL": "redis://h:6379/0", "GIMA_REDIS_MODE": "cluster"},
+         "GIMA_REDIS_MODE must be single or sentinel (cluster is not supported yet), got 'cluster'"),
+        ({"GIMA_REDIS_URL": "redis://h1:26379,h2:26379/0", "GIMA_REDIS_MODE": "sentinel"},
+         "GIMA_REDIS_MODE=sentinel needs GIMA_REDIS_URL (the sentinels, redis://h1:26379,h2:26379/0) and "
+         "GIMA_REDIS_SENTINEL_MASTER (the master's name)"),
+    ],
+)
+def test_redis_topology_settings_are_checked(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env).validate()
+    assert str(info.value) == message

@@ -1,0 +1,62 @@
+"""The one place that knows Redis's topology: a client for a single server or for the master that Sentinel names.
+Everything above it holds a `redis.asyncio.Redis` and never asks which one."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from .config import Settings
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+
+def connect(settings: Settings, socket_timeout: float, *, blocking_pool: bool = False) -> Redis:
+    """A client with this socket timeout. blocking_pool: a burst waits for a free connection (the app's shared
+    client) instead of failing at the pool's cap."""
+    from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    common: dict[str, Any] = {"socket_timeout": socket_timeout, "socket_connect_timeout": settings.redis_timeout_s}
+    if blocking_pool:
+        # After a Redis restart every pooled connection is dead and fails its next command: that command is sent
+        # again once on a new connection, or each would be a false outage (locks and limits falling back, readers
+        # told "backing_unavailable"). Timeouts are not retried: a slow Redis is an outage to report at once.
+        common.update(max_connections=settings.redis_max_connections,
+                      retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+                      retry_on_error=[RedisConnectionError])
+    if settings.redis_mode == "sentinel":
+        from redis.asyncio.sentinel import Sentinel
+
+        sentinels, db, password = sentinel_addresses(settings.redis_url)
+        # The master's address is asked of the sentinels on every new connection, so a failover is followed.
+        manager = Sentinel(sentinels, sentinel_kwargs={"socket_timeout": settings.redis_timeout_s * 4}, db=db,
+                           password=password, **common)
+        master: Redis = manager.master_for(settings.redis_sentinel_master)
+        return master
+    if blocking_pool:
+        # A burst of requests queues for a free connection: redis-py's default pool raises MaxConnectionsError at
+        # its 101st concurrent command. The wait is not Redis being slow, so it is longer than one command may take.
+        pool = BlockingConnectionPool.from_url(settings.redis_url, timeout=max(2.0, settings.redis_timeout_s * 4),
+                                               **common)
+        return Redis.from_pool(pool)
+    return Redis.from_url(settings.redis_url, **common)
+
+
+def sentinel_addresses(url: str) -> tuple[list[tuple[str, int]], int, str | None]:
+    """`redis://[:password@]h1:26379,h2:26379/0` → the sentinels, the database number and the master's password."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    password = None
+    if "@" in netloc:
+        credentials, netloc = netloc.rsplit("@", 1)
+        password = unquote(credentials.split(":", 1)[1]) if ":" in credentials else unquote(credentials)
+    sentinels = []
+    for host_port in netloc.split(","):
+        host, _, port = host_port.rpartition(":")
+        sentinels.append((host or host_port, int(port) if port.isdigit() and host else 26379))
+    path = parts.path.strip("/")
+    return sentinels, int(path) if path.isdigit() else 0, password or None
