@@ -100,9 +100,12 @@ async def test_slow_consumer_is_dropped_without_slowing_others(make_client: Make
     resp = await client.post("/api/chat/stream", json={"content": "A very long essay"}, headers=alice.headers)
     seen = await read_until(resp, lambda ev: len(ev) >= 1)
     message_id = seen[0].data["messageId"]
+    # The reader that keeps up reads from now on: left unread while the stalled one connected, it fell 200 events
+    # behind itself on a loaded machine (4,000 events/s) and was dropped too (seen once in CI).
+    keeping_up = asyncio.create_task(resp.read())
     stalled = await _stalled_subscriber(client.port, f"/api/chat/streams/{message_id}/events", alice.token)
     try:
-        rest, _ = parse_sse(await asyncio.wait_for(resp.read(), timeout=30))
+        rest, _ = parse_sse(await asyncio.wait_for(keeping_up, timeout=30))
         assert rest[-1].name == "done", rest[-1].data  # the reader that keeps up gets everything
         slow_raw = await asyncio.wait_for(_drain(stalled), timeout=30)
     finally:
