@@ -20,7 +20,7 @@ from aiohttp.web_exceptions import NotAppKeyWarning
 
 from .config import ConfigError, Settings
 from .observability.logs import configure_logging
-from .store.base import SchemaError
+from .store.base import SchemaError, StoreUnavailable
 
 if TYPE_CHECKING:
     from .store.base import Store, User
@@ -306,6 +306,10 @@ def _backup_command(settings: Settings, args: argparse.Namespace) -> int:
     if settings.store_url.startswith("mongodb"):
         print("gima-server: the store is MongoDB: back it up with mongodump / mongorestore", file=sys.stderr)
         return 2
+    if settings.store_url.startswith(("postgresql://", "postgres://")):
+        print("gima-server: the store is PostgreSQL: back it up with pg_dump / pg_restore (or its own base backups"
+              " and WAL archive)", file=sys.stderr)
+        return 2
     try:
         if args.command == "backup":
             size = backup(settings.sqlite_path, Path(args.file))
@@ -360,6 +364,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gima-server: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    try:
+        return _dispatch(settings, args)
+    except StoreUnavailable as exc:
+        print(f"gima-server: cannot reach the store ({exc.reason}); is it running, and is GIMA_STORE_URL right?",
+              file=sys.stderr)
+        return 1
+
+
+def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
     if args.command in ("backup", "restore"):
         return _backup_command(settings, args)
     if args.command == "db":

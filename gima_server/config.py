@@ -29,6 +29,10 @@ def _parse_csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+STORE_SCHEMES = ("sqlite:///", "mongodb://", "mongodb+srv://", *POSTGRES_SCHEMES)
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -43,6 +47,8 @@ class Settings:
     mongo_wait_queue_timeout_ms: int = 30_000
     mongo_max_idle_time_ms: int = 3_600_000
     mongo_server_selection_timeout_ms: int = 5_000
+    postgres_pool_size: int = 20  # connections per process; N processes use N times this many
+    postgres_timeout_s: float = 10.0  # waiting for a free connection, and for one statement
     secret_keys: tuple[str, ...] = field(default=(), repr=False)  # never in a repr, so never in a log
     public_origin: str = ""
     allowed_origins: tuple[str, ...] = ()
@@ -154,8 +160,8 @@ class Settings:
         for name, check, why in _CHECKS:
             if not check(getattr(self, name)):
                 raise ConfigError(f"GIMA_{name.upper()} {why}, got {str(getattr(self, name))!r}")
-        if self.store_url and not self.store_url.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")):
-            raise ConfigError(f"GIMA_STORE_URL={self.store_url!r}: must start with sqlite:/// or mongodb://")
+        if self.store_url and not self.store_url.startswith(STORE_SCHEMES):
+            raise ConfigError("GIMA_STORE_URL: must start with sqlite:///, postgresql:// or mongodb://")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("GIMA_REDIS_URL: must start with redis://, rediss:// or unix://")
         if self.redis_mode not in ("single", "sentinel"):
@@ -222,6 +228,8 @@ class Settings:
             needs.append(("GIMA_REDIS_URL", "redis", "redis"))
         if self.store_url.startswith(("mongodb://", "mongodb+srv://")):
             needs.append(("GIMA_STORE_URL", "pymongo", "mongo"))
+        if self.store_url.startswith(POSTGRES_SCHEMES):
+            needs.append(("GIMA_STORE_URL", "asyncpg", "postgres"))
         if self.oidc_issuer:
             needs += [("GIMA_OIDC_ISSUER", "authlib", "oidc"), ("GIMA_OIDC_ISSUER", "httpx", "oidc")]
         for variable, module, extra in needs:
@@ -351,6 +359,8 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("migration_batch_conversations", _positive, "must be > 0"),
     ("migration_conversation_messages", _positive, "must be > 0"),
     ("mongo_max_pool_size", _positive, "must be > 0"),
+    ("postgres_pool_size", _positive, "must be > 0"),
+    ("postgres_timeout_s", _positive, "must be > 0"),
     ("mongo_min_pool_size", _non_negative, "must be >= 0"),
     ("mongo_wait_queue_timeout_ms", _positive, "must be > 0"),
     ("mongo_max_idle_time_ms", _positive, "must be > 0"),

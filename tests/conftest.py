@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient
 from gima_server.app import create_app
 from gima_server.config import Settings
 
+from .postgres_server import drop_database, fresh_database, own_postgres
 from .redis_server import RedisServer, own_redis
 from .secrets_watch import leaks, remember
 from .sse import SseEvent, parse_sse
@@ -126,6 +127,21 @@ async def log_in(client: TestClient, email: str, password: str = "correct horse 
     assert resp.status == 200, await resp.text()
     body = await resp.json()
     return Api(client, body["accessToken"], body["user"])
+
+
+@pytest.fixture(scope="session")
+def postgres_base_url() -> Iterator[str]:
+    """One PostgreSQL server for the session (a throwaway cluster, or GIMA_TEST_POSTGRES_URL's); a missing
+    binary fails the tests (it is never a skip). Each test makes a database of its own on it."""
+    yield from own_postgres()
+
+
+@pytest.fixture
+async def postgres_url(postgres_base_url: str) -> AsyncIterator[str]:
+    """A new, empty database for one test, dropped after it."""
+    url = await fresh_database(postgres_base_url)
+    yield url
+    await drop_database(url)
 
 
 @pytest.fixture(scope="session")

@@ -5,19 +5,21 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
+from typing import Any
 
-from ..config import Settings
+from ..config import POSTGRES_SCHEMES, Settings
 from . import sqlite_schema
 from .base import SchemaError
 
 
 def db_command(settings: Settings, command: str) -> int:
-    if settings.store_url.startswith(("mongodb://", "mongodb+srv://")):
+    if settings.store_url.startswith(("mongodb://", "mongodb+srv://", *POSTGRES_SCHEMES)):
         try:
-            return asyncio.run(_mongo(settings, command))
+            return asyncio.run(_server_store(settings, command))
         except SchemaError as exc:
             print(f"gima-server: {exc}", file=sys.stderr)
             return 1
+
     path = settings.sqlite_path
     if command == "status" and not path.exists():
         print(f"{path}: no database yet; the first start makes schema version {sqlite_schema.LATEST}")
@@ -41,17 +43,24 @@ def db_command(settings: Settings, command: str) -> int:
     return 0
 
 
-async def _mongo(settings: Settings, command: str) -> int:
+async def _server_store(settings: Settings, command: str) -> int:
+    """MongoDB or PostgreSQL: both keep their version in the database and apply their steps in open()."""
     from . import open_store
-    from .mongo import MONGO_LATEST, MongoStore
 
-    store = open_store(settings)
-    assert isinstance(store, MongoStore)
+    store: Any = open_store(settings)
+    if settings.store_url.startswith(POSTGRES_SCHEMES):
+        from . import postgres_schema
+
+        name, latest = store.where, postgres_schema.LATEST
+    else:
+        from .mongo import MONGO_LATEST
+
+        name, latest = "MongoDB", MONGO_LATEST
     try:
         steps = await store.pending_steps()
         if command == "status":
             current = await store.schema_version()
-            print(f"MongoDB: schema version {current} of {MONGO_LATEST}, "
+            print(f"{name}: schema version {current} of {latest}, "
                   + ("up to date" if not steps else f"{len(steps)} {'step' if len(steps) == 1 else 'steps'} to apply"))
             for number, what in steps:
                 print(f"  step {number}: {what}")
@@ -59,7 +68,7 @@ async def _mongo(settings: Settings, command: str) -> int:
         await store.open()
         for number, what in steps:
             print(f"applied step {number}: {what}")
-        print(f"MongoDB: schema version {MONGO_LATEST}, up to date")
+        print(f"{name}: schema version {latest}, up to date")
         return 0
     finally:
         await store.close()

@@ -1,6 +1,7 @@
 """The Store contract: every backend runs these same tests.
 
-SQLite always runs. MongoDB joins when GIMA_TEST_MONGODB_URI points at a server (issue 6 adds that store).
+SQLite and PostgreSQL always run (PostgreSQL: a throwaway cluster the suite starts, or GIMA_TEST_POSTGRES_URL's
+server; a database of its own per test). MongoDB joins when GIMA_TEST_MONGODB_URI points at a server.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ import pytest
 
 from gima_server.apikeys.model import ApiKey
 from gima_server.store.base import DuplicateError, Exchange, Receipt, Store
+from gima_server.store.postgres import PostgresStore
 from gima_server.store.sqlite import SqliteStore
+
+from ..postgres_server import drop_database, fresh_database
 
 MONGODB_URI = os.environ.get("GIMA_TEST_MONGODB_URI", "")
 
 
 def _backends() -> list[str]:
     # Without a MongoDB server the MongoDB cases are not generated at all; one test below says so, once.
-    return ["sqlite", "mongodb"] if MONGODB_URI else ["sqlite"]
+    return ["sqlite", "postgresql", "mongodb"] if MONGODB_URI else ["sqlite", "postgresql"]
 
 
 @pytest.mark.skipif(not MONGODB_URI, reason="the MongoDB store is NOT tested in this run: set GIMA_TEST_MONGODB_URI="
@@ -34,8 +38,12 @@ def test_the_mongodb_store_runs_this_contract_suite() -> None:
 @pytest.fixture(params=_backends())
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     backend: Store
+    database = ""
     if request.param == "sqlite":
         backend = SqliteStore(tmp_path / "contract.sqlite3")
+    elif request.param == "postgresql":
+        database = await fresh_database(request.getfixturevalue("postgres_base_url"))
+        backend = PostgresStore(database)
     else:
         from gima_server.store.mongo import MongoStore
 
@@ -46,6 +54,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     if request.param == "mongodb":
         await backend.drop_database()  # type: ignore[attr-defined]
     await backend.close()
+    if database:
+        await drop_database(database)
 
 
 async def _user(store: Store, email: str = "u@example.com") -> str:
@@ -369,6 +379,13 @@ async def test_the_schema_is_at_this_codes_version_and_a_newer_one_is_refused(st
             assert sqlite_schema.version(conn) == sqlite_schema.LATEST
             conn.execute(f"PRAGMA user_version = {sqlite_schema.LATEST + 1}")
         newer: Store = SqliteStore(tmp_path / "contract.sqlite3")
+    elif isinstance(store, PostgresStore):
+        from gima_server.store import postgres_schema
+
+        assert await store.schema_version() == postgres_schema.LATEST and await store.pending_steps() == []
+        async with store._conn() as conn:
+            await conn.execute("UPDATE gima_schema SET version = $1", postgres_schema.LATEST + 1)
+        newer = PostgresStore(store._url)
     else:
         from gima_server.store.mongo import MONGO_LATEST, MongoStore
 
@@ -379,3 +396,50 @@ async def test_the_schema_is_at_this_codes_version_and_a_newer_one_is_refused(st
     with pytest.raises(SchemaError, match="newer than this gima-server's"):
         await newer.open()
     await newer.close()
+
+
+async def _finished_exchange(store: Store, user_id: str, chat_id: str, n: int, question: str, answer: str) -> None:
+    ex = Exchange(user_id, chat_id, "title" if n == 1 else None, f"u{n}-{chat_id}", f"a{n}-{chat_id}", question, float(n))
+    await store.begin_exchange(ex)
+    assert await store.finish_reply(ex.reply_message_id, answer, "complete", "stop", 3)
+
+
+async def test_search_takes_every_word_literally_and_finds_only_the_callers_finished_messages(store: Store) -> None:
+    alice, bob = await _user(store, "a@example.com"), await _user(store, "b@example.com")
+    await _finished_exchange(store, alice, "c1", 1, "How do lighthouses work in fog?", "Lighthouses use a lens.")
+    await _finished_exchange(store, alice, "c1", 2, "Tell me about the Café Zoë", "It serves crème brûlée.")
+    await _finished_exchange(store, bob, "c2", 1, "bob's lighthouses are secret", "ok")
+    await store.begin_exchange(Exchange(alice, "c1", None, "u3", "a3", "one more", 3.0))
+    assert await store.checkpoint_reply("a3", "streaming lighthouses text")  # not finished: not searchable
+
+    hits = await store.search_messages(alice, ["lighthouses"], 10, 0)
+    assert {h.message_id for h in hits} == {"u1-c1", "a1-c1"}
+    assert all(h.chat_title == "title" and "\x02" in h.snippet and "\x03" in h.snippet for h in hits)
+    assert [h.message_id for h in await store.search_messages(alice, ["lighthouses", "fog"], 10, 0)] == ["u1-c1"]
+    assert await store.search_messages(alice, ["lighthouses", "harbour"], 10, 0) == []  # every word is required
+    assert {h.message_id for h in await store.search_messages(alice, ["cafe", "zoe"], 10, 0)} == {"u2-c1"}  # diacritics
+    assert {h.message_id for h in await store.search_messages(alice, ["CRÈME"], 10, 0)} == {"a2-c1"}
+    for syntax in (["NEAR"], ["a", "OR", "b"], ["lighthouse", "s"], ["col"], ["AND"]):
+        assert isinstance(await store.search_messages(alice, syntax, 10, 0), list)  # operators are plain words
+    assert await store.search_messages(alice, ["secret"], 10, 0) == []  # never another user's
+    page = await store.search_messages(alice, ["lighthouses"], 1, 1)
+    assert len(page) == 1 and page[0].message_id in {"u1-c1", "a1-c1"}
+
+
+async def test_the_search_index_follows_a_finished_reply_and_deletes(store: Store) -> None:
+    alice = await _user(store)
+    await store.begin_exchange(Exchange(alice, "c1", "title", "u1", "a1", "question", 1.0))
+    assert await store.search_messages(alice, ["zeppelins"], 10, 0) == []
+    assert await store.finish_reply("a1", "zeppelins over the sea", "complete", "stop", 4)
+    assert [h.message_id for h in await store.search_messages(alice, ["zeppelins"], 10, 0)] == ["a1"]
+    assert await store.delete_chat(alice, "c1")
+    assert await store.search_messages(alice, ["zeppelins"], 10, 0) == []
+
+
+async def test_an_upstreams_nul_character_is_stored_as_a_replacement_not_a_fault(store: Store) -> None:
+    alice = await _user(store)
+    await store.begin_exchange(Exchange(alice, "c1", "title", "u1", "a1", "question", 1.0))
+    assert await store.checkpoint_reply("a1", "half\x00way")
+    assert await store.finish_reply("a1", "all\x00done", "complete", "stop", 2)
+    reply = await store.get_message(alice, "a1")
+    assert reply is not None and reply.content.replace("\ufffd", "\x00") == "all\x00done"

@@ -95,3 +95,42 @@ def test_serve_refuses_a_newer_database_in_one_line(tmp_path: Path) -> None:
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "newer than this gima-server's" in lines[0], (args, result.stderr)
     assert _version(path) == sqlite_schema.LATEST + 3
+
+
+async def test_db_commands_on_postgresql_upgrade_an_older_database_and_refuse_a_newer_one(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    import asyncpg
+
+    from gima_server.store import postgres_schema
+
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        await postgres_schema.upgrade(conn, "test", to=1)  # what an older build made
+        status = _cli(tmp_path, "db", "status", GIMA_STORE_URL=postgres_url)
+        assert status.returncode == 0, status.stderr
+        assert f"schema version 1 of {postgres_schema.LATEST}, 1 step to apply" in status.stdout
+        assert "step 2: the full-text search index" in status.stdout
+        assert "gima@" not in status.stdout  # the address is named without its credentials
+        upgraded = _cli(tmp_path, "db", "upgrade", GIMA_STORE_URL=postgres_url)
+        assert upgraded.returncode == 0, upgraded.stderr
+        assert "applied step 2" in upgraded.stdout and await postgres_schema.version(conn) == postgres_schema.LATEST
+        assert "applied step" not in _cli(tmp_path, "db", "upgrade", GIMA_STORE_URL=postgres_url).stdout
+        await conn.execute("UPDATE gima_schema SET version = $1", postgres_schema.LATEST + 2)
+        for args in (("serve", "--port", "0"), ("db", "upgrade"), ("db", "status")):
+            result = _cli(tmp_path, *args, GIMA_STORE_URL=postgres_url)
+            assert result.returncode == 1, (args, result.stdout, result.stderr)
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and "newer than this gima-server's" in lines[0], (args, result.stderr)
+        assert await postgres_schema.version(conn) == postgres_schema.LATEST + 2
+    finally:
+        await conn.close()
+
+
+def test_db_status_of_an_unreachable_postgresql_is_one_line(tmp_path: Path) -> None:
+    from ..redis_server import free_port
+
+    result = _cli(tmp_path, "db", "status", GIMA_STORE_URL=f"postgresql://gima:s3cret@127.0.0.1:{free_port()}/gima")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach" in lines[0] and "s3cret" not in result.stderr, result.stderr

@@ -28,7 +28,7 @@ def test_environment_and_overrides() -> None:
         ({"GIMA_HEARTBEAT_S": "0"}, "GIMA_HEARTBEAT_S"),
         ({"GIMA_AGENT": "gpt"}, "GIMA_AGENT"),
         ({"GIMA_MIGRATION_ENABLED": "maybe"}, "GIMA_MIGRATION_ENABLED"),
-        ({"GIMA_STORE_URL": "postgres://x"}, "GIMA_STORE_URL"),
+        ({"GIMA_STORE_URL": "mysql://x"}, "GIMA_STORE_URL"),
         ({"GIMA_REDIS_URL": "http://x"}, "GIMA_REDIS_URL"),
         ({"GIMA_ALLOWED_ORIGINS": "*"}, "GIMA_ALLOWED_ORIGINS"),
         ({"GIMA_SECRET_KEY": "short"}, "GIMA_SECRET_KEY"),
@@ -103,7 +103,8 @@ def test_unknown_variables_are_found_with_the_closest_name() -> None:
 
 
 @pytest.mark.parametrize(("env", "extra"), [({"GIMA_REDIS_URL": "redis://127.0.0.1:6390"}, "redis"),
-                                            ({"GIMA_STORE_URL": "mongodb://127.0.0.1:27017/gima"}, "mongo")])
+                                            ({"GIMA_STORE_URL": "mongodb://127.0.0.1:27017/gima"}, "mongo"),
+                                            ({"GIMA_STORE_URL": "postgresql://127.0.0.1:5432/gima"}, "postgres")])
 def test_a_setting_whose_extra_is_missing_names_the_extra(
     env: dict[str, str], extra: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -111,7 +112,7 @@ def test_a_setting_whose_extra_is_missing_names_the_extra(
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",  # this machine has every extra: hide the one asked for
-                        lambda name, *a: None if name in ("redis", "pymongo") else real(name, *a))
+                        lambda name, *a: None if name in ("redis", "pymongo", "asyncpg") else real(name, *a))
     with pytest.raises(ConfigError) as info:
         Settings.from_env(env)
     assert str(info.value).endswith(f"pip install 'gima-server[{extra}]'")

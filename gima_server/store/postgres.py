@@ -1,0 +1,402 @@
+"""PostgreSQL store on asyncpg (ADR 18), selected by GIMA_STORE_URL=postgresql://...
+
+Every call takes a connection from one pool with a bounded wait; a lost connection, a server that is down or
+shutting down, a full disk or a read-only server (a failover in progress) is StoreUnavailable, and whatever
+the call wrote is rolled back by PostgreSQL itself (each write is one statement or one transaction).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Sequence, TypeVar
+
+import asyncpg
+
+from ..apikeys.model import ApiKey
+from ..streams.snapshot import decode_sections, encode_sections
+from . import postgres_schema
+from .base import AuthSession, Chat, DuplicateError, Exchange, Message, Receipt, SearchHit, StoreUnavailable, User
+from .postgres_migration import PostgresMigrationMixin
+from .postgres_text import fold, storable
+from .sqlite_util import new_id as _new_id
+
+T = TypeVar("T")
+
+# Errors of reaching the server or of its state, not of the statement: the caller may simply try again later.
+_FAULTS = (
+    asyncpg.exceptions.PostgresConnectionError,  # class 08: lost or refused connection
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: disk full, out of memory, too many connections
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutting down, starting up, statement cancelled
+    asyncpg.exceptions.ReadOnlySQLTransactionError,  # a replica during a failover
+    asyncpg.exceptions.TransactionRollbackError,  # serialization failure, deadlock: retry
+    OSError,
+    TimeoutError,  # no free connection within the pool's wait, or a statement past its timeout
+)
+
+
+@contextlib.contextmanager
+def _unavailable_on_fault() -> Iterator[None]:
+    try:
+        yield
+    except _FAULTS as exc:
+        raise StoreUnavailable(type(exc).__name__) from exc
+    except asyncpg.exceptions.InterfaceError as exc:
+        if "connection" not in str(exc).lower():  # misuse of the driver is a bug, not an outage
+            raise
+        raise StoreUnavailable(type(exc).__name__) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresPool:
+    max_size: int = 20
+    min_size: int = 1
+    timeout_s: float = 10.0  # waiting for a free connection, and for one statement
+
+
+def _user(r: asyncpg.Record) -> User:
+    return User(r["id"], r["email"], r["name"], r["password_hash"], tuple(r["roles"]), r["created_at"])
+
+
+def _session(r: asyncpg.Record) -> AuthSession:
+    return AuthSession(r["id"], r["user_id"], r["created_at"], r["expires_at"], r["revoked"])
+
+
+def _api_key(r: asyncpg.Record) -> ApiKey:
+    return ApiKey(r["id"], r["user_id"], r["name"], r["key_hash"], r["hint"], r["created_at"], r["last_used_at"])
+
+
+def _chat(r: asyncpg.Record) -> Chat:
+    return Chat(r["id"], r["user_id"], r["title"], r["created_at"], r["updated_at"])
+
+
+_MESSAGE_COLUMNS = ("id, chat_id, user_id, role, content, status, created_at, finish_reason, event_count, input_tokens,"
+                    " output_tokens, receipt, sections")
+
+
+def _message(r: asyncpg.Record) -> Message:
+    return Message(
+        r["id"], r["chat_id"], r["user_id"], r["role"], r["content"], r["status"], r["created_at"], r["finish_reason"],
+        r["event_count"], r["input_tokens"], r["output_tokens"],
+        Receipt(**json.loads(r["receipt"])) if r["receipt"] else None, tuple(decode_sections(r["sections"] or "")),
+    )
+
+
+class PostgresStore(PostgresMigrationMixin):
+    def __init__(self, url: str, pool: PostgresPool = PostgresPool()) -> None:
+        self._url = url
+        self._limits = pool
+        self._pool: asyncpg.Pool | None = None
+
+    @contextlib.asynccontextmanager
+    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+        assert self._pool is not None, "store is not open"
+        with _unavailable_on_fault():
+            async with self._pool.acquire(timeout=self._limits.timeout_s) as conn:
+                yield conn
+
+    async def _call(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        async with self._conn() as conn:
+            return await fn(conn)
+
+    async def _in_transaction(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        async with self._conn() as conn, conn.transaction():
+            return await fn(conn)
+
+    async def _read(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """A read, tried once more on a fresh connection when the pooled one turns out to be dead (the server
+        restarted, or ended idle sessions): safe for a read, where a write's outcome would be unknown."""
+        try:
+            return await self._call(fn)
+        except StoreUnavailable as exc:
+            if not isinstance(exc.__cause__, (asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.InterfaceError)):
+                raise
+        return await self._call(fn)
+
+    async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self._read(lambda conn: conn.fetchrow(sql, *args))
+        return row
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self._read(lambda conn: conn.fetch(sql, *args))
+        return rows
+
+    async def _execute(self, sql: str, *args: Any) -> int:
+        """Run one statement; how many rows it touched."""
+        async with self._conn() as conn:
+            status: str = await conn.execute(sql, *args)
+        return int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0
+
+    @contextlib.asynccontextmanager
+    async def _one_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection of its own, outside the pool (schema work, before the pool exists)."""
+        with _unavailable_on_fault():
+            conn = await asyncpg.connect(self._url, timeout=self._limits.timeout_s)
+        try:
+            yield conn
+        finally:
+            await conn.close()
+
+    async def schema_version(self) -> int:
+        async with self._one_connection() as conn:
+            return await postgres_schema.version(conn)
+
+    async def pending_steps(self) -> list[tuple[int, str]]:
+        """The numbered steps this database lacks; SchemaError when it is newer than this code."""
+        async with self._one_connection() as conn:
+            return [(step.number, step.what) for step in await postgres_schema.pending(conn, self.where)]
+
+    async def open(self) -> None:
+        async with self._one_connection() as conn:
+            with _unavailable_on_fault():
+                await postgres_schema.upgrade(conn, self.where)  # refuses a newer database before changing anything
+        with _unavailable_on_fault():
+            self._pool = await asyncpg.create_pool(
+                self._url, min_size=self._limits.min_size, max_size=self._limits.max_size,
+                command_timeout=self._limits.timeout_s, timeout=self._limits.timeout_s,
+                max_inactive_connection_lifetime=300.0,
+            )
+
+    @property
+    def where(self) -> str:
+        """The database's address without its credentials, for messages."""
+        tail = self._url.rsplit("@", 1)[-1]
+        return f"postgresql://{tail.split('://', 1)[-1]}"
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def ping(self) -> None:
+        await self._fetchrow("SELECT 1")
+
+    # users
+    async def create_user(self, email: str, password_hash: str, name: str, roles: Sequence[str]) -> User:
+        user = User(_new_id(), email, name, password_hash, tuple(roles), time.time())
+        try:
+            await self._execute(
+                "INSERT INTO users (id, email, name, password_hash, roles, created_at) VALUES ($1,$2,$3,$4,$5,$6)",
+                user.id, email, name, password_hash, list(roles), user.created_at)
+        except asyncpg.exceptions.UniqueViolationError as exc:
+            raise DuplicateError(email) from exc
+        return user
+
+    async def get_user(self, user_id: str) -> User | None:
+        row = await self._fetchrow("SELECT * FROM users WHERE id = $1", user_id)
+        return _user(row) if row else None
+
+    async def get_user_by_email(self, email: str) -> User | None:
+        row = await self._fetchrow("SELECT * FROM users WHERE email = $1", email)
+        return _user(row) if row else None
+
+    async def set_roles(self, user_id: str, roles: Sequence[str]) -> User | None:
+        row = await self._call(lambda conn: conn.fetchrow("UPDATE users SET roles = $1 WHERE id = $2 RETURNING *",
+                                                          list(roles), user_id))
+        return _user(row) if row else None
+
+    # sessions
+    async def create_session(self, user_id: str, ttl_s: float) -> AuthSession:
+        now = time.time()
+        session = AuthSession(_new_id(), user_id, now, now + ttl_s, False)
+        await self._execute("INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES ($1,$2,$3,$4)",
+                            session.id, user_id, session.created_at, session.expires_at)
+        return session
+
+    async def get_session(self, session_id: str) -> AuthSession | None:
+        row = await self._fetchrow("SELECT * FROM sessions WHERE id = $1", session_id)
+        return _session(row) if row else None
+
+    async def revoke_session(self, session_id: str) -> None:
+        await self._execute("UPDATE sessions SET revoked = TRUE WHERE id = $1", session_id)
+
+    async def delete_guests(self, created_before: float) -> int:
+        async def delete(conn: asyncpg.Connection) -> int:
+            ids = [r["id"] for r in await conn.fetch(
+                "SELECT id FROM users WHERE roles = ARRAY['guest']::text[] AND created_at < $1 FOR UPDATE", created_before)]
+            await _delete_users(conn, ids)
+            return len(ids)
+
+        return await self._in_transaction(delete)
+
+    async def delete_user(self, user_id: str) -> bool:
+        return await self._in_transaction(lambda conn: _delete_users(conn, [user_id])) > 0
+
+    async def list_sessions(self, user_id: str) -> list[AuthSession]:
+        rows = await self._fetch("SELECT * FROM sessions WHERE user_id = $1 ORDER BY created_at DESC, id", user_id)
+        return [_session(r) for r in rows]
+
+    # API keys
+    async def create_api_key(self, key: ApiKey, max_per_user: int) -> bool:
+        async def insert(conn: asyncpg.Connection) -> bool:
+            await conn.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", key.user_id)  # one count at a time
+            if await conn.fetchval("SELECT COUNT(*) FROM api_keys WHERE user_id = $1", key.user_id) >= max_per_user:
+                return False
+            await conn.execute(
+                "INSERT INTO api_keys (id, user_id, name, key_hash, hint, created_at) VALUES ($1,$2,$3,$4,$5,$6)",
+                key.id, key.user_id, key.name, key.key_hash, key.hint, key.created_at)
+            return True
+
+        return await self._in_transaction(insert)
+
+    async def list_api_keys(self, user_id: str) -> list[ApiKey]:
+        rows = await self._fetch("SELECT * FROM api_keys WHERE user_id = $1 ORDER BY created_at DESC, id", user_id)
+        return [_api_key(r) for r in rows]
+
+    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        row = await self._fetchrow("SELECT * FROM api_keys WHERE key_hash = $1", key_hash)
+        return _api_key(row) if row else None
+
+    async def delete_api_key(self, user_id: str, key_id: str) -> bool:
+        return await self._execute("DELETE FROM api_keys WHERE id = $1 AND user_id = $2", key_id, user_id) > 0
+
+    async def api_key_owner(self, key_id: str) -> str | None:
+        row = await self._fetchrow("SELECT user_id FROM api_keys WHERE id = $1", key_id)
+        return str(row["user_id"]) if row else None
+
+    async def touch_api_key(self, key_id: str, used_at: float) -> None:
+        await self._execute("UPDATE api_keys SET last_used_at = $1 WHERE id = $2", used_at, key_id)
+
+    # chats
+    async def create_chat(self, user_id: str, title: str) -> Chat:
+        now = time.time()
+        chat = Chat(_new_id(), user_id, storable(title), now, now)
+        await self._execute("INSERT INTO chats (id, user_id, title, created_at, updated_at) VALUES ($1,$2,$3,$4,$5)",
+                            chat.id, user_id, chat.title, now, now)
+        return chat
+
+    async def get_chat(self, user_id: str, chat_id: str) -> Chat | None:
+        row = await self._fetchrow("SELECT * FROM chats WHERE id = $1 AND user_id = $2", chat_id, user_id)
+        return _chat(row) if row else None
+
+    async def list_chats(self, user_id: str, before_chat_id: str | None, limit: int) -> list[Chat]:
+        if before_chat_id is None:
+            rows = await self._fetch(
+                "SELECT * FROM chats WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2", user_id, limit)
+        else:
+            rows = await self._fetch(
+                "SELECT c.* FROM chats c, chats b WHERE b.id = $1 AND b.user_id = $2 AND c.user_id = $2"
+                " AND (c.created_at, c.id) < (b.created_at, b.id) ORDER BY c.created_at DESC, c.id DESC LIMIT $3",
+                before_chat_id, user_id, limit)
+        return [_chat(r) for r in rows]
+
+    async def delete_chat(self, user_id: str, chat_id: str) -> bool:
+        return await self._execute("DELETE FROM chats WHERE id = $1 AND user_id = $2", chat_id, user_id) > 0
+
+    # messages
+    async def message_owner(self, message_id: str) -> str | None:
+        row = await self._fetchrow("SELECT user_id FROM messages WHERE id = $1", message_id)
+        return str(row["user_id"]) if row else None
+
+    async def begin_exchange(self, exchange: Exchange) -> None:
+        ex = exchange
+        content = storable(ex.content)
+
+        async def write(conn: asyncpg.Connection) -> None:
+            if ex.new_chat_title is not None:
+                await conn.execute(
+                    "INSERT INTO chats (id, user_id, title, created_at, updated_at) VALUES ($1,$2,$3,$4,$4)",
+                    ex.chat_id, ex.user_id, storable(ex.new_chat_title), ex.created_at)
+            # The chat's row lock orders exchanges of one chat, so each reads the sequence its predecessor wrote.
+            elif await conn.fetchval("UPDATE chats SET updated_at = $1 WHERE id = $2 AND user_id = $3 RETURNING 1",
+                                     ex.created_at, ex.chat_id, ex.user_id) is None:
+                raise LookupError(f"chat {ex.chat_id} not found")
+            seq = await conn.fetchval("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE chat_id = $1", ex.chat_id)
+            await conn.execute(
+                "INSERT INTO messages (id, chat_id, user_id, role, content, status, seq, created_at, fence, search)"
+                " VALUES ($1,$3,$4,'user',$5,'complete',$6,$7,$8, to_tsvector('simple', $9)),"
+                " ($2,$3,$4,'assistant','','streaming',$6 + 1,$7,$8, NULL)",
+                ex.user_message_id, ex.reply_message_id, ex.chat_id, ex.user_id, content, seq + 1, ex.created_at,
+                ex.fence, fold(content))
+
+        try:
+            await self._in_transaction(write)
+        except asyncpg.exceptions.UniqueViolationError as exc:
+            raise DuplicateError(ex.reply_message_id) from exc
+        except asyncpg.exceptions.ForeignKeyViolationError as exc:
+            raise LookupError(f"user {ex.user_id} not found") from exc
+
+    async def get_message(self, user_id: str, message_id: str) -> Message | None:
+        row = await self._fetchrow(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = $1 AND user_id = $2",
+                                   message_id, user_id)
+        return _message(row) if row else None
+
+    async def list_messages(self, user_id: str, chat_id: str) -> list[Message]:
+        rows = await self._fetch(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id = $1 AND user_id = $2"
+                                 " ORDER BY created_at, seq", chat_id, user_id)
+        return [_message(r) for r in rows]
+
+    async def checkpoint_reply(self, message_id: str, content: str, fence: int = 0) -> bool:
+        return await self._execute(
+            "UPDATE messages SET content = $1, fence = $2 WHERE id = $3 AND status = 'streaming' AND fence <= $2",
+            storable(content), fence, message_id) > 0
+
+    async def finish_reply(
+        self,
+        message_id: str,
+        content: str,
+        status: str,
+        finish_reason: str | None,
+        event_count: int,
+        fence: int = 0,
+        usage: tuple[int, int] | None = None,
+        receipt: Receipt | None = None,
+        sections: Sequence[tuple[str, int]] = (),
+    ) -> bool:
+        tokens_in, tokens_out = usage if usage is not None else (None, None)
+        stopped = json.dumps(dataclasses.asdict(receipt)) if receipt is not None else None
+        agents = encode_sections(sections) if sections else None
+        text = storable(content)
+        searchable = fold(text) if status != "streaming" else None
+        return await self._execute(
+            "UPDATE messages SET content = $1, status = $2, finish_reason = $3, event_count = $4, fence = $5,"
+            " input_tokens = $6, output_tokens = $7, receipt = $8, sections = $9, search = to_tsvector('simple', $10)"
+            " WHERE id = $11 AND fence <= $5",
+            text, status, finish_reason, event_count, fence, tokens_in, tokens_out, stopped, agents, searchable,
+            message_id) > 0
+
+    async def search_messages(self, user_id: str, terms: Sequence[str], limit: int, offset: int) -> list[SearchHit]:
+        # plainto_tsquery reads its text with the documents' parser and ANDs every word: no query syntax at all.
+        rows = await self._fetch(
+            "SELECT m.id, m.chat_id, m.role, m.created_at, c.title,"
+            " ts_headline('simple', m.content, q, 'StartSel=\u0002, StopSel=\u0003, MaxWords=16, MinWords=6,"
+            " FragmentDelimiter=…, MaxFragments=1') AS snip"
+            " FROM messages m JOIN chats c ON c.id = m.chat_id, plainto_tsquery('simple', $1) q"
+            " WHERE m.search @@ q AND m.user_id = $2"
+            " ORDER BY ts_rank(m.search, q) DESC, m.created_at DESC LIMIT $3 OFFSET $4",
+            fold(" ".join(terms)), user_id, limit, offset)
+        return [SearchHit(r["id"], r["chat_id"], r["title"], r["role"], r["created_at"], r["snip"]) for r in rows]
+
+    async def list_streaming_replies(self, limit: int) -> list[Message]:
+        rows = await self._fetch(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE status = 'streaming'"
+                                 " ORDER BY created_at LIMIT $1", limit)
+        return [_message(r) for r in rows]
+
+    async def interrupt_reply(self, message_id: str, content: str | None, event_count: int) -> bool:
+        async def write(conn: asyncpg.Connection) -> bool:
+            kept = await conn.fetchval("SELECT content FROM messages WHERE id = $1 AND status = 'streaming' FOR UPDATE",
+                                       message_id)
+            if kept is None:
+                return False
+            text = storable(content) if content is not None else kept
+            await conn.execute(
+                "UPDATE messages SET status = 'error', finish_reason = 'interrupted', event_count = $1, content = $2,"
+                " search = to_tsvector('simple', $3) WHERE id = $4", event_count, text, fold(text), message_id)
+            return True
+
+        return await self._in_transaction(write)
+
+
+async def _delete_users(conn: asyncpg.Connection, ids: list[str]) -> int:
+    """Everything of these users, inside the caller's transaction (the tables without a foreign key by hand)."""
+    if not ids:
+        return 0
+    await conn.execute("DELETE FROM imported_conversations WHERE user_id = ANY($1::text[])", ids)
+    await conn.execute("DELETE FROM migration_batches WHERE job_id IN"
+                       " (SELECT id FROM migration_jobs WHERE user_id = ANY($1::text[]))", ids)
+    await conn.execute("DELETE FROM migration_jobs WHERE user_id = ANY($1::text[])", ids)
+    status: str = await conn.execute("DELETE FROM users WHERE id = ANY($1::text[])", ids)  # the rest cascades
+    return int(status.rsplit(" ", 1)[-1])
