@@ -46,6 +46,15 @@ def _parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("status", help="the schema version and the steps this gima-server would apply")
     db_sub.add_parser("upgrade", help="apply the pending steps now (under the database's write lock)")
+    store = sub.add_parser("store", help="move the store's data").add_subparsers(dest="store_command", required=True)
+    copy = store.add_parser("copy", help="copy users, sessions, keys, chats and messages into another store "
+                                         "(stop the servers first)")
+    copy.add_argument("source", metavar="SRC_URL", help="sqlite:///PATH or postgresql://…")
+    copy.add_argument("destination", metavar="DST_URL", help="sqlite:///PATH or postgresql://… (empty)")
+    copy.add_argument("--continue", dest="go_on", action="store_true",
+                      help="go on with an interrupted copy into a destination that holds part of it")
+    copy.add_argument("--batch-rows", type=int, default=500, choices=range(1, 10_001), metavar="1..10000",
+                      help="rows per committed batch (default 500)")
     check = sub.add_parser("check-config", help="validate the configuration and exit")
     check.add_argument("--probe", action="store_true", help="also try the store, Redis and each upstream once")
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
@@ -370,6 +379,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gima-server: cannot reach the store ({exc.reason}); is it running, and is GIMA_STORE_URL right?",
               file=sys.stderr)
         return 1
+    except SchemaError as exc:
+        print(f"gima-server: {exc}", file=sys.stderr)
+        return 1
 
 
 def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
@@ -379,6 +391,15 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         from .store.schema_cli import db_command
 
         return db_command(settings, args.db_command)
+    if args.command == "store":
+        from .store.copy import CopyRefused, copy_store
+
+        try:
+            return 0 if asyncio.run(copy_store(settings, args.source, args.destination, args.go_on,
+                                                   args.batch_rows)) else 1
+        except CopyRefused as exc:
+            print(f"gima-server: store copy: {exc}", file=sys.stderr)
+            return 2
     if args.command == "check-config":
         print("configuration is valid")
         if not args.probe:

@@ -1,4 +1,6 @@
-"""N real gima-server processes on one Redis and one data dir, behind a real nginx using deploy/nginx/gima.conf."""
+"""N real gima-server processes on one Redis, behind a real nginx using deploy/nginx/gima.conf: on one data dir
+(SQLite, as on one box), or each with a data dir of its own on PostgreSQL (as on separate hosts: nothing on a
+shared disk, the signing key given as configuration)."""
 
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ class Cluster:
     nginx: subprocess.Popen[bytes] | None = None
     front_port: int = 0
     workdir: Path | None = None
+    host_dirs: list[Path] = field(default_factory=list)  # each process's own data dir, when they share none
 
     def base(self, i: int) -> str:
         return f"http://127.0.0.1:{self.ports[i]}"
@@ -49,7 +52,8 @@ class Cluster:
 
     def start_process(self, i: int) -> None:
         log = open(self.data_dir / f"server-{i}.log", "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen([sys.executable, "-m", "gima_server", "--port", str(self.ports[i])], env=self.env,
+        env = {**self.env, "GIMA_DATA_DIR": str(self.host_dirs[i])} if self.host_dirs else self.env
+        proc = subprocess.Popen([sys.executable, "-m", "gima_server", "--port", str(self.ports[i])], env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
         log.close()
         if i < len(self.procs):
@@ -139,9 +143,12 @@ class Cluster:
             self.nginx.wait(timeout=10)
 
 
-def start_cluster(data_dir: Path, redis: RedisServer | None, processes: int, nginx: bool = True, **env: str) -> Cluster:
+def start_cluster(data_dir: Path, redis: RedisServer | None, processes: int, nginx: bool = True,
+                  postgres_url: str = "", **env: str) -> Cluster:
+    """With postgres_url, every process has a data dir of its own (nothing shared but PostgreSQL and Redis)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / "secret_key").write_text(SHARED_SECRET)
+    if not postgres_url:
+        (data_dir / "secret_key").write_text(SHARED_SECRET)
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("GIMA_")}
     base_env.update({
         "GIMA_DATA_DIR": str(data_dir), "GIMA_RATE_LIMITS": "off", "GIMA_LOG_FORMAT": "text",
@@ -150,8 +157,12 @@ def start_cluster(data_dir: Path, redis: RedisServer | None, processes: int, ngi
     })
     if redis is not None:
         base_env["GIMA_REDIS_URL"] = redis.url
+    if postgres_url:
+        base_env.update({"GIMA_STORE_URL": postgres_url, "GIMA_SECRET_KEY": SHARED_SECRET})
     base_env.update({f"GIMA_{k.upper()}": v for k, v in env.items()})
     cluster = Cluster(data_dir, base_env, [free_port() for _ in range(processes)])
+    if postgres_url:
+        cluster.host_dirs = [data_dir / f"host{i}" for i in range(processes)]
     try:
         cluster.start_process(0)  # first alone: it creates the SQLite file the others open
         cluster.wait_healthy(0)

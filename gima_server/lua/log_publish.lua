@@ -5,18 +5,25 @@
 -- ARGV[6] id of the newest event the text covers, ARGV[7] sections JSON ('' = unchanged),
 -- ARGV[8] user id, ARGV[9] chat id, ARGV[10] status ('streaming' or how it ended),
 -- ARGV[11] seconds to keep the keys (retention once ended, the running bound before), ARGV[12] 1 if ended,
--- then triples (event id, name, frame) from ARGV[13].
+-- ARGV[13] for an append, the id the caller's previous write reached ('upto' as it set it),
+-- then triples (event id, name, frame) from ARGV[14].
 -- Returns 1; -1 when a reader already closed this reply as interrupted (its producer was thought dead);
--- 0 (nothing written) when an append finds the reply's keys gone (Redis restarted or was emptied without the
--- caller seeing an error): the caller then sends the reply whole.
+-- 0 (nothing written) when an append finds the reply's keys gone, or behind what the caller wrote before
+-- (Redis restarted, was emptied, or a replica that had not received the last writes was promoted: replication
+-- is asynchronous), all without the caller seeing an error: the caller then sends the reply whole.
 local info = KEYS[2]
 if redis.call('HGET', info, 'closed') == '1' then
   return -1
 end
-if ARGV[4] == 'a' and redis.call('HEXISTS', info, 'user') == 0 then
-  return 0
+if ARGV[4] == 'a' then
+  if redis.call('HEXISTS', info, 'user') == 0 then
+    return 0
+  end
+  if tonumber(redis.call('HGET', info, 'upto') or '0') < tonumber(ARGV[13]) then
+    return 0
+  end
 end
-for i = 13, #ARGV, 3 do
+for i = 14, #ARGV, 3 do
   -- An id at or below the stream's top is already there (resent after an outage): pcall skips it.
   redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '0-' .. ARGV[i], 'n', ARGV[i + 1], 'f', ARGV[i + 2])
 end

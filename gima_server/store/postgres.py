@@ -21,6 +21,7 @@ from ..streams.snapshot import decode_sections, encode_sections
 from . import postgres_schema
 from .base import AuthSession, Chat, DuplicateError, Exchange, Message, Receipt, SearchHit, StoreUnavailable, User
 from .postgres_migration import PostgresMigrationMixin
+from .postgres_rows import PostgresRowsMixin
 from .postgres_text import fold, storable
 from .sqlite_util import new_id as _new_id
 
@@ -85,7 +86,7 @@ def _message(r: asyncpg.Record) -> Message:
     )
 
 
-class PostgresStore(PostgresMigrationMixin):
+class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin):
     def __init__(self, url: str, pool: PostgresPool = PostgresPool()) -> None:
         self._url = url
         self._limits = pool

@@ -18,6 +18,7 @@ from ..streams.snapshot import decode_sections, encode_sections
 from . import sqlite_schema
 from .base import AuthSession, Chat, DuplicateError, Exchange, Message, Receipt, StoreUnavailable, User
 from .sqlite_migration import SqliteMigrationMixin
+from .sqlite_rows import SqliteRowsMixin
 from .sqlite_search import SqliteSearchMixin
 from .sqlite_util import new_id as _new_id
 from .sqlite_util import transaction as _transaction
@@ -103,7 +104,7 @@ def _message(row: sqlite3.Row) -> Message:
     )
 
 
-class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin):
+class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin):
     """Writes go through one connection on one thread (SQLite has one writer anyway); reads through a second,
     read-only connection on a thread of its own, so a request's lookups never queue behind replies' writes."""
 

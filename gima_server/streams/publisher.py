@@ -30,6 +30,9 @@ log = logging.getLogger("gima.publisher")
 PUBLISH_SCRIPT = resources.files("gima_server").joinpath("lua/log_publish.lua").read_text()
 _DRAIN_FAILURES: tuple[type[BaseException], ...] = (TimeoutError, *SHARED_FAILURES)
 _RUNNING_TTL_S = 3600  # a running reply's keys outlive any reply; its end sets the retention instead
+# A failover may lose what the old master acknowledged but had not yet sent to its replica (milliseconds of
+# writes, normally): replies that ended this recently are sent again whole when a loss shows.
+_RECENTLY_ENDED_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,8 @@ class LogPublisher:
         self._backoff = False  # Redis refused a write: wait before the next one
         self._urgent = False  # a new reply waits to be announced: write without the batching pause
         self._announced: dict[str, asyncio.Future[None]] = {}
+        # Bound: replies whose last event was written in the last _RECENTLY_ENDED_S (pruned at each end).
+        self._recently_ended: dict[str, tuple[Reply, float]] = {}
         self.healthy = True
 
     def offer(self, reply: Reply) -> None:
@@ -133,7 +138,21 @@ class LogPublisher:
         self._metrics.log_failures.labels("publish").inc()
         for reply in batch.values():
             self._resend_whole(reply)
+        self._resend_everything()
 
+    def _resend_everything(self) -> None:
+        """Redis may have lost writes it acknowledged (an outage, a failover to a replica that lagged): every
+        running reply, and every one that ended moments ago, is sent whole at the next write; what Redis still
+        holds is skipped there, what it lost is filled in, in order, so readers find no gap."""
+        for reply in self._live.values():
+            if reply.message_id in self._sent:
+                self._resend_whole(reply)
+        cutoff = time.monotonic() - _RECENTLY_ENDED_S
+        for message_id, (reply, ended_at) in list(self._recently_ended.items()):
+            del self._recently_ended[message_id]
+            if ended_at >= cutoff:
+                self._live[message_id] = reply
+                self._resend_whole(reply)
     def _resend_whole(self, reply: Reply) -> None:
         """Send this reply from its first event at the next write (ids already in Redis are skipped there)."""
         self._sent.setdefault(reply.message_id, _Sent()).whole = True
@@ -174,8 +193,10 @@ class LogPublisher:
             else:
                 log.warning("reply log: writing %s failed (%s)", message_id, result)
                 self._backoff = True
-        if isinstance(result, Exception) or result == 0:  # 0: Redis lost the reply's keys without an error
+        if isinstance(result, Exception) or result == 0:  # 0: Redis lost writes without an error (a failover)
             self._resend_whole(reply)
+            if result == 0:
+                self._resend_everything()
             self._wake.set()
             return
         if result == -1:  # a reader found our lease lapsed and ended the reply as interrupted
@@ -186,6 +207,7 @@ class LogPublisher:
         self._resolve_announced(message_id)
         if reply.events[mark.events - 1].terminal:
             self._forget(message_id)
+            self._remember_ended(reply)
         else:
             mark.whole = False
             self._sent[message_id] = mark
@@ -194,6 +216,15 @@ class LogPublisher:
         announced = self._announced.pop(message_id, None)
         if announced is not None and not announced.done():
             announced.set_result(None)
+
+    def _remember_ended(self, reply: Reply) -> None:
+        now = time.monotonic()
+        self._recently_ended[reply.message_id] = (reply, now)
+        while self._recently_ended:  # oldest first (insertion order): drop those past the window
+            oldest, (_, ended_at) = next(iter(self._recently_ended.items()))
+            if now - ended_at <= _RECENTLY_ENDED_S:
+                break
+            del self._recently_ended[oldest]
 
     def _forget(self, message_id: str) -> None:
         self._resolve_announced(message_id)
@@ -213,7 +244,7 @@ class LogPublisher:
             s.process_id, s.owner_ttl_ms, s.stream_maxlen, "s" if sent.whole else "a", text,
             end - 1 if ended else end, encode_sections(sections) if new_sections else "",
             reply.user_id, reply.chat_id, reply.status if ended else "streaming",
-            s.retention_ttl_s if ended else _RUNNING_TTL_S, 1 if ended else 0,
+            s.retention_ttl_s if ended else _RUNNING_TTL_S, 1 if ended else 0, 0 if sent.whole else sent.events,
         ]
         for event in events[start:end]:
             args += (event.id, event.name, event.frame)

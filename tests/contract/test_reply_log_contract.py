@@ -121,3 +121,39 @@ async def test_a_reader_after_a_redis_restart_sees_no_false_outage(
     assert [e.data.get("code") for e in followed if e.name == "error"] == []
     assert _shape(followed) == _shape(origin[2:]) and followed[-1].name == "done"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "Redis" in r.getMessage()]
+
+
+async def test_a_redis_that_lost_its_newest_writes_gets_them_back_in_order(make_client: MakeClient, redis_url: str) -> None:
+    """What a failover to a replica that lagged looks like (replication is asynchronous): Redis answers again
+    with the state of a moment ago — one reply's last events gone, another reply's end gone — and no error for
+    the producer to notice. The next append finds the reply behind what was written; the producer resends it
+    and every reply that ended moments ago, whole, so readers elsewhere see every id once and each end."""
+    from redis.asyncio import Redis
+
+    from gima_server import redis_keys
+
+    writer, reader = await _pair(make_client, redis_url, "redis", demo_tokens_per_s=40, demo_reply_words=40)
+    redis = Redis.from_url(redis_url)
+    try:
+        short = await writer.client.post("/api/chat/stream", json={"content": "ends soon"},
+                                         headers=writer.headers)
+        short_first = await read_until(short, lambda ev: len(ev) >= 3)
+        other = await quick_user(writer.client, "bob@example.com")  # one reply per session: a second user's
+        long = await writer.client.post("/api/chat/stream", json={"content": "goes on"}, headers=other.headers)
+        long_first = await read_until(long, lambda ev: len(ev) >= 3)
+        ids = [short_first[0].data["messageId"], long_first[0].data["messageId"]]
+        keys = [key for message_id in ids for key in redis_keys.reply_keys(message_id)[:3]]
+        then = {key: await redis.dump(key) for key in keys}  # the replica's state, a moment behind
+        short_rest, _ = parse_sse(await short.read())  # the short reply ends; the long one goes on
+        long_middle = await read_until(long, lambda ev: len(ev) >= 4)
+        for key, value in then.items():  # promoted: the newest writes never reached it
+            await redis.restore(key, 0, value, replace=True)
+        long_rest, _ = parse_sse(await long.read())
+    finally:
+        await redis.aclose()
+    other_reader = Api(reader.client, other.token, other.user)
+    for user, message_id, origin in ((reader, ids[0], short_first + short_rest),
+                                     (other_reader, ids[1], long_first + long_middle + long_rest)):
+        status, followed = await user.resume(message_id, 1)
+        assert status == 200 and _shape(followed) == _shape(origin[1:]), message_id
+        assert followed[-1].name == "done"

@@ -1,4 +1,5 @@
-"""Three gima-server processes, one Redis, one data dir, behind nginx round-robin: one service.
+"""Three gima-server processes, one Redis, behind nginx round-robin: one service — on one data dir (SQLite), and
+again with a data dir each on PostgreSQL (nothing on a shared disk).
 
 Every test drives real processes over HTTP; nothing is sticky. Each asserts the exact event ids a client got
 (nothing lost or repeated) and compares the text with the stored message.
@@ -18,6 +19,7 @@ from gima_server.dialects.ui_routes import stored_chat_id
 
 from ..cluster import Cluster, start_cluster
 from ..js_clients import install_js_clients, run_node
+from ..postgres_server import drop_database, fresh_database
 from ..redis_server import RedisServer, own_redis
 from ..sse import SseEvent, parse_sse, read_until
 
@@ -104,11 +106,32 @@ cluster_redis = pytest.fixture(scope="module")(own_redis)
 redis = pytest.fixture(own_redis)  # a test's own: it may kill it
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_redis: RedisServer) -> Iterator[Cluster]:
-    started = start_cluster(tmp_path_factory.mktemp("cluster"), cluster_redis, 3)
+@pytest.fixture(scope="module", params=["one-data-dir", "postgresql-no-shared-disk"])
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+            cluster_redis: RedisServer) -> Iterator[Cluster]:
+    """Every test below runs on both: three processes on one box's data dir (SQLite), and three that share
+    nothing but PostgreSQL and Redis (a data dir each, the signing key as configuration)."""
+    database = ""
+    if request.param == "postgresql-no-shared-disk":
+        database = asyncio.run(fresh_database(request.getfixturevalue("postgres_base_url")))
+    started = start_cluster(tmp_path_factory.mktemp("cluster"), cluster_redis, 3, postgres_url=database)
     yield started
     started.stop()
+    if database:
+        asyncio.run(drop_database(database))
+
+
+async def test_processes_that_share_no_disk_keep_nothing_the_others_need(cluster: Cluster, alice: User,
+                                                                           http: aiohttp.ClientSession) -> None:
+    events = await alice.stream(cluster.base(0), "hello from host 0")
+    chat_id = events[0].data["chatId"]
+    for i in range(3):  # signed in on one host, known to every other: the token and the history are shared
+        assert [m["content"] for m in await alice.assistant_messages(cluster.base(i), chat_id)] == [text_of(events)]
+    if not cluster.host_dirs:  # one box: the SQLite file and the key are shared through the one data dir
+        assert (cluster.data_dir / "gima.sqlite3").exists() and (cluster.data_dir / "secret_key").exists()
+        return
+    kept = sorted({p.name for d in cluster.host_dirs if d.exists() for p in d.iterdir()})
+    assert not {"gima.sqlite3", "secret_key", "signing_keys.json"} & set(kept), kept
 
 
 MakeCluster = Callable[..., Cluster]
