@@ -42,6 +42,7 @@ class Settings:
     redis_url: str = field(default="", repr=False)
     redis_mode: str = "single"  # single, or sentinel: GIMA_REDIS_URL lists the sentinels
     redis_sentinel_master: str = ""
+    redis_failover_grace_s: float = 8.0  # sentinel mode: followers wait this long for a new master, not told to leave
     mongo_max_pool_size: int = 50
     mongo_min_pool_size: int = 5
     mongo_wait_queue_timeout_ms: int = 30_000
@@ -360,6 +361,7 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("migration_conversation_messages", _positive, "must be > 0"),
     ("mongo_max_pool_size", _positive, "must be > 0"),
     ("postgres_pool_size", _positive, "must be > 0"),
+    ("redis_failover_grace_s", _non_negative, "must be >= 0"),
     ("postgres_timeout_s", _positive, "must be > 0"),
     ("mongo_min_pool_size", _non_negative, "must be >= 0"),
     ("mongo_wait_queue_timeout_ms", _positive, "must be > 0"),

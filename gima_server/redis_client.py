@@ -29,21 +29,40 @@ def connect(settings: Settings, socket_timeout: float, *, blocking_pool: bool = 
                       retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
                       retry_on_error=[RedisConnectionError])
     if settings.redis_mode == "sentinel":
-        from redis.asyncio.sentinel import Sentinel
+        from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+
+        class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+            """Sentinel's pool (the master asked of the sentinels) that queues at its cap like single mode's."""
+
+        class SentinelMaster(Redis):
+            """The master's client; closing it closes the clients of the sentinels it asks (nobody else holds them)."""
+
+            async def aclose(self, close_connection_pool: bool | None = None) -> None:
+                await super().aclose(close_connection_pool)
+                pool = self.connection_pool
+                if isinstance(pool, SentinelConnectionPool):
+                    await pool.sentinel_manager.aclose()
 
         sentinels, db, password = sentinel_addresses(settings.redis_url)
         # The master's address is asked of the sentinels on every new connection, so a failover is followed.
         manager = Sentinel(sentinels, sentinel_kwargs={"socket_timeout": settings.redis_timeout_s * 4}, db=db,
                            password=password, **common)
-        master: Redis = manager.master_for(settings.redis_sentinel_master)
+        if blocking_pool:
+            queued: Redis = manager.master_for(settings.redis_sentinel_master, redis_class=SentinelMaster,
+                                               connection_pool_class=BlockingSentinelPool, timeout=_pool_wait_s(settings))
+            return queued
+        master: Redis = manager.master_for(settings.redis_sentinel_master, redis_class=SentinelMaster)
         return master
     if blocking_pool:
         # A burst of requests queues for a free connection: redis-py's default pool raises MaxConnectionsError at
         # its 101st concurrent command. The wait is not Redis being slow, so it is longer than one command may take.
-        pool = BlockingConnectionPool.from_url(settings.redis_url, timeout=max(2.0, settings.redis_timeout_s * 4),
-                                               **common)
+        pool = BlockingConnectionPool.from_url(settings.redis_url, timeout=_pool_wait_s(settings), **common)
         return Redis.from_pool(pool)
     return Redis.from_url(settings.redis_url, **common)
+
+
+def _pool_wait_s(settings: Settings) -> float:
+    return max(2.0, settings.redis_timeout_s * 4)
 
 
 def sentinel_addresses(url: str) -> tuple[list[tuple[str, int]], int, str | None]:

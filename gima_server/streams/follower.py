@@ -126,6 +126,7 @@ class LogFollower:
         self._has_followers = asyncio.Event()
         self._blocked = False
         self._next_check = 0.0
+        self._failing_since: float | None = None
 
     async def describe(self, message_id: str) -> ReplyInfo | None:
         user, ended = cast(list[Any], await self._redis.hmget(redis_keys.reply_info(message_id), ["user", "ended"]))
@@ -184,8 +185,16 @@ class LogFollower:
                 if time.monotonic() >= self._next_check:
                     self._next_check = time.monotonic() + self._settings.heartbeat_s
                     await self._check_owners()
+                self._failing_since = None
             except SHARED_FAILURES as exc:
-                self._fail_all(exc)
+                now = time.monotonic()
+                if self._failing_since is None:
+                    self._failing_since = now
+                    if self._settings.outage_grace_s:
+                        log.warning("reply log: cannot read from Redis (%s); followers wait up to %.0f s for a new "
+                                    "master", type(exc).__name__, self._settings.outage_grace_s)
+                if now - self._failing_since >= self._settings.outage_grace_s:
+                    self._fail_all(exc)
                 await asyncio.sleep(self._settings.retry_s)
             if self._settings.read_interval_s:
                 await asyncio.sleep(self._settings.read_interval_s)  # lets events gather: fewer round trips

@@ -46,6 +46,9 @@ class LogSettings:
     read_interval_s: float = 0.01
     block_s: float = 1.0
     retry_s: float = 0.5
+    # Sentinel mode: a read failure is most likely a failover that names a new master within seconds; followers
+    # stay connected (heartbeats go on) and read on from their ids, instead of being told to come back at once.
+    outage_grace_s: float = 0.0
 
     @property
     def owner_ttl_ms(self) -> int:

@@ -7,7 +7,7 @@ import asyncio
 import shutil
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 import redis
@@ -17,6 +17,7 @@ from gima_server.redis_client import sentinel_addresses
 
 from ..conftest import MakeClient, sign_up
 from ..redis_server import RedisServer, free_port
+from ..sse import SseEvent, parse_sse, read_until
 
 MASTER_NAME = "gima"
 
@@ -139,3 +140,94 @@ async def test_replies_follow_the_master_the_sentinels_name_through_a_failover(
             break
         assert time.monotonic() < deadline + 30, await ready.text()
         await asyncio.sleep(0.5)
+
+
+def _ids_once(events: list[SseEvent], first: int) -> None:
+    ids = [e.id for e in events if e.id is not None]
+    assert ids == list(range(first, first + len(ids))), ids  # every id once, in order, no gap
+    assert events[-1].name == "done", events[-1]
+
+
+async def _arrivals(resp: Any) -> list[tuple[float, SseEvent]]:
+    """Every event of a stream with the moment it arrived."""
+    got: list[tuple[float, SseEvent]] = []
+    while frame := await resp.content.readuntil(b"\n\n"):
+        got += [(time.monotonic(), event) for event in parse_sse(frame)[0]]
+    return got
+
+
+def _longest_pause(arrivals: list[tuple[float, SseEvent]]) -> float:
+    times = [at for at, event in arrivals if event.id is not None]
+    return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
+
+
+async def _follow_as_a_client_does(app: Any, headers: dict[str, str], message_id: str) -> list[tuple[float, SseEvent]]:
+    """Follow from id 2 like EventSource or the page: on `backing_unavailable` (sent without an id), wait its
+    retryAfter and resume from the last id seen."""
+    arrivals: list[tuple[float, SseEvent]] = []
+    last_id = 1
+    while True:
+        resp = await app.get(f"/api/chat/streams/{message_id}/events", headers={**headers, "Last-Event-ID": str(last_id)})
+        assert resp.status == 200, await resp.text()
+        got = await _arrivals(resp)
+        arrivals += [(at, event) for at, event in got if event.id is not None]
+        last_id = arrivals[-1][1].id if arrivals else last_id
+        if arrivals and arrivals[-1][1].name == "done":
+            return arrivals
+        assert got and got[-1][1].name == "error" and got[-1][1].data["code"] == "backing_unavailable", got[-1:]
+        await asyncio.sleep(got[-1][1].data["retryAfter"])
+
+
+@pytest.mark.slow
+async def test_the_master_killed_mid_reply_loses_no_event_for_readers_on_either_process(
+        make_client: MakeClient, sentinel_set: SentinelSet) -> None:
+    """Two processes stream a reply each; each reply is read live on the process that makes it and followed
+    through Redis from the other. The master is SIGKILLed mid-reply and a replica promoted: all four readers
+    get ids 1..n once and the end; the longest pause a follower sees is the failover time clients feel."""
+    settings = {"redis_mode": "sentinel", "redis_url": sentinel_set.url, "redis_sentinel_master": MASTER_NAME,
+                "redis_timeout_s": 1.0, "demo_tokens_per_s": 25, "demo_reply_words": 160}
+    apps = [await make_client(**settings), await make_client(**settings)]
+    alice = await sign_up(apps[0], "alice@example.com")
+    bob = await sign_up(apps[1], "bob@example.com")
+    origins, follows = [], []
+    for user, other in ((alice, apps[1]), (bob, apps[0])):
+        resp = await user.client.post("/api/chat/stream", json={"content": "through the failover"},
+                                      headers=user.headers)
+        first = await read_until(resp, lambda ev: len(ev) >= 3)
+        origins.append((first, resp))
+        follows.append(asyncio.ensure_future(_follow_as_a_client_does(other, user.headers, first[0].data["messageId"])))
+    await asyncio.sleep(0.5)  # both followers are reading through Redis
+    started = time.monotonic()
+    await asyncio.to_thread(sentinel_set.kill_master_and_wait_for_promotion)
+    promoted_after = time.monotonic() - started
+    results = await asyncio.gather(*follows, *(_arrivals(resp) for _, resp in origins))
+    pauses = []
+    for arrivals, (first, _), rest in zip(results[:2], origins, results[2:], strict=True):
+        origin = first + [event for _, event in rest]
+        _ids_once(origin, 1)
+        followed = [event for _, event in arrivals]
+        _ids_once(followed, 2)
+        assert [(e.id, e.data) for e in followed] == [(e.id, e.data) for e in origin[1:]]
+        pauses.append(_longest_pause(arrivals))
+    print(f"\nfailover: promoted {promoted_after:.1f} s after the kill; longest pause a follower saw "
+          f"{max(pauses):.1f} s")
+    assert max(pauses) < 30
+
+
+@pytest.mark.slow
+async def test_a_burst_in_sentinel_mode_queues_for_a_connection_instead_of_failing_at_the_cap(
+        sentinel_set: SentinelSet) -> None:
+    """The app's shared client waits for a free connection at its cap, as in single mode (redis-py's Sentinel pool
+    raises MaxConnectionsError there): forty commands that each hold a connection, through four connections."""
+    from gima_server.config import Settings
+    from gima_server.redis_client import connect
+
+    settings = Settings(redis_mode="sentinel", redis_url=sentinel_set.url, redis_sentinel_master=MASTER_NAME,
+                        redis_max_connections=4, redis_timeout_s=1.0)
+    queued = connect(settings, 2.0, blocking_pool=True)
+    try:
+        held = await asyncio.gather(*(queued.blpop([f"nothing:{i}"], timeout=0.1) for i in range(40)))
+        assert held == [None] * 40
+        assert len(queued.connection_pool._available_connections) <= 4
+    finally:
+        await queued.aclose()
