@@ -47,13 +47,20 @@ class Target:
         return f"{self.base}/api/chat/stream", {"Authorization": f"Bearer {self.tokens[i % len(self.tokens)]}"}
 
 
-async def _seed(data_dir: Path, users: int, alpha: int = 0) -> list[str]:
+async def _seed(data_dir: Path, users: int, alpha: int = 0, store_url: str = "") -> list[str]:
     """Users and login sessions written straight into the store, so the bench measures chat, not argon2."""
     from gima_server.auth.tokens import TokenIssuer
+    from gima_server.store.base import Store
     from gima_server.store.sqlite import SqliteStore
 
     (data_dir / "secret_key").write_text(SECRET)
-    store = SqliteStore(data_dir / "gima.sqlite3")
+    store: Store
+    if store_url:
+        from gima_server.store.postgres import PostgresStore
+
+        store = PostgresStore(store_url)
+    else:
+        store = SqliteStore(data_dir / "gima.sqlite3")
     await store.open()
     issuer, tokens = TokenIssuer((SECRET,), 86_400), []
     try:

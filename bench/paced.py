@@ -11,7 +11,9 @@ servers with the same demo-agent pace and the same client:
 - burst: 100 replies as fast as possible; events/s;
 - idle: 10,000 open streams; RSS per stream and CPU while idle;
 - unloaded: time to first event of one unpaced request at a time (added ms);
-- paced with Redis configured (gima only, against the same bare run).
+- paced with Redis configured (gima only, against the same bare run);
+- with --stores: paced on PostgreSQL (against the SQLite run) and with Redis Sentinel (against single Redis);
+  PostgreSQL and Redis run on the load generator's core.
 Every stream checks ids 1..n (no gap, no duplicate). The last lines print PASS/FAIL per target.
 """
 
@@ -206,10 +208,11 @@ async def bare(tokens_per_s: float) -> AsyncIterator[Server]:
 
 
 @asynccontextmanager
-async def gima(tokens_per_s: float, users: int, redis_url: str = "", first_token_ms: int = 0) -> AsyncIterator[Server]:
+async def gima(tokens_per_s: float, users: int, redis_url: str = "", first_token_ms: int = 0, store_url: str = "",
+               sentinel: bool = False) -> AsyncIterator[Server]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-paced-") as tmp:
-        tokens = await _seed(Path(tmp), users)  # sign-in cost stays out of the measured window
+        tokens = await _seed(Path(tmp), users, store_url=store_url)  # sign-in cost stays out of the measured window
         env = {k: v for k, v in os.environ.items() if not k.startswith("GIMA_")}
         env.update({"GIMA_DATA_DIR": tmp, "GIMA_LOG_LEVEL": "warning", "GIMA_RATE_LIMITS": "off",
                     "GIMA_DEMO_TOKENS_PER_S": str(tokens_per_s), "GIMA_DEMO_FIRST_TOKEN_MS": str(first_token_ms),
@@ -217,6 +220,10 @@ async def gima(tokens_per_s: float, users: int, redis_url: str = "", first_token
                     "GIMA_ADMISSION_QUEUE": "20000"})
         if redis_url:
             env["GIMA_REDIS_URL"] = redis_url
+        if sentinel:
+            env.update({"GIMA_REDIS_MODE": "sentinel", "GIMA_REDIS_SENTINEL_MASTER": "gima"})
+        if store_url:
+            env["GIMA_STORE_URL"] = store_url
         proc = subprocess.Popen(_pinned(0, [sys.executable, "-m", "gima_server", "--port", str(port)]), env=env,
                                 stdout=subprocess.DEVNULL)
         try:
@@ -251,7 +258,7 @@ async def gima_idle(holders: int) -> dict[str, object]:
         return await idle(server, holders, f"/api/chat/streams/{first.message_id}/events", b"")
 
 
-async def main_async(count: int, holders: int, with_redis: bool) -> dict[str, dict[str, object]]:
+async def main_async(count: int, holders: int, with_redis: bool, stores: bool = False) -> dict[str, dict[str, object]]:
     rows: dict[str, dict[str, object]] = {}
     async with bare(50) as b:
         rows["bare_paced"] = await replies(b, count, 1.0)
@@ -266,6 +273,13 @@ async def main_async(count: int, holders: int, with_redis: bool) -> dict[str, di
     if with_redis:
         async with redis_server() as url, gima(50, count, url) as g:
             rows["gima_redis_paced"] = await replies(g, count, 1.0)
+    if stores:  # the deployments that outgrow one box, against their one-box twins above
+        from .services import postgres, sentinel
+
+        async with postgres() as store_url, gima(50, count, store_url=store_url) as g:
+            rows["gima_postgres_paced"] = await replies(g, count, 1.0)
+        async with sentinel() as url, gima(50, count, url, sentinel=True) as g:
+            rows["gima_sentinel_paced"] = await replies(g, count, 1.0)
     if holders:
         async with bare(0.2) as b:
             rows["bare_idle"] = await idle(b, holders, "/hold", b"")
@@ -300,6 +314,17 @@ def _verdicts(rows: dict[str, dict[str, object]]) -> list[tuple[str, str, bool]]
     if "gima_redis_paced" in rows:
         redis_ratio = ratio("gima_redis_paced", "bare_paced")
         out.append((f"paced with Redis events/s ratio {redis_ratio}", ">= 0.8", redis_ratio >= 0.8))
+    if "gima_postgres_paced" in rows:
+        pg = ratio("gima_postgres_paced", "gima_paced")
+        out.append((f"paced on PostgreSQL / on SQLite events/s ratio {pg}", ">= 0.9", pg >= 0.9))
+        pg_ttfe, sqlite_ttfe = rows["gima_postgres_paced"]["ttfe_ms"], gp["ttfe_ms"]
+        assert isinstance(pg_ttfe, dict) and isinstance(sqlite_ttfe, dict)
+        out.append((f"paced on PostgreSQL TTFE p50/p99 {pg_ttfe['p50']}/{pg_ttfe['p99']} ms (SQLite "
+                    f"{sqlite_ttfe['p50']}/{sqlite_ttfe['p99']})", "p99 < 2000 ms", (pg_ttfe["p99"] or 1e9) < 2000))
+    if "gima_sentinel_paced" in rows and "gima_redis_paced" in rows:
+        sentinel_ratio = ratio("gima_sentinel_paced", "gima_redis_paced")
+        out.append((f"paced with Sentinel / single Redis events/s ratio {sentinel_ratio}", ">= 0.9",
+                    sentinel_ratio >= 0.9))
     bad = sum(int(r["streams"]) - int(r["ok"]) for r in rows.values() if "ok" in r)  # type: ignore[call-overload]
     out.append((f"streams with a gap, duplicate or no end: {bad}", "0", bad == 0))
     return out
@@ -310,6 +335,8 @@ def main() -> None:
     parser.add_argument("--replies", type=int, default=1000)
     parser.add_argument("--holders", type=int, default=10_000, help="idle streams (0 skips the phase)")
     parser.add_argument("--no-redis", action="store_true", help="skip the paced phase with Redis configured")
+    parser.add_argument("--stores", action="store_true",
+                        help="also paced on PostgreSQL (vs SQLite) and with Redis Sentinel (vs single Redis)")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = max(soft, min(hard, args.holders * 2 + 4096)) if hard != resource.RLIM_INFINITY else args.holders * 2 + 4096
@@ -323,7 +350,7 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    rows = asyncio.run(main_async(args.replies, args.holders, not args.no_redis))
+    rows = asyncio.run(main_async(args.replies, args.holders, not args.no_redis, args.stores))
     for name, row in rows.items():
         printable = {k: v for k, v in row.items() if k != "ttfe"}
         if "ttfe" in row:

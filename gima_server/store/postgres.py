@@ -74,6 +74,26 @@ def _chat(r: asyncpg.Record) -> Chat:
     return Chat(r["id"], r["user_id"], r["title"], r["created_at"], r["updated_at"])
 
 
+# $1 user message id, $2 reply id, $3 chat, $4 user, $5 content, $6 time, $7 fence, $8 folded content,
+# $9 the new chat's title (NULL: the chat must exist and be the user's). The exchange's messages take the next
+# two numbers of the chat (the order within a time; exchanges are ordered by their time).
+_EXCHANGE_SQL = """
+WITH made AS (
+    INSERT INTO chats (id, user_id, title, created_at, updated_at)
+    SELECT $3, $4, $9::text, $6, $6 WHERE $9::text IS NOT NULL RETURNING id
+), touched AS (
+    UPDATE chats SET updated_at = $6 WHERE id = $3 AND user_id = $4 AND $9::text IS NULL RETURNING id
+), chat AS (
+    SELECT id FROM made UNION ALL SELECT id FROM touched
+), last AS (
+    SELECT COALESCE(MAX(seq), 0) AS n FROM messages WHERE chat_id = $3
+)
+INSERT INTO messages (id, chat_id, user_id, role, content, status, seq, created_at, fence, search)
+SELECT m.id, chat.id, $4, m.role, m.content, m.status, last.n + m.step, $6, $7, m.search
+FROM chat, last, (VALUES ($1, 'user', $5, 'complete', 1, to_tsvector('simple', $8)),
+                         ($2, 'assistant', '', 'streaming', 2, NULL::tsvector)) AS m(id, role, content, status, step, search)
+"""
+
 _MESSAGE_COLUMNS = ("id, chat_id, user_id, role, content, status, created_at, finish_reason, event_count, input_tokens,"
                     " output_tokens, receipt, sections")
 
@@ -91,6 +111,10 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin):
         self._url = url
         self._limits = pool
         self._pool: asyncpg.Pool | None = None
+        # Checkpoints only: commits acknowledged before they reach the disk (synchronous_commit off). A checkpoint
+        # lost in a crash of PostgreSQL costs nothing (the final write carries the whole text), and not waiting
+        # for a flush per checkpoint keeps them off the disk's queue of durable writes.
+        self._relaxed: asyncpg.Pool | None = None
 
     @contextlib.asynccontextmanager
     async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
@@ -160,6 +184,11 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin):
                 command_timeout=self._limits.timeout_s, timeout=self._limits.timeout_s,
                 max_inactive_connection_lifetime=300.0,
             )
+            self._relaxed = await asyncpg.create_pool(
+                self._url, min_size=1, max_size=max(1, self._limits.max_size // 2),
+                command_timeout=self._limits.timeout_s, timeout=self._limits.timeout_s,
+                max_inactive_connection_lifetime=300.0, server_settings={"synchronous_commit": "off"},
+            )
 
     @property
     def where(self) -> str:
@@ -168,9 +197,11 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin):
         return f"postgresql://{tail.split('://', 1)[-1]}"
 
     async def close(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
+        for name in ("_relaxed", "_pool"):
+            pool = getattr(self, name)
+            if pool is not None:
+                setattr(self, name, None)
+                await pool.close()
 
     async def ping(self) -> None:
         await self._fetchrow("SELECT 1")
@@ -210,6 +241,15 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin):
     async def get_session(self, session_id: str) -> AuthSession | None:
         row = await self._fetchrow("SELECT * FROM sessions WHERE id = $1", session_id)
         return _session(row) if row else None
+
+    async def get_session_user(self, session_id: str) -> tuple[AuthSession, User] | None:
+        """A session with its user in one round trip (every request's sign-in check when not cached)."""
+        row = await self._fetchrow(
+            "SELECT s.id AS sid, s.created_at AS s_created, s.expires_at, s.revoked, u.* FROM sessions s"
+            " JOIN users u ON u.id = s.user_id WHERE s.id = $1", session_id)
+        if row is None:
+            return None
+        return AuthSession(row["sid"], row["id"], row["s_created"], row["expires_at"], row["revoked"]), _user(row)
 
     async def revoke_session(self, session_id: str) -> None:
         await self._execute("UPDATE sessions SET revoked = TRUE WHERE id = $1", session_id)
@@ -295,30 +335,19 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin):
     async def begin_exchange(self, exchange: Exchange) -> None:
         ex = exchange
         content = storable(ex.content)
-
-        async def write(conn: asyncpg.Connection) -> None:
-            if ex.new_chat_title is not None:
-                await conn.execute(
-                    "INSERT INTO chats (id, user_id, title, created_at, updated_at) VALUES ($1,$2,$3,$4,$4)",
-                    ex.chat_id, ex.user_id, storable(ex.new_chat_title), ex.created_at)
-            # The chat's row lock orders exchanges of one chat, so each reads the sequence its predecessor wrote.
-            elif await conn.fetchval("UPDATE chats SET updated_at = $1 WHERE id = $2 AND user_id = $3 RETURNING 1",
-                                     ex.created_at, ex.chat_id, ex.user_id) is None:
-                raise LookupError(f"chat {ex.chat_id} not found")
-            seq = await conn.fetchval("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE chat_id = $1", ex.chat_id)
-            await conn.execute(
-                "INSERT INTO messages (id, chat_id, user_id, role, content, status, seq, created_at, fence, search)"
-                " VALUES ($1,$3,$4,'user',$5,'complete',$6,$7,$8, to_tsvector('simple', $9)),"
-                " ($2,$3,$4,'assistant','','streaming',$6 + 1,$7,$8, NULL)",
-                ex.user_message_id, ex.reply_message_id, ex.chat_id, ex.user_id, content, seq + 1, ex.created_at,
-                ex.fence, fold(content))
-
+        # One statement, so one round trip and one commit (a thousand replies starting at once queued behind
+        # five round trips each before): the chat is made or touched in a CTE; nothing is inserted when it is
+        # neither (missing or another user's), and a duplicate id fails the whole statement.
         try:
-            await self._in_transaction(write)
+            status = await self._call(lambda conn: conn.execute(_EXCHANGE_SQL,
+                ex.user_message_id, ex.reply_message_id, ex.chat_id, ex.user_id, content, ex.created_at, ex.fence,
+                fold(content), storable(ex.new_chat_title) if ex.new_chat_title is not None else None))
         except asyncpg.exceptions.UniqueViolationError as exc:
             raise DuplicateError(ex.reply_message_id) from exc
         except asyncpg.exceptions.ForeignKeyViolationError as exc:
             raise LookupError(f"user {ex.user_id} not found") from exc
+        if status.rsplit(" ", 1)[-1] != "2":
+            raise LookupError(f"chat {ex.chat_id} not found")
 
     async def get_message(self, user_id: str, message_id: str) -> Message | None:
         row = await self._fetchrow(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = $1 AND user_id = $2",
@@ -331,9 +360,13 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin):
         return [_message(r) for r in rows]
 
     async def checkpoint_reply(self, message_id: str, content: str, fence: int = 0) -> bool:
-        return await self._execute(
-            "UPDATE messages SET content = $1, fence = $2 WHERE id = $3 AND status = 'streaming' AND fence <= $2",
-            storable(content), fence, message_id) > 0
+        assert self._relaxed is not None, "store is not open"
+        with _unavailable_on_fault():
+            async with self._relaxed.acquire(timeout=self._limits.timeout_s) as conn:
+                status: str = await conn.execute(
+                    "UPDATE messages SET content = $1, fence = $2 WHERE id = $3 AND status = 'streaming'"
+                    " AND fence <= $2", storable(content), fence, message_id)
+        return status.endswith(" 1")
 
     async def finish_reply(
         self,

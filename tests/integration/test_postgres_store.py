@@ -69,6 +69,8 @@ async def test_sign_up_replies_history_and_search_on_postgres(postgres_url: str,
     assert [r["messageId"] for r in found["results"]] == [messages[0]["id"]]
     assert any(part["match"] for part in found["results"][0]["snippet"])
     assert (await client.get("/ready")).status == 200
+    assert (await client.post("/api/auth/logout", headers={**headers, **same_origin(client)})).status in (200, 204)
+    assert (await client.get("/api/chats", headers=headers)).status == 401  # the session (joined with its user) ended
 
 
 async def test_a_read_only_server_is_a_clear_503_reads_still_work_and_it_recovers(
