@@ -35,6 +35,12 @@ def _as_owner(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
 
+async def _run(argv: list[str], check: bool = True) -> None:
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=subprocess.DEVNULL)
+    if await proc.wait() != 0 and check:
+        raise RuntimeError(f"{argv[0]} failed with {proc.returncode}")
+
+
 @asynccontextmanager
 async def postgres() -> AsyncIterator[str]:
     """The URL of an empty database on a cluster of its own."""
@@ -44,11 +50,11 @@ async def postgres() -> AsyncIterator[str]:
         owner = pwd.getpwnam("postgres")
         os.chown(work, owner.pw_uid, owner.pw_gid)
     data = work / "data"
-    subprocess.run(_as_owner([_pg("initdb"), "-D", str(data), "-U", "gima", "--auth=trust", "-E", "UTF8",
-                              "--locale=C.UTF-8"]), check=True, stdout=subprocess.DEVNULL)
+    await _run(_as_owner([_pg("initdb"), "-D", str(data), "-U", "gima", "--auth=trust", "-E", "UTF8",
+                          "--locale=C.UTF-8"]))
     options = f"-p {port} -c listen_addresses=127.0.0.1 -k {work} -c max_connections=200"
-    subprocess.run(_pinned(_as_owner([_pg("pg_ctl"), "-D", str(data), "-o", options, "-l", str(work / "log"), "-w",
-                                      "start"])), check=True, stdout=subprocess.DEVNULL)
+    await _run(_pinned(_as_owner([_pg("pg_ctl"), "-D", str(data), "-o", options, "-l", str(work / "log"), "-w",
+                                  "start"])))
     try:
         import asyncpg
 
@@ -57,7 +63,7 @@ async def postgres() -> AsyncIterator[str]:
         await conn.close()
         yield f"postgresql://gima@127.0.0.1:{port}/bench"
     finally:
-        subprocess.run(_as_owner([_pg("pg_ctl"), "-D", str(data), "-m", "fast", "stop"]), stdout=subprocess.DEVNULL)
+        await _run(_as_owner([_pg("pg_ctl"), "-D", str(data), "-m", "fast", "stop"]), check=False)
         shutil.rmtree(work, ignore_errors=True)
 
 
