@@ -211,6 +211,7 @@ class _SharedLog:
             publish_interval_s=settings.log_publish_interval_ms / 1000,
             read_interval_s=settings.log_read_interval_ms / 1000,
             outage_grace_s=settings.redis_failover_grace_s if settings.redis_mode == "sentinel" else 0.0,
+            cluster=settings.redis_mode == "cluster",
         )
         # Its own pool: a blocking read must outlast the usual socket timeout.
         self.blocking = connect(settings, self.settings.block_s + settings.redis_timeout_s + 1)

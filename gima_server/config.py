@@ -165,9 +165,11 @@ class Settings:
             raise ConfigError("GIMA_STORE_URL: must start with sqlite:///, postgresql:// or mongodb://")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("GIMA_REDIS_URL: must start with redis://, rediss:// or unix://")
-        if self.redis_mode not in ("single", "sentinel"):
-            raise ConfigError(f"GIMA_REDIS_MODE must be single or sentinel (cluster is not supported yet), "
-                              f"got {self.redis_mode!r}")
+        if self.redis_mode not in ("single", "sentinel", "cluster"):
+            raise ConfigError(f"GIMA_REDIS_MODE must be single, sentinel or cluster, got {self.redis_mode!r}")
+        if self.redis_mode == "cluster" and not self.redis_url:
+            raise ConfigError("GIMA_REDIS_MODE=cluster needs GIMA_REDIS_URL naming one or more cluster nodes "
+                              "(redis://h1:6379,h2:6379)")
         if self.redis_mode == "sentinel" and not (self.redis_url and self.redis_sentinel_master):
             raise ConfigError("GIMA_REDIS_MODE=sentinel needs GIMA_REDIS_URL (the sentinels, redis://h1:26379,h2:26379/0)"
                               " and GIMA_REDIS_SENTINEL_MASTER (the master's name)")

@@ -53,6 +53,15 @@ def connect(settings: Settings, socket_timeout: float, *, blocking_pool: bool = 
             return queued
         master: Redis = manager.master_for(settings.redis_sentinel_master, redis_class=SentinelMaster)
         return master
+    if settings.redis_mode == "cluster":
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        nodes, _, password = node_addresses(settings.redis_url, 6379)
+        # Per node, redis-py's cluster pool has no waiting queue: at its cap a command fails (MaxConnectionsError)
+        # and is treated as Redis failing; size GIMA_REDIS_MAX_CONNECTIONS for the burst.
+        cluster: Redis = RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in nodes],  # type: ignore[assignment]
+                                      password=password, **common)
+        return cluster
     if blocking_pool:
         # A burst of requests queues for a free connection: redis-py's default pool raises MaxConnectionsError at
         # its 101st concurrent command. The wait is not Redis being slow, so it is longer than one command may take.
@@ -67,6 +76,11 @@ def _pool_wait_s(settings: Settings) -> float:
 
 def sentinel_addresses(url: str) -> tuple[list[tuple[str, int]], int, str | None]:
     """`redis://[:password@]h1:26379,h2:26379/0` → the sentinels, the database number and the master's password."""
+    return node_addresses(url, 26379)
+
+
+def node_addresses(url: str, default_port: int) -> tuple[list[tuple[str, int]], int, str | None]:
+    """`redis://[:password@]h1:p1,h2:p2/0` → the hosts, the database number and the password."""
     parts = urlsplit(url)
     netloc = parts.netloc
     password = None
@@ -76,6 +90,6 @@ def sentinel_addresses(url: str) -> tuple[list[tuple[str, int]], int, str | None
     sentinels = []
     for host_port in netloc.split(","):
         host, _, port = host_port.rpartition(":")
-        sentinels.append((host or host_port, int(port) if port.isdigit() and host else 26379))
+        sentinels.append((host or host_port, int(port) if port.isdigit() and host else default_port))
     path = parts.path.strip("/")
     return sentinels, int(path) if path.isdigit() else 0, password or None

@@ -12,6 +12,7 @@ from gima_server.app import create_app
 from gima_server.config import Settings
 
 from .postgres_server import drop_database, fresh_database, own_postgres
+from .redis_cluster import RedisClusterSet, own_cluster
 from .redis_server import RedisServer, own_redis
 from .secrets_watch import leaks, remember
 from .sse import SseEvent, parse_sse
@@ -142,6 +143,37 @@ async def postgres_url(postgres_base_url: str) -> AsyncIterator[str]:
     url = await fresh_database(postgres_base_url)
     yield url
     await drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_set() -> Iterator[RedisClusterSet]:
+    """Three masters joined in a Redis Cluster, for the session; a missing binary fails (never a skip)."""
+    yield from own_cluster()
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster_set: RedisClusterSet) -> str:
+    """The cluster, emptied for this test."""
+    redis_cluster_set.flush()
+    return redis_cluster_set.url
+
+
+def redis_client(request: pytest.FixtureRequest) -> Any:
+    """A client of the shared backing a contract case runs on: "redis" (one server) or "redis-cluster" (three
+    masters), made by the server's own factory in cluster mode."""
+    if request.param == "redis-cluster":
+        from gima_server.redis_client import connect
+
+        return connect(Settings(redis_mode="cluster", redis_url=request.getfixturevalue("redis_cluster_url")), 1.0)
+    import redis
+    from redis.asyncio import Redis
+
+    server: RedisServer = request.getfixturevalue("redis_server")
+    if server.proc is None or server.proc.poll() is not None:
+        server.start()
+    with redis.Redis.from_url(server.url) as wipe:
+        wipe.flushdb()
+    return Redis.from_url(server.url)
 
 
 @pytest.fixture(scope="session")

@@ -160,7 +160,7 @@ class LogFollower:
     async def _register(self, reply: RemoteReply) -> None:
         self._followers.setdefault(reply.message_id, set()).add(reply)
         self._has_followers.set()
-        if self._blocked:  # end the read in progress so that the next one includes this reply
+        if self._blocked and not self._settings.cluster:  # end the read in progress so that the next one includes this reply
             try:
                 await self._redis.xadd(redis_keys.wake(self._settings.process_id), {"w": "1"}, maxlen=1)
             except SHARED_FAILURES:
@@ -200,6 +200,9 @@ class LogFollower:
                 await asyncio.sleep(self._settings.read_interval_s)  # lets events gather: fewer round trips
 
     async def _read_once(self) -> None:
+        if self._settings.cluster:
+            await self._poll_once()
+            return
         streams: dict[Any, Any] = {
             redis_keys.reply_log(mid): f"0-{min(r.last_id for r in replies)}" for mid, replies in self._followers.items()
         }
@@ -210,7 +213,24 @@ class LogFollower:
         finally:
             self._blocked = False
         self._metrics.log_round_trips.labels("read").inc()
-        for key, entries in response or ():
+        self._deliver(response or ())
+
+    async def _poll_once(self) -> None:
+        """Cluster mode: one XREAD may only name keys of one hash slot, and each reply's stream has a slot of its
+        own, so the followed streams are read without blocking, one XREAD each in one pipeline (redis-py sends
+        one batch per node), every read interval."""
+        pipe = self._redis.pipeline(transaction=False)
+        for message_id, replies in self._followers.items():
+            pipe.xread({redis_keys.reply_log(message_id): f"0-{min(r.last_id for r in replies)}"}, count=_READ_COUNT)
+        responses = await pipe.execute()
+        self._metrics.log_round_trips.labels("read").inc()
+        for response in responses:
+            self._deliver(response or ())
+        if not any(responses):
+            await asyncio.sleep(self._settings.poll_interval_s)
+
+    def _deliver(self, response: Any) -> None:
+        for key, entries in response:
             message_id = _message_id(key)
             followers = self._followers.get(message_id)
             if not followers:

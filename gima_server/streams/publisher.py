@@ -49,6 +49,8 @@ class LogSettings:
     # Sentinel mode: a read failure is most likely a failover that names a new master within seconds; followers
     # stay connected (heartbeats go on) and read on from their ids, instead of being told to come back at once.
     outage_grace_s: float = 0.0
+    cluster: bool = False  # Redis Cluster: followers poll (no XREAD across slots), see LogFollower._poll_once
+    poll_interval_s: float = 0.02  # cluster mode: the pause after a poll that found nothing new
 
     @property
     def owner_ttl_ms(self) -> int:

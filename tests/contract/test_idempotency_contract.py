@@ -11,13 +11,15 @@ from redis.asyncio import Redis
 from gima_server import redis_keys
 from gima_server.idempotency import IdempotencyRecord, IdempotencyStore, MemoryIdempotencyStore, RedisIdempotencyStore
 
+from ..conftest import redis_client
 
-@pytest.fixture(params=["memory", "redis"])
-async def records(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[IdempotencyStore]:
+
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
+async def records(request: pytest.FixtureRequest) -> AsyncIterator[IdempotencyStore]:
     if request.param == "memory":
         yield MemoryIdempotencyStore(ttl_s=86_400, lease_s=0.3)
         return
-    client = Redis.from_url(redis_url)
+    client = redis_client(request)
     yield RedisIdempotencyStore(client, ttl_s=86_400, lease_s=0.3)
     await client.aclose()
 

@@ -6,17 +6,18 @@ import asyncio
 from typing import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
 
 from gima_server.locks import LocalLocks, Locks, RedisLocks, acquire
 
+from ..conftest import redis_client
 
-@pytest.fixture(params=["local", "redis"])
-async def locks(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Locks]:
+
+@pytest.fixture(params=["local", "redis", "redis-cluster"])
+async def locks(request: pytest.FixtureRequest) -> AsyncIterator[Locks]:
     if request.param == "local":
         yield LocalLocks()
         return
-    client = Redis.from_url(redis_url)
+    client = redis_client(request)
     yield RedisLocks(client)
     await client.aclose()
 

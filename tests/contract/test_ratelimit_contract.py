@@ -1,4 +1,4 @@
-"""The rate-limit backend contract, run against memory and a real redis-server."""
+"""The rate-limit backend contract, run against memory, a real redis-server and a real three-master Redis Cluster."""
 
 from __future__ import annotations
 
@@ -12,15 +12,17 @@ from gima_server import redis_keys
 from gima_server.limits.backends import MemoryBackend, RateLimitBackend, RedisBackend
 from gima_server.limits.gcra import Limit
 
+from ..conftest import redis_client
+
 FAST = Limit("chat", rate=10, period_s=1, burst=3)  # one unit per 100 ms
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def backend(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[RateLimitBackend]:
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[RateLimitBackend]:
     if request.param == "memory":
         yield MemoryBackend()
         return
-    client = Redis.from_url(redis_url)
+    client = redis_client(request)
     yield RedisBackend(client)
     await client.aclose()
 

@@ -1,6 +1,7 @@
 """Reading a reply from any event id: the same answer from the producing process's memory and from the Redis
-Stream another process reads. Each case runs against both ("local": the producing app; "redis": a second app
-on the same Redis and data dir, which has the reply only through Redis)."""
+Stream another process reads. Each case runs against each ("local": the producing app; "redis": a second app
+on the same Redis and data dir, which has the reply only through Redis; "redis-cluster": the same on a real
+three-master Redis Cluster, GIMA_REDIS_MODE=cluster)."""
 
 from __future__ import annotations
 
@@ -14,16 +15,25 @@ from ..conftest import Api, MakeClient, quick_user
 from ..redis_server import RedisServer
 from ..sse import SseEvent, parse_sse, read_until
 
-LOGS = ["local", "redis"]
+LOGS = ["local", "redis", "redis-cluster"]
 
 
-async def _pair(make_client: MakeClient, redis_url: str, log: str, **settings: Any) -> tuple[Api, Api]:
+@pytest.fixture
+def log_backing(request: pytest.FixtureRequest, redis_url: str) -> dict[str, str]:
+    """The settings of the Redis a case runs on: one server, or three masters in a cluster."""
+    if request.node.callspec.params.get("log") == "redis-cluster":
+        return {"redis_url": request.getfixturevalue("redis_cluster_url"), "redis_mode": "cluster"}
+    return {"redis_url": redis_url}
+
+
+async def _pair(make_client: MakeClient, backing: dict[str, str] | str, log: str, **settings: Any) -> tuple[Api, Api]:
     """(the producer's user, the reader's user): the same signed-in user on the producer or on another app."""
-    producer = await make_client(redis_url=redis_url, **settings)
+    backing = {"redis_url": backing} if isinstance(backing, str) else backing
+    producer = await make_client(**backing, **settings)
     writer = await quick_user(producer, "alice@example.com")
     if log == "local":
         return writer, writer
-    reader_app: TestClient = await make_client(redis_url=redis_url, **settings)
+    reader_app: TestClient = await make_client(**backing, **settings)
     return writer, Api(reader_app, writer.token, writer.user)
 
 
@@ -42,8 +52,10 @@ def _shape(events: list[SseEvent]) -> list[tuple[int | None, str, Any]]:
 
 
 @pytest.mark.parametrize("log", LOGS)
-async def test_a_finished_reply_reads_the_same_from_every_id(make_client: MakeClient, redis_url: str, log: str) -> None:
-    writer, reader = await _pair(make_client, redis_url, log)
+async def test_a_finished_reply_reads_the_same_from_every_id(
+    make_client: MakeClient, log_backing: dict[str, str], log: str
+) -> None:
+    writer, reader = await _pair(make_client, log_backing, log)
     events, _ = await writer.stream("read me from anywhere")
     message_id, last = events[0].data["messageId"], events[-1].id
     assert last is not None
@@ -55,15 +67,15 @@ async def test_a_finished_reply_reads_the_same_from_every_id(make_client: MakeCl
 
 
 @pytest.mark.parametrize("log", LOGS)
-async def test_a_live_reply_is_followed_to_its_end(make_client: MakeClient, redis_url: str, log: str) -> None:
-    writer, reader = await _pair(make_client, redis_url, log, demo_tokens_per_s=200, demo_reply_words=20)
+async def test_a_live_reply_is_followed_to_its_end(make_client: MakeClient, log_backing: dict[str, str], log: str) -> None:
+    writer, reader = await _pair(make_client, log_backing, log, demo_tokens_per_s=200, demo_reply_words=20)
     followed, origin = await _follow_from_2(writer, reader, "follow me")
     assert _shape(followed) == _shape(origin[2:]) and followed[-1].name == "done"
 
 
 @pytest.mark.parametrize("log", LOGS)
-async def test_someone_elses_reply_is_not_found(make_client: MakeClient, redis_url: str, log: str) -> None:
-    writer, reader = await _pair(make_client, redis_url, log)
+async def test_someone_elses_reply_is_not_found(make_client: MakeClient, log_backing: dict[str, str], log: str) -> None:
+    writer, reader = await _pair(make_client, log_backing, log)
     events, _ = await writer.stream("mine alone")
     mallory = await quick_user(reader.client, "mallory@example.com")
     status, got = await mallory.resume(events[0].data["messageId"], 0)
@@ -74,8 +86,8 @@ async def test_someone_elses_reply_is_not_found(make_client: MakeClient, redis_u
 
 
 @pytest.mark.parametrize("log", LOGS)
-async def test_a_cancel_reaches_the_reply(make_client: MakeClient, redis_url: str, log: str) -> None:
-    writer, reader = await _pair(make_client, redis_url, log, demo_tokens_per_s=50, demo_reply_words=200)
+async def test_a_cancel_reaches_the_reply(make_client: MakeClient, log_backing: dict[str, str], log: str) -> None:
+    writer, reader = await _pair(make_client, log_backing, log, demo_tokens_per_s=50, demo_reply_words=200)
     resp = await writer.client.post("/api/chat/stream", json={"content": "stop me"}, headers=writer.headers)
     first = await read_until(resp, lambda ev: sum(e.name == "delta" for e in ev) >= 2)
     message_id = first[0].data["messageId"]
@@ -123,17 +135,20 @@ async def test_a_reader_after_a_redis_restart_sees_no_false_outage(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "Redis" in r.getMessage()]
 
 
-async def test_a_redis_that_lost_its_newest_writes_gets_them_back_in_order(make_client: MakeClient, redis_url: str) -> None:
+@pytest.mark.parametrize("log", ["redis", "redis-cluster"])
+async def test_a_redis_that_lost_its_newest_writes_gets_them_back_in_order(
+    make_client: MakeClient, log_backing: dict[str, str], log: str
+) -> None:
     """What a failover to a replica that lagged looks like (replication is asynchronous): Redis answers again
     with the state of a moment ago — one reply's last events gone, another reply's end gone — and no error for
     the producer to notice. The next append finds the reply behind what was written; the producer resends it
     and every reply that ended moments ago, whole, so readers elsewhere see every id once and each end."""
-    from redis.asyncio import Redis
-
     from gima_server import redis_keys
+    from gima_server.config import Settings
+    from gima_server.redis_client import connect
 
-    writer, reader = await _pair(make_client, redis_url, "redis", demo_tokens_per_s=40, demo_reply_words=40)
-    redis = Redis.from_url(redis_url)
+    writer, reader = await _pair(make_client, log_backing, log, demo_tokens_per_s=40, demo_reply_words=40)
+    redis = connect(Settings(redis_mode=log_backing.get("redis_mode", "single"), redis_url=log_backing["redis_url"]), 2.0)
     try:
         short = await writer.client.post("/api/chat/stream", json={"content": "ends soon"},
                                          headers=writer.headers)

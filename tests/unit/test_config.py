@@ -121,8 +121,10 @@ def test_a_setting_whose_extra_is_missing_names_the_extra(
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"GIMA_REDIS_URL": "redis://h:6379/0", "GIMA_REDIS_MODE": "cluster"},
-         "GIMA_REDIS_MODE must be single or sentinel (cluster is not supported yet), got 'cluster'"),
+        ({"GIMA_REDIS_URL": "redis://h:6379/0", "GIMA_REDIS_MODE": "shards"},
+         "GIMA_REDIS_MODE must be single, sentinel or cluster, got 'shards'"),
+        ({"GIMA_REDIS_MODE": "cluster"},
+         "GIMA_REDIS_MODE=cluster needs GIMA_REDIS_URL naming one or more cluster nodes (redis://h1:6379,h2:6379)"),
         ({"GIMA_REDIS_URL": "redis://h1:26379,h2:26379/0", "GIMA_REDIS_MODE": "sentinel"},
          "GIMA_REDIS_MODE=sentinel needs GIMA_REDIS_URL (the sentinels, redis://h1:26379,h2:26379/0) and "
          "GIMA_REDIS_SENTINEL_MASTER (the master's name)"),
