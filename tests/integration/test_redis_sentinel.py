@@ -161,13 +161,13 @@ def _longest_pause(arrivals: list[tuple[float, SseEvent]]) -> float:
     return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
 
 
-async def _follow_as_a_client_does(app: Any, headers: dict[str, str], message_id: str) -> list[tuple[float, SseEvent]]:
+async def _follow_as_a_client_does(get: Any, headers: dict[str, str], message_id: str) -> list[tuple[float, SseEvent]]:
     """Follow from id 2 like EventSource or the page: on `backing_unavailable` (sent without an id), wait its
     retryAfter and resume from the last id seen."""
     arrivals: list[tuple[float, SseEvent]] = []
     last_id = 1
     while True:
-        resp = await app.get(f"/api/chat/streams/{message_id}/events", headers={**headers, "Last-Event-ID": str(last_id)})
+        resp = await get(f"/api/chat/streams/{message_id}/events", {**headers, "Last-Event-ID": str(last_id)})
         assert resp.status == 200, await resp.text()
         got = await _arrivals(resp)
         arrivals += [(at, event) for at, event in got if event.id is not None]
@@ -180,27 +180,40 @@ async def _follow_as_a_client_does(app: Any, headers: dict[str, str], message_id
 
 @pytest.mark.slow
 async def test_the_master_killed_mid_reply_loses_no_event_for_readers_on_either_process(
-        make_client: MakeClient, sentinel_set: SentinelSet) -> None:
-    """Two processes stream a reply each; each reply is read live on the process that makes it and followed
-    through Redis from the other. The master is SIGKILLed mid-reply and a replica promoted: all four readers
-    get ids 1..n once and the end; the longest pause a follower sees is the failover time clients feel."""
-    settings = {"redis_mode": "sentinel", "redis_url": sentinel_set.url, "redis_sentinel_master": MASTER_NAME,
-                "redis_timeout_s": 1.0, "demo_tokens_per_s": 25, "demo_reply_words": 160}
-    apps = [await make_client(**settings), await make_client(**settings)]
-    alice = await sign_up(apps[0], "alice@example.com")
-    bob = await sign_up(apps[1], "bob@example.com")
-    origins, follows = [], []
-    for user, other in ((alice, apps[1]), (bob, apps[0])):
-        resp = await user.client.post("/api/chat/stream", json={"content": "through the failover"},
-                                      headers=user.headers)
-        first = await read_until(resp, lambda ev: len(ev) >= 3)
-        origins.append((first, resp))
-        follows.append(asyncio.ensure_future(_follow_as_a_client_does(other, user.headers, first[0].data["messageId"])))
-    await asyncio.sleep(0.5)  # both followers are reading through Redis
-    started = time.monotonic()
-    await asyncio.to_thread(sentinel_set.kill_master_and_wait_for_promotion)
-    promoted_after = time.monotonic() - started
-    results = await asyncio.gather(*follows, *(_arrivals(resp) for _, resp in origins))
+        tmp_path: Path, sentinel_set: SentinelSet) -> None:
+    """Two gima-server processes stream a reply each; each reply is read live on the process that makes it and
+    followed through Redis from the other. The master is SIGKILLed mid-reply and a replica promoted: all four
+    readers get ids 1..n once and the end; the longest pause a follower sees is the failover time clients feel."""
+    import aiohttp
+
+    from ..cluster import start_cluster
+
+    cluster = start_cluster(tmp_path / "processes", None, 2, nginx=False, redis_url=sentinel_set.url,
+                            redis_mode="sentinel", redis_sentinel_master=MASTER_NAME, redis_timeout_s="1",
+                            demo_tokens_per_s="25", demo_reply_words="160")
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            origins, follows = [], []
+            for i, email in ((0, "alice@example.com"), (1, "bob@example.com")):
+                base, other = cluster.base(i), cluster.base(1 - i)
+                signed = await http.post(f"{base}/api/auth/signup", headers={"Origin": base},
+                                         json={"email": email, "password": "correct horse battery"})
+                assert signed.status == 201, await signed.text()
+                headers = {"Authorization": f"Bearer {(await signed.json())['accessToken']}"}
+                http.cookie_jar.clear()
+                resp = await http.post(f"{base}/api/chat/stream", json={"content": "through the failover"},
+                                       headers=headers)
+                first = await read_until(resp, lambda ev: len(ev) >= 3)
+                origins.append((first, resp))
+                follows.append(asyncio.ensure_future(_follow_as_a_client_does(
+                    lambda path, h, o=other: http.get(f"{o}{path}", headers=h), headers, first[0].data["messageId"])))
+            await asyncio.sleep(0.5)  # both followers are reading through Redis
+            started = time.monotonic()
+            await asyncio.to_thread(sentinel_set.kill_master_and_wait_for_promotion)
+            promoted_after = time.monotonic() - started
+            results = await asyncio.gather(*follows, *(_arrivals(resp) for _, resp in origins))
+    finally:
+        cluster.stop()
     pauses = []
     for arrivals, (first, _), rest in zip(results[:2], origins, results[2:], strict=True):
         origin = first + [event for _, event in rest]
