@@ -20,6 +20,7 @@ from ..apikeys.model import ApiKey
 from ..streams.snapshot import decode_sections, encode_sections
 from . import postgres_schema
 from .base import AuthSession, Chat, DuplicateError, Exchange, Message, Receipt, SearchHit, StoreUnavailable, User
+from .postgres_batch import CheckpointBatcher, LookupBatcher
 from .postgres_migration import PostgresMigrationMixin
 from .postgres_rows import PostgresRowsMixin
 from .postgres_text import fold, storable
@@ -115,6 +116,8 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin):
         # lost in a crash of PostgreSQL costs nothing (the final write carries the whole text), and not waiting
         # for a flush per checkpoint keeps them off the disk's queue of durable writes.
         self._relaxed: asyncpg.Pool | None = None
+        self._checkpoints = CheckpointBatcher(self._write_checkpoints)
+        self._sign_ins: LookupBatcher[tuple[AuthSession, User]] = LookupBatcher(self._sessions_with_users)
 
     @contextlib.asynccontextmanager
     async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
@@ -185,7 +188,7 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin):
                 max_inactive_connection_lifetime=300.0,
             )
             self._relaxed = await asyncpg.create_pool(
-                self._url, min_size=1, max_size=max(1, self._limits.max_size // 2),
+                self._url, min_size=1, max_size=2,
                 command_timeout=self._limits.timeout_s, timeout=self._limits.timeout_s,
                 max_inactive_connection_lifetime=300.0, server_settings={"synchronous_commit": "off"},
             )
@@ -197,6 +200,7 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin):
         return f"postgresql://{tail.split('://', 1)[-1]}"
 
     async def close(self) -> None:
+        await self._checkpoints.close()
         for name in ("_relaxed", "_pool"):
             pool = getattr(self, name)
             if pool is not None:
@@ -243,13 +247,15 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin):
         return _session(row) if row else None
 
     async def get_session_user(self, session_id: str) -> tuple[AuthSession, User] | None:
-        """A session with its user in one round trip (every request's sign-in check when not cached)."""
-        row = await self._fetchrow(
+        """A session with its user, asked together with the other sign-ins waiting (postgres_batch)."""
+        return await self._sign_ins.get(session_id)
+
+    async def _sessions_with_users(self, session_ids: list[str]) -> dict[str, tuple[AuthSession, User]]:
+        rows = await self._fetch(
             "SELECT s.id AS sid, s.created_at AS s_created, s.expires_at, s.revoked, u.* FROM sessions s"
-            " JOIN users u ON u.id = s.user_id WHERE s.id = $1", session_id)
-        if row is None:
-            return None
-        return AuthSession(row["sid"], row["id"], row["s_created"], row["expires_at"], row["revoked"]), _user(row)
+            " JOIN users u ON u.id = s.user_id WHERE s.id = ANY($1::text[])", session_ids)
+        return {row["sid"]: (AuthSession(row["sid"], row["id"], row["s_created"], row["expires_at"], row["revoked"]),
+                             _user(row)) for row in rows}
 
     async def revoke_session(self, session_id: str) -> None:
         await self._execute("UPDATE sessions SET revoked = TRUE WHERE id = $1", session_id)
@@ -360,13 +366,20 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin):
         return [_message(r) for r in rows]
 
     async def checkpoint_reply(self, message_id: str, content: str, fence: int = 0) -> bool:
+        return await self._checkpoints.submit(message_id, storable(content), fence)
+
+    async def _write_checkpoints(self, rows: list[tuple[str, str, int]]) -> set[str]:
+        """One statement for every checkpoint waiting (postgres_batch); the ids it updated."""
         assert self._relaxed is not None, "store is not open"
+        ids, texts, fences = (list(column) for column in zip(*rows, strict=True))
         with _unavailable_on_fault():
             async with self._relaxed.acquire(timeout=self._limits.timeout_s) as conn:
-                status: str = await conn.execute(
-                    "UPDATE messages SET content = $1, fence = $2 WHERE id = $3 AND status = 'streaming'"
-                    " AND fence <= $2", storable(content), fence, message_id)
-        return status.endswith(" 1")
+                updated = await conn.fetch(
+                    "UPDATE messages m SET content = v.content, fence = v.fence"
+                    " FROM unnest($1::text[], $2::text[], $3::bigint[]) AS v(id, content, fence)"
+                    " WHERE m.id = v.id AND m.status = 'streaming' AND m.fence <= v.fence RETURNING m.id",
+                    ids, texts, fences)
+        return {row["id"] for row in updated}
 
     async def finish_reply(
         self,
