@@ -75,15 +75,16 @@ def _chat(r: asyncpg.Record) -> Chat:
     return Chat(r["id"], r["user_id"], r["title"], r["created_at"], r["updated_at"])
 
 
-# $1 user message id, $2 reply id, $3 chat, $4 user, $5 content, $6 time, $7 fence, $8 folded content,
-# $9 the new chat's title (NULL: the chat must exist and be the user's). The exchange's messages take the next
+# $1 user message id, $2 reply id, $3 chat, $4 user, $5 content, $6 time, $7 fence, $8 the new chat's title
+# (NULL: the chat must exist and be the user's). The user message waits for the search index like every finished
+# one (index_pending). The exchange's messages take the next
 # two numbers of the chat (the order within a time; exchanges are ordered by their time).
 _EXCHANGE_SQL = """
 WITH made AS (
     INSERT INTO chats (id, user_id, title, created_at, updated_at)
-    SELECT $3, $4, $9::text, $6, $6 WHERE $9::text IS NOT NULL RETURNING id
+    SELECT $3, $4, $8::text, $6, $6 WHERE $8::text IS NOT NULL RETURNING id
 ), touched AS (
-    UPDATE chats SET updated_at = $6 WHERE id = $3 AND user_id = $4 AND $9::text IS NULL RETURNING id
+    UPDATE chats SET updated_at = $6 WHERE id = $3 AND user_id = $4 AND $8::text IS NULL RETURNING id
 ), chat AS (
     SELECT id FROM made UNION ALL SELECT id FROM touched
 ), last AS (
@@ -91,7 +92,7 @@ WITH made AS (
 )
 INSERT INTO messages (id, chat_id, user_id, role, content, status, seq, created_at, fence, search)
 SELECT m.id, chat.id, $4, m.role, m.content, m.status, last.n + m.step, $6, $7, m.search
-FROM chat, last, (VALUES ($1, 'user', $5, 'complete', 1, to_tsvector('simple', $8)),
+FROM chat, last, (VALUES ($1, 'user', $5, 'complete', 1, NULL::tsvector),
                          ($2, 'assistant', '', 'streaming', 2, NULL::tsvector)) AS m(id, role, content, status, step, search)
 """
 
@@ -347,7 +348,7 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin):
         try:
             status = await self._call(lambda conn: conn.execute(_EXCHANGE_SQL,
                 ex.user_message_id, ex.reply_message_id, ex.chat_id, ex.user_id, content, ex.created_at, ex.fence,
-                fold(content), storable(ex.new_chat_title) if ex.new_chat_title is not None else None))
+                storable(ex.new_chat_title) if ex.new_chat_title is not None else None))
         except asyncpg.exceptions.UniqueViolationError as exc:
             raise DuplicateError(ex.reply_message_id) from exc
         except asyncpg.exceptions.ForeignKeyViolationError as exc:
@@ -396,16 +397,28 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin):
         tokens_in, tokens_out = usage if usage is not None else (None, None)
         stopped = json.dumps(dataclasses.asdict(receipt)) if receipt is not None else None
         agents = encode_sections(sections) if sections else None
-        text = storable(content)
-        searchable = fold(text) if status != "streaming" else None
         return await self._execute(
             "UPDATE messages SET content = $1, status = $2, finish_reason = $3, event_count = $4, fence = $5,"
-            " input_tokens = $6, output_tokens = $7, receipt = $8, sections = $9, search = to_tsvector('simple', $10)"
-            " WHERE id = $11 AND fence <= $5",
-            text, status, finish_reason, event_count, fence, tokens_in, tokens_out, stopped, agents, searchable,
+            " input_tokens = $6, output_tokens = $7, receipt = $8, sections = $9, search = NULL"
+            " WHERE id = $10 AND fence <= $5",
+            storable(content), status, finish_reason, event_count, fence, tokens_in, tokens_out, stopped, agents,
             message_id) > 0
 
+    async def index_pending(self, limit: int = 500) -> int:
+        """Give up to `limit` finished messages their search words (the app calls it when not busy, and a search
+        first): tokenizing and the GIN insert stay off a reply's start and end (queued as search IS NULL)."""
+        rows = await self._fetch("SELECT id, content FROM messages WHERE search IS NULL AND status <> 'streaming'"
+                                 " LIMIT $1", limit)
+        if rows:
+            await self._call(lambda conn: conn.execute(
+                "UPDATE messages m SET search = to_tsvector('simple', v.words)"
+                " FROM unnest($1::text[], $2::text[]) AS v(id, words) WHERE m.id = v.id AND m.search IS NULL",
+                [r["id"] for r in rows], [fold(r["content"]) for r in rows]))
+        return len(rows)
+
     async def search_messages(self, user_id: str, terms: Sequence[str], limit: int, offset: int) -> list[SearchHit]:
+        while await self.index_pending(2000):  # a search sees every finished message, also those just queued
+            pass
         # plainto_tsquery reads its text with the documents' parser and ANDs every word: no query syntax at all.
         rows = await self._fetch(
             "SELECT m.id, m.chat_id, m.role, m.created_at, c.title,"
@@ -431,7 +444,7 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin):
             text = storable(content) if content is not None else kept
             await conn.execute(
                 "UPDATE messages SET status = 'error', finish_reason = 'interrupted', event_count = $1, content = $2,"
-                " search = to_tsvector('simple', $3) WHERE id = $4", event_count, text, fold(text), message_id)
+                " search = NULL WHERE id = $3", event_count, text, message_id)
             return True
 
         return await self._in_transaction(write)

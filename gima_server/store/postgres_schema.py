@@ -95,8 +95,8 @@ _TABLES = (
     )""",
 )
 
-# The search words of a finished message, folded by the store (search.fold: lower case, no diacritics) so that
-# no extension (unaccent) is needed; NULL while a reply streams, so checkpoints never pay for tokenizing.
+# The search words of a finished message, folded by the store (postgres_text.fold: lower case, no diacritics) so
+# that no extension (unaccent) is needed; NULL while a reply streams and until the store indexes it (step 3).
 _SEARCH = (
     "ALTER TABLE messages ADD COLUMN search tsvector",
     "CREATE INDEX messages_search ON messages USING GIN (search)",
@@ -122,9 +122,13 @@ class Step:
     then: Callable[[Any], Awaitable[None]] = _nothing  # data the new shape needs, in the same transaction
 
 
+# Finished messages whose search words are still to be written (the store queues them; ADR 18).
+_UNINDEXED = ("CREATE INDEX messages_unindexed ON messages(id) WHERE search IS NULL AND status <> 'streaming'",)
+
 STEPS = (
     Step(1, "tables and indexes", _TABLES),
     Step(2, "the full-text search index of finished messages", _SEARCH, _index_finished_messages),
+    Step(3, "a queue of finished messages not yet in the search index", _UNINDEXED),
 )
 LATEST = STEPS[-1].number
 

@@ -192,7 +192,7 @@ async def test_a_database_of_an_older_schema_is_upgraded_in_place_and_its_messag
     finally:
         await conn.close()
     store = PostgresStore(postgres_url)
-    assert await store.pending_steps() == [(2, "the full-text search index of finished messages")]
+    assert [number for number, _ in await store.pending_steps()] == [2, 3]
     await store.open()
     try:
         assert await store.schema_version() == postgres_schema.LATEST
@@ -202,3 +202,25 @@ async def test_a_database_of_an_older_schema_is_upgraded_in_place_and_its_messag
     finally:
         await store.close()
 
+
+
+async def test_finished_messages_wait_for_the_index_off_the_replys_path_and_a_search_sees_them(
+    postgres_url: str,
+) -> None:
+    store = PostgresStore(postgres_url)
+    await store.open()
+    try:
+        user = await store.create_user("u@example.com", "hash", "U", ("user",))
+        await store.begin_exchange(Exchange(user.id, "c1", "t", "u1", "a1", "Crème of the harbour", 1.0))
+        assert await store.finish_reply("a1", "harbour lights", "complete", "stop", 3)
+        async with store._conn() as conn:  # neither the exchange nor the final write tokenized anything
+            assert await conn.fetchval("SELECT COUNT(*) FROM messages WHERE search IS NULL") == 2
+        assert await store.index_pending(1) == 1 and await store.index_pending(10) == 1  # in batches, off the path
+        assert await store.index_pending(10) == 0
+        await store.begin_exchange(Exchange(user.id, "c1", None, "u2", "a2", "harbour again", 2.0))
+        assert await store.finish_reply("a2", "more", "complete", "stop", 2)
+        hits = await store.search_messages(user.id, ["harbour"], 10, 0)  # a search indexes what waits first
+        assert {h.message_id for h in hits} == {"u1", "a1", "u2"}
+        assert [h.message_id for h in await store.search_messages(user.id, ["creme"], 10, 0)] == ["u1"]
+    finally:
+        await store.close()
