@@ -72,21 +72,13 @@ async def _principal_for(request: web.Request, user_id: str | None, session_id: 
     cached = cache.get(session_id)
     if cached is not None:
         return Principal(cached, session_id, via) if user_id is None or cached.id == user_id else None
-    store = request.app[appkeys.STORE]
-    joined = getattr(store, "get_session_user", None)  # a networked store answers both in one round trip
-    if joined is not None:
-        found = await joined(session_id)
-        session, user = found if found is not None else (None, None)
-    else:
-        session = await store.get_session(session_id)
-        user = None
-    if session is None or session.revoked or session.expires_at < time.time():
+    found = await request.app[appkeys.STORE].get_session_user(session_id)
+    if found is None:
+        return None
+    session, user = found
+    if session.revoked or session.expires_at < time.time():
         return None
     if user_id is not None and session.user_id != user_id:
-        return None
-    if user is None:
-        user = await store.get_user(session.user_id)
-    if user is None:
         return None
     cache.put(session.id, user, session.expires_at)
     return Principal(user, session.id, via)

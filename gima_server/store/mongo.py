@@ -162,6 +162,11 @@ class MongoStore:
         d = await self._db.sessions.find_one({"_id": session_id})
         return AuthSession(d["_id"], d["user_id"], d["created_at"], d["expires_at"], d["revoked"]) if d else None
 
+    async def get_session_user(self, session_id: str) -> tuple[AuthSession, User] | None:
+        session = await self.get_session(session_id)
+        user = await self.get_user(session.user_id) if session is not None else None
+        return (session, user) if session is not None and user is not None else None
+
     async def revoke_session(self, session_id: str) -> None:
         await self._db.sessions.update_one({"_id": session_id}, {"$set": {"revoked": True}})
 

@@ -202,6 +202,7 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin):
 
     async def close(self) -> None:
         await self._checkpoints.close()
+        await self._sign_ins.close()
         for name in ("_relaxed", "_pool"):
             pool = getattr(self, name)
             if pool is not None:

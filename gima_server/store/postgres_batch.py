@@ -10,12 +10,19 @@ A newer checkpoint of the same reply replaces the older one still waiting (its t
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable, Generic, TypeVar
+from typing import Any, Awaitable, Callable, Generic, TypeVar
 
 T = TypeVar("T")
 
 # (message id, content, fence) in; the ids the statement updated out.
 WriteBatch = Callable[[list[tuple[str, str, int]]], Awaitable[set[str]]]
+
+
+def _fail(groups: list[list[asyncio.Future[Any]]], exc: Exception) -> None:
+    for futures in groups:
+        for future in futures:
+            if not future.done():
+                future.set_exception(exc)
 
 
 class CheckpointBatcher:
@@ -46,10 +53,7 @@ class CheckpointBatcher:
             try:
                 written = await self._write([(m, content, fence) for m, (content, fence, _) in batch.items()])
             except Exception as exc:  # a fault fails this batch's callers; each decides (checkpoints are best effort)
-                for _, _, futures in batch.values():
-                    for future in futures:
-                        if not future.done():
-                            future.set_exception(exc)
+                _fail([futures for _, _, futures in batch.values()], exc)
                 continue
             for message_id, (_, _, futures) in batch.items():
                 for future in futures:
@@ -87,12 +91,13 @@ class LookupBatcher(Generic[T]):
             try:
                 found = await self._fetch(keys)
             except Exception as exc:
-                for futures in batch.values():
-                    for future in futures:
-                        if not future.done():
-                            future.set_exception(exc)
+                _fail(list(batch.values()), exc)
                 continue
             for key, futures in batch.items():
                 for future in futures:
                     if not future.done():
                         future.set_result(found.get(key))
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            await asyncio.wait({self._reader})

@@ -283,6 +283,11 @@ class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin):
             return None
         return AuthSession(row["id"], row["user_id"], row["created_at"], row["expires_at"], bool(row["revoked"]))
 
+    async def get_session_user(self, session_id: str) -> tuple[AuthSession, User] | None:
+        session = await self.get_session(session_id)
+        user = await self.get_user(session.user_id) if session is not None else None
+        return (session, user) if session is not None and user is not None else None
+
     async def revoke_session(self, session_id: str) -> None:
         await self._run(lambda c: c.execute("UPDATE sessions SET revoked = 1 WHERE id = ?", (session_id,)))
 

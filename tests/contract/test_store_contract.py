@@ -443,3 +443,13 @@ async def test_an_upstreams_nul_character_is_stored_as_a_replacement_not_a_fault
     assert await store.finish_reply("a1", "all\x00done", "complete", "stop", 2)
     reply = await store.get_message(alice, "a1")
     assert reply is not None and reply.content.replace("\ufffd", "\x00") == "all\x00done"
+
+
+async def test_a_session_is_found_with_its_user_and_not_once_either_is_gone(store: Store) -> None:
+    user_id = await _user(store)
+    session = await store.create_session(user_id, 60)
+    found = await store.get_session_user(session.id)
+    assert found is not None and found[0] == await store.get_session(session.id) and found[1].id == user_id
+    assert await store.get_session_user("missing") is None
+    assert await store.delete_user(user_id)
+    assert await store.get_session_user(session.id) is None
