@@ -13,10 +13,13 @@ from typing import Any, AsyncIterator, Callable, Coroutine, cast
 from aiohttp import web
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
-from . import appkeys, chats, openapi, search
+from . import appkeys, chats, model_routes, openapi, search
 from .admission import AdmissionGate, LoadMonitor, default_max_active
-from .agents import make_agent
+from .agents import make_models
 from .agents.base import Agent
+from .agents.breaker import CircuitBreaker
+from .agents.models import Models
+from .agents.plain import PlainUpstream, plain_target
 from .apikeys import routes as apikey_routes
 from .apikeys.auth import ApiKeyAuth
 from .auth import oidc
@@ -36,6 +39,7 @@ from .limits.backends import MemoryBackend, RedisBackend
 from .limits.limiter import Limiter
 from .limits.policy import parse_rate_limits
 from .locks import FallbackLocks, LocalLocks, RedisLocks
+from .media import audio_routes, embeddings_routes
 from .middleware import gima_middleware
 from .migration import routes as migration_routes
 from .migration.lane import LaneSettings, MigrationLane
@@ -89,11 +93,30 @@ def _store_context(store: Store | None) -> Callable[[web.Application], AsyncIter
     return context
 
 
+def _plain_upstream(settings: Settings, models: Models, purpose: str) -> PlainUpstream | None:
+    """The embeddings or audio upstream, when configured (the agents file's entry, or GIMA_EMBEDDINGS_*/GIMA_AUDIO_*)."""
+    s = settings
+    base_url, api_key = (s.embeddings_base_url, s.embeddings_api_key) if purpose == "embeddings" else (
+        s.audio_base_url, s.audio_api_key)
+    target = plain_target(purpose, models.catalog, base_url, api_key, s.embeddings_model if purpose == "embeddings" else "")
+    if target is None:
+        return None
+    breaker = CircuitBreaker(s.breaker_failures, s.breaker_cooldown_s)
+    return PlainUpstream(target, s.upstream_connect_timeout_s, s.upstream_total_timeout_s, breaker)
+
+
 def _agent_context(agent: Agent | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
-        app[appkeys.AGENT] = agent if agent is not None else make_agent(app[appkeys.SETTINGS])
+        settings = app[appkeys.SETTINGS]
+        models = make_models(settings) if agent is None else Models.single(agent, f"gima-{settings.agent}")
+        app[appkeys.MODELS] = models
+        plain = {purpose: _plain_upstream(settings, models, purpose) for purpose in ("embeddings", "audio")}
+        app[appkeys.EMBEDDINGS], app[appkeys.AUDIO] = plain["embeddings"], plain["audio"]
         yield
-        await app[appkeys.AGENT].close()
+        await models.close()
+        for upstream in plain.values():
+            if upstream is not None:
+                await upstream.close()
 
     return context
 
@@ -148,7 +171,7 @@ async def _streams_context(app: web.Application) -> AsyncIterator[None]:
     ownership = Ownership(_shared_locks(app), bus) if bus is not None else None
     wakeups = Wakeups(lambda: app[appkeys.LOAD].lag_s, settings.sse_coalesce_max_ms / 1000)
     registry = Registry(
-        store, app[appkeys.AGENT], app[appkeys.IDEMPOTENCY], limits, ownership,
+        store, app[appkeys.MODELS], app[appkeys.IDEMPOTENCY], limits, ownership,
         publisher=shared.publisher if shared else None,
         coalescer=RedisCoalescer(redis, limits.coalesce_window_s) if redis is not None else None,
         announce_timeout_s=settings.redis_timeout_s,
@@ -285,7 +308,7 @@ async def ready(request: web.Request) -> web.Response:
             checks["redis"] = f"failed: {type(exc).__name__}"
         checks["rateLimits"] = "degraded (local buckets)" if request.app[appkeys.LIMITER].degraded else "ok"
     checks["load"] = request.app[appkeys.LOAD].snapshot()
-    breakers = request.app[appkeys.AGENT].breakers()
+    breakers = request.app[appkeys.MODELS].breakers()
     if breakers:
         checks["upstreams"] = breakers  # shown, not judged: an open breaker fails replies fast, the server is fine
     if request.app[appkeys.REGISTRY].draining:
@@ -418,6 +441,9 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     chats.add_routes(app)
     apikey_routes.add_routes(app)
     openai_routes.add_routes(app)
+    model_routes.add_routes(app)
+    embeddings_routes.add_routes(app)
+    audio_routes.add_routes(app)
     ui_routes.add_routes(app)
     search.add_routes(app)
     openapi.add_routes(app)

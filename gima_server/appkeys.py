@@ -11,7 +11,8 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from .admission import AdmissionGate, LoadMonitor
-    from .agents.base import Agent
+    from .agents.models import Models
+    from .agents.plain import PlainUpstream
     from .apikeys.auth import ApiKeyAuth
     from .auth.connections import SessionConnections
     from .auth.external import ExternalTokens
@@ -33,7 +34,9 @@ SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 STORE: web.AppKey[Store] = web.AppKey("store")
 TOKENS: web.AppKey[TokenIssuer] = web.AppKey("tokens")
 EXTERNAL_TOKENS: web.AppKey[ExternalTokens | None] = web.AppKey("external_tokens")
-AGENT: web.AppKey[Agent] = web.AppKey("agent")
+MODELS: web.AppKey[Models] = web.AppKey("models")
+EMBEDDINGS: web.AppKey[PlainUpstream | None] = web.AppKey("embeddings")  # None: not configured
+AUDIO: web.AppKey[PlainUpstream | None] = web.AppKey("audio")
 IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry")
 SOURCES: web.AppKey[ReplySources] = web.AppKey("sources")

@@ -62,6 +62,13 @@ class Settings:
     anthropic_api_key: str = field(default="", repr=False)
     anthropic_model: str = "claude-sonnet-4-5"
     pipeline_file: str = ""
+    agents_file: str = ""  # several named models with fallbacks (agents/catalog.py); replaces GIMA_AGENT's one
+    embeddings_base_url: str = ""  # an OpenAI-compatible /v1/embeddings upstream (or `embeddings =` in the agents file)
+    embeddings_api_key: str = field(default="", repr=False)
+    embeddings_model: str = ""  # the model semantic history search embeds with (empty: no semantic search)
+    audio_base_url: str = ""  # an OpenAI-compatible /v1/audio upstream (or `audio =` in the agents file)
+    audio_api_key: str = field(default="", repr=False)
+    embeddings_batch: int = 32  # finished messages embedded per upstream call by the background indexer
     upstream_connect_timeout_s: float = 3.0
     upstream_first_token_timeout_s: float = 8.0
     upstream_total_timeout_s: float = 120.0
@@ -182,8 +189,9 @@ class Settings:
             parse_rate_limits(self.rate_limits)
         except PolicyError as exc:
             raise ConfigError(f"GIMA_RATE_LIMITS: {exc}") from None
-        for url_name in ("openai_base_url", "anthropic_base_url"):
-            if not getattr(self, url_name).startswith(("http://", "https://")):
+        for url_name in ("openai_base_url", "anthropic_base_url", "embeddings_base_url", "audio_base_url"):
+            value = getattr(self, url_name)
+            if (value or url_name in ("openai_base_url", "anthropic_base_url")) and not value.startswith(("http://", "https://")):
                 raise ConfigError(f"GIMA_{url_name.upper()}: must start with http:// or https://")
         from .migration.lane import valid_window
 
@@ -206,8 +214,15 @@ class Settings:
                 raise ConfigError("GIMA_SECRET_KEY: each key must be at least 32 characters")
 
     def _validate_agents(self) -> None:
-        """What `serve` would find when it builds the agent: the pipeline file, and a key for a public upstream."""
+        """What `serve` would find when it builds the agent: the agents file (every problem in it), or the pipeline
+        file and a key for a public upstream."""
         from .agents.upstream import api_root
+
+        if self.agents_file:
+            from .agents import load_agents_file
+
+            load_agents_file(self)
+            return
 
         kinds = {self.agent}
         if self.agent == "pipeline" and self.pipeline_file:
@@ -307,6 +322,7 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("demo_tokens_per_s", _non_negative, "must be >= 0 (0 = as fast as possible)"),
     ("demo_first_token_ms", _non_negative, "must be >= 0"),
     ("demo_reply_words", _positive, "must be > 0"),
+    ("embeddings_batch", lambda n: 1 <= n <= 2048, "must be 1-2048"),
     ("max_active_replies", _non_negative, "must be >= 0 (0 = sized to the machine)"),
     ("max_replies_per_user", _positive, "must be > 0"),
     ("admission_queue", _non_negative, "must be >= 0"),

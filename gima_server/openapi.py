@@ -222,6 +222,9 @@ def _paths() -> dict[str, Any]:
                 "keys": {"type": "array", "items": _ref("ApiKey")}}})}),
         },
         "/api/keys/{keyId}": {"delete": _op("delete an API key", {"204": _NO_CONTENT}, params=[key_id])},
+        "/api/models": {"get": _op("the models a reply may name", {"200": _json({
+            "type": "object", "required": ["models"], "properties": {"models": {"type": "array", "items": {
+                "type": "object", "required": ["id", "label", "default"]}}}})})},
         "/v1/models": {"get": _op("OpenAI: the models", {"200": _json({"type": "object", "required": ["object", "data"]})},
                                   error=_OPENAI_ERROR)},
         "/v1/chat/completions": {"post": _op("OpenAI: a chat completion", {

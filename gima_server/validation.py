@@ -37,7 +37,7 @@ _RAW_BODY: web.RequestKey[bytes] = web.RequestKey("raw_body", bytes)
 _BATCH_PATH = re.compile(r"^/api/migration/jobs/[^/]+/batches/[^/]+$")
 
 
-_CONVERSATION_PATHS = frozenset({"/v1/chat/completions", "/api/chat"})  # clients send the whole conversation
+_CONVERSATION_PATHS = frozenset({"/v1/chat/completions", "/api/chat", "/v1/embeddings"})  # whole conversations, batches
 
 
 def body_limit(request: web.Request) -> int:

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 DEFAULT_TOKENS = ["Hello", " there", ",", " tides", " rise", " twice", " a", " day", "."]
 
@@ -33,9 +33,49 @@ class FakeUpstream:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.disconnects = 0
-        self.app = web.Application()
+        self.app = web.Application(client_max_size=64 * 1024 * 1024)  # audio uploads: the server under test limits
         path = "/v1/chat/completions" if kind == "openai" else "/v1/messages"
         self.app.router.add_post(path, self.handle)
+        if kind == "openai":
+            self.app.router.add_post("/v1/embeddings", self.embeddings)
+            self.app.router.add_post("/v1/audio/transcriptions", self.transcriptions)
+            self.app.router.add_post("/v1/audio/speech", self.speech)
+        self.embedding_requests: list[dict[str, Any]] = []
+        self.uploads: list[dict[str, Any]] = []  # each transcription's fields, with the file's bytes under "file"
+        self.speech_audio = b"ID3" + bytes(range(256)) * 64  # what /v1/audio/speech answers (an MP3's look)
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.embedding_requests.append(body)
+        self.headers.append(dict(request.headers))
+        if self.faults.status is not None and len(self.embedding_requests) <= self.faults.fail_times:
+            return web.json_response({"error": {"message": "fake failure"}}, status=self.faults.status)
+        inputs = [body["input"]] if isinstance(body["input"], str) else body["input"]
+        data = [{"object": "embedding", "index": i, "embedding": topic_vector(str(text))} for i, text in enumerate(inputs)]
+        return web.json_response({"object": "list", "data": data, "model": body["model"],
+                                  "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}})
+
+    async def transcriptions(self, request: web.Request) -> web.Response:
+        self.headers.append(dict(request.headers))
+        fields: dict[str, Any] = {}
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            assert isinstance(part, BodyPartReader)
+            fields[str(part.name)] = await part.read() if part.name == "file" else await part.text()
+            if part.name == "file":
+                fields["filename"] = part.filename
+        self.uploads.append(fields)
+        return web.json_response({"text": f"heard {len(fields.get('file', b''))} bytes"})
+
+    async def speech(self, request: web.Request) -> web.StreamResponse:
+        self.headers.append(dict(request.headers))
+        self.uploads.append(await request.json())
+        resp = web.StreamResponse(headers={"Content-Type": "audio/mpeg"})
+        await resp.prepare(request)
+        for start in range(0, len(self.speech_audio), 4096):
+            await resp.write(self.speech_audio[start:start + 4096])
+        await resp.write_eof()
+        return resp
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(await request.json())
@@ -109,3 +149,20 @@ def _data(obj: dict[str, Any]) -> bytes:
 
 def _event(name: str, obj: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {json.dumps(obj)}\n\n".encode()
+
+
+# Deterministic "meaning": each topic's words (none shared between topics) pull a vector towards its axis, so two
+# texts about one topic are close even when they share no word.
+TOPICS = (
+    ("tide", "tides", "ocean", "sea", "wave", "waves", "moon", "lunar", "coastal", "shore", "beach", "water"),
+    ("bread", "oven", "flour", "bake", "baking", "dough", "yeast", "loaf", "kitchen", "recipe"),
+    ("rocket", "orbit", "launch", "satellite", "astronaut", "spacecraft", "nasa", "booster"),
+)
+
+
+def topic_vector(text: str) -> list[float]:
+    words = [w.strip(".,!?;:'\"").lower() for w in text.split()]
+    counts = [float(sum(w in topic for w in words)) for topic in TOPICS]
+    vector = [*counts, 0.05]  # a little of everything, so no vector is zero
+    norm = sum(v * v for v in vector) ** 0.5
+    return [v / norm for v in vector]

@@ -9,7 +9,9 @@ from ..config import ConfigError, Settings
 from .anthropic import AnthropicAgent
 from .base import Agent, AgentEvent, AgentRequest, agent_phase, delta
 from .breaker import CircuitBreaker
+from .catalog import AgentEntry, Catalog, CatalogError, load_catalog
 from .demo import DemoAgent
+from .models import Model, Models
 from .openai import OpenAIAgent
 from .pipeline import NamedAgent, PipelineAgent, load_pipeline
 from .upstream import Upstream, UpstreamLimits
@@ -25,10 +27,8 @@ class _Upstreams:
     def get(self, kind: str) -> Upstream:
         if kind not in self._made:
             s = self._settings
-            limits = UpstreamLimits(s.upstream_connect_timeout_s, s.upstream_first_token_timeout_s,
-                                    s.upstream_total_timeout_s, s.upstream_max_retries)
             base_url = s.openai_base_url if kind == "openai" else s.anthropic_base_url
-            self._made[kind] = Upstream(kind, base_url, limits, CircuitBreaker(s.breaker_failures, s.breaker_cooldown_s))
+            self._made[kind] = Upstream(kind, base_url, _limits(s), CircuitBreaker(s.breaker_failures, s.breaker_cooldown_s))
         return self._made[kind]
 
 
@@ -61,6 +61,74 @@ class _SingleDemo:
 
     async def close(self) -> None:
         return None
+
+
+def _limits(settings: Settings) -> UpstreamLimits:
+    s = settings
+    return UpstreamLimits(s.upstream_connect_timeout_s, s.upstream_first_token_timeout_s, s.upstream_total_timeout_s,
+                          s.upstream_max_retries)
+
+
+def load_agents_file(settings: Settings) -> Catalog | None:
+    """The agents file's catalog (None without one); ConfigError listing every problem in it."""
+    if not settings.agents_file:
+        return None
+    import os
+
+    try:
+        return load_catalog(Path(settings.agents_file), os.environ)
+    except CatalogError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+class _EntryAgents:
+    """One Upstream (session and breaker, named by the model id) per openai or anthropic entry, shared with the
+    pipeline steps that call it."""
+
+    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+        self._settings = settings
+        self._catalog = catalog
+        self._upstreams: dict[str, Upstream] = {}  # bound: one per entry of the file
+
+    def upstream(self, entry: AgentEntry) -> Upstream:
+        if entry.id not in self._upstreams:
+            s = self._settings
+            breaker = CircuitBreaker(s.breaker_failures, s.breaker_cooldown_s)
+            self._upstreams[entry.id] = Upstream(entry.id, entry.base_url, _limits(s), breaker)
+        return self._upstreams[entry.id]
+
+    def step(self, entry: AgentEntry, name: str, model: str, system: str) -> NamedAgent:
+        if entry.kind == "openai":
+            return OpenAIAgent(self.upstream(entry), model or entry.model, entry.api_key, name, system or entry.system)
+        if entry.kind == "anthropic":
+            return AnthropicAgent(self.upstream(entry), model or entry.model, entry.api_key, name,
+                                  system or entry.system)
+        return _SingleDemo(self.demo(entry), name)
+
+    def demo(self, entry: AgentEntry) -> DemoAgent:
+        s = self._settings
+        tokens_per_s, first_token_ms, words = entry.demo_pace
+        return DemoAgent(s.demo_tokens_per_s if tokens_per_s is None else tokens_per_s,
+                         s.demo_first_token_ms if first_token_ms is None else first_token_ms,
+                         s.demo_reply_words if words is None else words)
+
+    def agent(self, entry: AgentEntry) -> Agent:
+        if entry.kind == "demo":
+            return self.demo(entry)
+        if entry.kind == "pipeline":
+            entries = self._catalog.entries
+            return PipelineAgent([self.step(entries[s.agent], s.name, s.model, s.system) for s in entry.steps])
+        return self.step(entry, "assistant", "", "")
+
+
+def make_models(settings: Settings) -> Models:
+    """The models this deployment offers: the agents file's, or one (`gima-<GIMA_AGENT>`) from today's variables."""
+    catalog = load_agents_file(settings)
+    if catalog is None:
+        return Models.single(make_agent(settings), f"gima-{settings.agent}")
+    made = _EntryAgents(settings, catalog)
+    models = [Model(e.id, e.label, made.agent(e)) for e in catalog.entries.values()]
+    return Models(models, catalog.default, {e.id: catalog.chain(e.id) for e in catalog.entries.values()}, catalog)
 
 
 def make_agent(settings: Settings) -> Agent:

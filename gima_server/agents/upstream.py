@@ -27,11 +27,12 @@ _BACKOFF_CAP_S = 4.0
 class UpstreamError(Exception):
     """Ends a reply with error{code}: upstream_timeout, upstream_unavailable or upstream_error."""
 
-    def __init__(self, code: str, message: str, retry_after_s: float | None = None) -> None:
+    def __init__(self, code: str, message: str, retry_after_s: float | None = None, reason: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.retry_after_s = retry_after_s
+        self.reason = reason or code  # why, for a fallback's `model` event: the code, or breaker_open
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +162,7 @@ class UpstreamCall:
             self._up.breaker.before_call()
         except CircuitOpen as exc:
             message = f"{self._up.name} is failing; not calling it"
-            raise UpstreamError("upstream_unavailable", message, exc.retry_after_s) from None
+            raise UpstreamError("upstream_unavailable", message, exc.retry_after_s, reason="breaker_open") from None
         try:
             async with asyncio.timeout(self._read_timeout_s()):
                 url = self._up.base_url + self._path

@@ -72,6 +72,9 @@ class ChunkEncoder:
         """The frames for one reply event (event ids are not sent: see the module's note)."""
         if name == "meta":
             return self._chunk({"role": "assistant", "content": ""})
+        if name == "model":  # a fallback answers: later chunks name it, as a router's do
+            self.model = str(data["model"])
+            return b""
         if name == "delta":
             return self._chunk({"content": data["text"]})
         if name == "snapshot":  # only on a replay that lost its start: the text so far, once

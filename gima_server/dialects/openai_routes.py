@@ -67,8 +67,8 @@ _BODY = {
 
 
 def served_models(request: web.Request) -> list[str]:
-    """The configured agent (or pipeline) as the one model a client can name."""
-    return [f"gima-{request.app[appkeys.SETTINGS].agent}"]
+    """The models a client can name: the agents file's ids, or `gima-<GIMA_AGENT>` without one."""
+    return request.app[appkeys.MODELS].ids
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -152,7 +152,8 @@ async def _read_body(request: web.Request) -> dict[str, Any]:
     body = check_object(parse_json(await read_raw(request)), _BODY)
     _check_options(body)
     if body["model"] not in served_models(request):
-        raise ApiError(404, "model_not_found", f"the model '{body['model']}' does not exist; GET /v1/models lists them")
+        raise _refuse(f"unknown model {body['model']!r}; this server offers {', '.join(served_models(request))}",
+                      "model")
     return body
 
 
@@ -164,7 +165,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     header_key = request.headers.get("Idempotency-Key")
     key = idempotency_key(header_key) if header_key is not None else None
     exchange = Exchange(principal.user.id, new_id(), new_chat_title(content), new_id(), new_id(), content, time.time(),
-                        context=tuple(turns[:-1]))
+                        context=tuple(turns[:-1]), model=str(body["model"]))
     source, outcome = await start_reply(request, principal, exchange, False, key,
                                         fingerprint("POST", "/v1/chat/completions", body))
     completion_id = f"chatcmpl-{outcome.message_id}"
@@ -213,6 +214,9 @@ async def _complete(
         source.close()
     final = source.events[-1]
     data = event_data(final)
+    for event in source.events:  # a fallback that answered is the model the completion names
+        if event.name == "model":
+            model = str(event_data(event)["model"])
     if final.name == "done":
         return web.json_response(completion_body(completion_id, model, created, data["content"], "stop", data.get("usage")))
     if data["code"] == "too_long":

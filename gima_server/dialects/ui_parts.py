@@ -43,8 +43,13 @@ class UiPartEncoder:
 
     def encode(self, event_id: int, name: str, data: dict[str, Any]) -> bytes:
         if name == "meta":
-            self._part({"type": "start", "messageId": data["messageId"]})
+            start: dict[str, Any] = {"type": "start", "messageId": data["messageId"]}
+            if data.get("model"):
+                start["messageMetadata"] = {"model": data["model"]}
+            self._part(start)
             self._part({"type": "start-step"})
+        elif name == "model":  # a fallback took over before the first token
+            self._part({"type": "message-metadata", "messageMetadata": dict(data)})
         elif name == "delta" and data["text"]:
             self._text(str(data.get("agent", "assistant")), data["text"])
         elif name == "agent" and data.get("phase") == "end":

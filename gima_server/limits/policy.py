@@ -13,6 +13,7 @@ DEFAULTS: dict[str, tuple[float, str, float]] = {
     "chat": (30, "min", 10),
     "search": (100, "min", 20),
     "embeddings": (10, "min", 5),
+    "voice": (20, "min", 5),  # transcriptions and speech, per user
     "auth": (20, "min", 10),  # sign-up and log-in attempts per client address
     "auth_account": (10, "min", 5),  # log-in attempts per account from one client address
     "auth_account_total": (100, "min", 50),  # per account from everywhere: looser, so no one address locks a user out
@@ -80,6 +81,10 @@ def route_charge(method: str, path: str) -> RouteCharge | None:
         return None  # a resume is not new work
     if path in ("/api/chat/stream", "/api/chat", "/v1/chat/completions"):
         return None  # charged by the handler, which knows whether it is a replay (free) or a new reply
+    if path == "/v1/embeddings":
+        return RouteCharge("embeddings", 1)
+    if path.startswith("/v1/audio/"):
+        return RouteCharge("voice", 1)
     if path.startswith("/v1/"):
         return RouteCharge("default", 1)
     if path == "/api/auth/guest":

@@ -47,8 +47,16 @@ class Metrics:
         self.admission_queue = Gauge("gima_admission_queue_depth", "Replies waiting for a slot", registry=r)
         self.active_replies = Gauge("gima_active_replies", "Replies holding an admission slot", registry=r)
         self.breaker_open = Gauge(
-            "gima_upstream_breaker_open", "1 when the upstream's circuit breaker is open, 0.5 half-open, 0 closed",
-            ["upstream"], registry=r,
+            "gima_upstream_breaker_open", "1 when the model's upstream circuit breaker is open, 0.5 half-open, 0 closed",
+            ["model"], registry=r,
+        )
+        self.replies_ended = Counter(
+            "gima_replies_ended_total", "Replies ended, by the model that answered and how they ended (done or the "
+            "error code)", ["model", "end"], registry=r,
+        )
+        self.fallbacks = Counter(
+            "gima_model_fallbacks_total", "Replies that moved to a fallback model before their first token",
+            ["model", "fallback_from", "reason"], registry=r,
         )
         self.loop_lag = Gauge("gima_event_loop_lag_seconds", "Event-loop lag, smoothed", registry=r)
         self.store_ops = Counter("gima_store_operations_total", "Store calls by operation", ["op"], registry=r)

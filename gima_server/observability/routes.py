@@ -17,8 +17,8 @@ _BREAKER_VALUE = {"closed": 0.0, "half_open": 0.5, "open": 1.0}
 
 async def prometheus(request: web.Request) -> web.Response:
     metrics = request.app[appkeys.METRICS]
-    for upstream, state in request.app[appkeys.AGENT].breakers().items():
-        metrics.breaker_open.labels(upstream).set(_BREAKER_VALUE.get(state, 1.0))
+    for model, state in request.app[appkeys.MODELS].breakers().items():
+        metrics.breaker_open.labels(model).set(_BREAKER_VALUE.get(state, 1.0))
     body = generate_latest(metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -96,6 +96,7 @@ class Message:
     output_tokens: int | None = None
     receipt: Receipt | None = None  # a reply that was stopped (cancelled, superseded, shut down)
     sections: tuple[tuple[str, int], ...] = ()  # (agent, offset of its first character), as it streamed
+    model: str | None = None  # the model id that answered (replies)
 
     def public(self) -> dict[str, object]:
         body: dict[str, object] = {
@@ -113,6 +114,8 @@ class Message:
             if self.receipt is not None:
                 body.update(self.receipt.public())
             body["agents"] = agents_of(self.content, self.sections)
+            if self.model:
+                body["model"] = self.model
         return body
 
 
@@ -139,6 +142,7 @@ class Exchange:
     created_at: float
     fence: int = 0  # fencing token of the producer that writes the reply (see locks.py)
     context: tuple[tuple[str, str], ...] = ()  # (role, content) turns a client sent with it (OpenAI-style), not stored
+    model: str = ""  # the model id asked to answer (the reply's row records it; a fallback rewrites it at the end)
 
 
 class Store(MigrationStore, ApiKeyStore, Protocol):
@@ -193,9 +197,11 @@ class Store(MigrationStore, ApiKeyStore, Protocol):
         usage: tuple[int, int] | None = None,
         receipt: Receipt | None = None,
         sections: Sequence[tuple[str, int]] = (),
+        model: str | None = None,
     ) -> bool:
-        """Write the final text, status, the upstream's (input, output) token usage, the agents' sections and, for
-        a stopped reply, its receipt; False (nothing written) when a newer producer owns the reply."""
+        """Write the final text, status, the upstream's (input, output) token usage, the agents' sections, the model
+        that answered (None: keep the one begin_exchange wrote) and, for a stopped reply, its receipt; False (nothing
+        written) when a newer producer owns the reply."""
         ...
 
     async def search_messages(self, user_id: str, terms: Sequence[str], limit: int, offset: int) -> list[SearchHit]:

@@ -61,7 +61,7 @@ def _message(d: dict[str, Any]) -> Message:
     return Message(d["_id"], d["chat_id"], d["user_id"], d["role"], d["content"], d["status"], d["created_at"],
                    d.get("finish_reason"), d.get("event_count", 0), d.get("input_tokens"), d.get("output_tokens"),
                    Receipt(**d["receipt"]) if d.get("receipt") else None,
-                   tuple((str(a), int(o)) for a, o in d.get("sections") or ()))
+                   tuple((str(a), int(o)) for a, o in d.get("sections") or ()), d.get("model"))
 
 
 MONGO_STEPS = ((1, "collections' indexes, as made at every start before numbered steps"),)
@@ -283,7 +283,7 @@ class MongoStore:
                     {"_id": ex.user_message_id, "role": "user", "content": ex.content, "status": "complete",
                      "seq": seq + 1, **common},
                     {"_id": ex.reply_message_id, "role": "assistant", "content": "", "status": "streaming",
-                     "seq": seq + 2, **common},
+                     "seq": seq + 2, "model": ex.model or None, **common},
                 ], session=session)
             except DuplicateKeyError as exc:
                 raise DuplicateError(ex.reply_message_id) from exc
@@ -316,11 +316,15 @@ class MongoStore:
         usage: tuple[int, int] | None = None,
         receipt: Receipt | None = None,
         sections: Sequence[tuple[str, int]] = (),
+        model: str | None = None,
     ) -> bool:
-        update = {"content": content, "status": status, "finish_reason": finish_reason, "event_count": event_count,
+        update: dict[str, Any] = {
+                  "content": content, "status": status, "finish_reason": finish_reason, "event_count": event_count,
                   "fence": fence, "input_tokens": usage[0] if usage else None, "output_tokens": usage[1] if usage else None,
                   "receipt": dataclasses.asdict(receipt) if receipt is not None else None,
                   "sections": [[agent, offset] for agent, offset in sections] or None}
+        if model is not None:
+            update["model"] = model
         result = await self._db.messages.update_one({"_id": message_id, "fence": {"$lte": fence}}, {"$set": update})
         return result.matched_count > 0
 

@@ -76,8 +76,8 @@ def _chat(r: asyncpg.Record) -> Chat:
 
 
 # $1 user message id, $2 reply id, $3 chat, $4 user, $5 content, $6 time, $7 fence, $8 the new chat's title
-# (NULL: the chat must exist and be the user's). The user message waits for the search index like every finished
-# one (index_pending). The exchange's messages take the next
+# (NULL: the chat must exist and be the user's), $9 the model asked to answer (the reply's row only). The user
+# message waits for the search index like every finished one (index_pending). The exchange's messages take the next
 # two numbers of the chat (the order within a time; exchanges are ordered by their time).
 _EXCHANGE_SQL = """
 WITH made AS (
@@ -90,14 +90,15 @@ WITH made AS (
 ), last AS (
     SELECT COALESCE(MAX(seq), 0) AS n FROM messages WHERE chat_id = $3
 )
-INSERT INTO messages (id, chat_id, user_id, role, content, status, seq, created_at, fence, search)
-SELECT m.id, chat.id, $4, m.role, m.content, m.status, last.n + m.step, $6, $7, m.search
-FROM chat, last, (VALUES ($1, 'user', $5, 'complete', 1, NULL::tsvector),
-                         ($2, 'assistant', '', 'streaming', 2, NULL::tsvector)) AS m(id, role, content, status, step, search)
+INSERT INTO messages (id, chat_id, user_id, role, content, status, seq, created_at, fence, search, model)
+SELECT m.id, chat.id, $4, m.role, m.content, m.status, last.n + m.step, $6, $7, m.search, m.model
+FROM chat, last, (VALUES ($1, 'user', $5, 'complete', 1, NULL::tsvector, NULL::text),
+                         ($2, 'assistant', '', 'streaming', 2, NULL::tsvector, $9::text))
+                 AS m(id, role, content, status, step, search, model)
 """
 
 _MESSAGE_COLUMNS = ("id, chat_id, user_id, role, content, status, created_at, finish_reason, event_count, input_tokens,"
-                    " output_tokens, receipt, sections")
+                    " output_tokens, receipt, sections, model")
 
 
 def _message(r: asyncpg.Record) -> Message:
@@ -105,6 +106,7 @@ def _message(r: asyncpg.Record) -> Message:
         r["id"], r["chat_id"], r["user_id"], r["role"], r["content"], r["status"], r["created_at"], r["finish_reason"],
         r["event_count"], r["input_tokens"], r["output_tokens"],
         Receipt(**json.loads(r["receipt"])) if r["receipt"] else None, tuple(decode_sections(r["sections"] or "")),
+        r["model"],
     )
 
 
@@ -349,7 +351,7 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin):
         try:
             status = await self._call(lambda conn: conn.execute(_EXCHANGE_SQL,
                 ex.user_message_id, ex.reply_message_id, ex.chat_id, ex.user_id, content, ex.created_at, ex.fence,
-                storable(ex.new_chat_title) if ex.new_chat_title is not None else None))
+                storable(ex.new_chat_title) if ex.new_chat_title is not None else None, ex.model or None))
         except asyncpg.exceptions.UniqueViolationError as exc:
             raise DuplicateError(ex.reply_message_id) from exc
         except asyncpg.exceptions.ForeignKeyViolationError as exc:
@@ -394,16 +396,17 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin):
         usage: tuple[int, int] | None = None,
         receipt: Receipt | None = None,
         sections: Sequence[tuple[str, int]] = (),
+        model: str | None = None,
     ) -> bool:
         tokens_in, tokens_out = usage if usage is not None else (None, None)
         stopped = json.dumps(dataclasses.asdict(receipt)) if receipt is not None else None
         agents = encode_sections(sections) if sections else None
         return await self._execute(
             "UPDATE messages SET content = $1, status = $2, finish_reason = $3, event_count = $4, fence = $5,"
-            " input_tokens = $6, output_tokens = $7, receipt = $8, sections = $9, search = NULL"
-            " WHERE id = $10 AND fence <= $5",
+            " input_tokens = $6, output_tokens = $7, receipt = $8, sections = $9, search = NULL,"
+            " model = COALESCE($11, model) WHERE id = $10 AND fence <= $5",
             storable(content), status, finish_reason, event_count, fence, tokens_in, tokens_out, stopped, agents,
-            message_id) > 0
+            message_id, model) > 0
 
     async def index_pending(self, limit: int = 500) -> int:
         """Give up to `limit` finished messages their search words (the app calls it when not busy, and a search

@@ -129,6 +129,7 @@ STEPS = (
     Step(1, "tables and indexes", _TABLES),
     Step(2, "the full-text search index of finished messages", _SEARCH, _index_finished_messages),
     Step(3, "a queue of finished messages not yet in the search index", _UNINDEXED),
+    Step(4, "the model that answered each reply", ("ALTER TABLE messages ADD COLUMN model text",)),
 )
 LATEST = STEPS[-1].number
 

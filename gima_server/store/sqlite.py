@@ -100,7 +100,7 @@ def _message(row: sqlite3.Row) -> Message:
         row["id"], row["chat_id"], row["user_id"], row["role"], row["content"], row["status"],
         row["created_at"], row["finish_reason"], row["event_count"], row["input_tokens"], row["output_tokens"],
         Receipt(**json.loads(row["receipt"])) if row["receipt"] else None,
-        tuple(decode_sections(row["sections"] or "")),
+        tuple(decode_sections(row["sections"] or "")), row["model"],
     )
 
 
@@ -414,13 +414,13 @@ class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin):
             seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE chat_id = ?", (ex.chat_id,)).fetchone()[0]
             try:
                 conn.executemany(
-                    "INSERT INTO messages (id, chat_id, user_id, role, content, status, seq, created_at, fence)"
-                    " VALUES (?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO messages (id, chat_id, user_id, role, content, status, seq, created_at, fence, model)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?)",
                     [
                         (ex.user_message_id, ex.chat_id, ex.user_id, "user", ex.content, "complete", seq + 1,
-                         ex.created_at, ex.fence),
+                         ex.created_at, ex.fence, None),
                         (ex.reply_message_id, ex.chat_id, ex.user_id, "assistant", "", "streaming", seq + 2,
-                         ex.created_at, ex.fence),
+                         ex.created_at, ex.fence, ex.model or None),
                     ],
                 )
             except sqlite3.IntegrityError as exc:
@@ -460,6 +460,7 @@ class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin):
         usage: tuple[int, int] | None = None,
         receipt: Receipt | None = None,
         sections: Sequence[tuple[str, int]] = (),
+        model: str | None = None,
     ) -> bool:
         tokens_in, tokens_out = usage if usage is not None else (None, None)
         stopped = json.dumps(dataclasses.asdict(receipt)) if receipt is not None else None
@@ -468,8 +469,9 @@ class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin):
         def write(conn: sqlite3.Connection) -> bool:
             return conn.execute(
                 "UPDATE messages SET content = ?, status = ?, finish_reason = ?, event_count = ?, fence = ?,"
-                " input_tokens = ?, output_tokens = ?, receipt = ?, sections = ? WHERE id = ? AND fence <= ?",
-                (content, status, finish_reason, event_count, fence, tokens_in, tokens_out, stopped, agents,
+                " input_tokens = ?, output_tokens = ?, receipt = ?, sections = ?, model = COALESCE(?, model)"
+                " WHERE id = ? AND fence <= ?",
+                (content, status, finish_reason, event_count, fence, tokens_in, tokens_out, stopped, agents, model,
                  message_id, fence),
             ).rowcount > 0
 

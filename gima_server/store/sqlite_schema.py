@@ -142,6 +142,11 @@ def _search_index(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO messages_fts_pending(id) SELECT rowid FROM messages WHERE status != 'streaming'")
 
 
+def _model_column(conn: sqlite3.Connection) -> None:
+    if "model" not in {row[1] for row in conn.execute("PRAGMA table_info(messages)")}:
+        conn.execute("ALTER TABLE messages ADD COLUMN model TEXT")
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     number: int
@@ -152,6 +157,7 @@ class Step:
 STEPS = (
     Step(1, "tables and indexes, and the columns added before numbered steps", _tables),
     Step(2, "the full-text search index of finished messages", _search_index),
+    Step(3, "the model that answered each reply", _model_column),
 )
 LATEST = STEPS[-1].number
 

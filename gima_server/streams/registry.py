@@ -10,7 +10,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Sequence
 
-from ..agents.base import Agent
+from ..agents.models import Models
 from ..errors import ApiError
 from ..idempotency import IdempotencyRecord, IdempotencyStore
 from ..locks import LocalLocks
@@ -54,7 +54,7 @@ class Registry:
     def __init__(
         self,
         store: Store,
-        agent: Agent,
+        models: Models,
         idempotency: IdempotencyStore,
         limits: RegistryLimits,
         ownership: Ownership | None = None,
@@ -65,7 +65,7 @@ class Registry:
         wakeups: Wakeups | None = None,
     ) -> None:
         self._store = store
-        self._agent = agent
+        self._models = models
         self._idempotency = idempotency
         self._limits = limits
         self._ownership = ownership or Ownership(LocalLocks(), LocalCancelBus())
@@ -140,7 +140,7 @@ class Registry:
             session_id=request.session_id,
             trace_id=request.trace_id,
             store=self._store,
-            agent=self._agent,
+            agent=self._models.agent_for(ex.model),
             limits=self._limits.reply,
             ownership=self._ownership,
             on_finish=self._finished,
@@ -282,4 +282,4 @@ class Registry:
 def _content_key(exchange: Exchange) -> str:
     new_chat = "" if exchange.new_chat_title is None else "new"
     chat = new_chat or exchange.chat_id
-    return hashlib.sha256(f"{chat}\n{exchange.content}".encode()).hexdigest()
+    return hashlib.sha256(f"{chat}\n{exchange.model}\n{exchange.content}".encode()).hexdigest()

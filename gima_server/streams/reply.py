@@ -165,7 +165,9 @@ class Reply:
         self._wakeups = wakeups
         self.upstream_closed = True  # until the agent's stream is opened and not yet closed
         self._prompt_chars = 0
-        self.append("meta", meta_data(self.message_id, self.chat_id, trace_id))
+        self.model = exchange.model  # the model answering: a fallback's `model` event moves it
+        self.fallbacks: list[tuple[str, str, str]] = []  # (model, fallback from, reason), for the metrics
+        self.append("meta", meta_data(self.message_id, self.chat_id, trace_id, self.model))
         self.task: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._run(), name=f"reply-{self.message_id}")
         self.task.add_done_callback(_let_go_of_cancellation)
 
@@ -324,7 +326,7 @@ class Reply:
         final_id = len(self.events) + 1
         if not await asyncio.shield(self._stored(lambda: self._store.finish_reply(
                 self.message_id, self.text, "complete", "stop", final_id, self._fence, self.usage,
-                sections=self.sections))):
+                sections=self.sections, model=self._moved_model()))):
             raise _Stale
         self.append("done", {"messageId": self.message_id, "content": self.text, "finishReason": "stop",
                              "usage": self.receipt().usage()})
@@ -405,6 +407,9 @@ class Reply:
             return
         if len(self.events) >= self._limits.max_events - 1:
             raise _TooLong
+        if agent_event.name == "model":
+            self.model = str(agent_event.data["model"])
+            self.fallbacks.append((self.model, str(agent_event.data["fallbackFrom"]), str(agent_event.data["reason"])))
         if agent_event.name != "delta":
             self.append(agent_event.name, agent_event.data)
             return
@@ -434,6 +439,10 @@ class Reply:
         await self._store.finish_reply(self.message_id, "", status, code, len(self.events) + 1,
                                        receipt=self._stop_receipt(code))
 
+    def _moved_model(self) -> str | None:
+        """The model to record at the end: None when the one begin_exchange wrote still answers."""
+        return self.model if self.model != self.exchange.model else None
+
     def _stop_receipt(self, code: str) -> Receipt | None:
         return self.receipt() if code in _CANCELLED_CODES else None
 
@@ -453,7 +462,7 @@ class Reply:
         try:
             await asyncio.shield(self._stored(lambda: self._store.finish_reply(
                 self.message_id, self.text, status, code, final_id, self._fence, self.usage, self._stop_receipt(code),
-                self.sections)))
+                self.sections, self._moved_model())))
         except Exception:
             log.exception("could not store the partial reply %s", self.message_id)
         error = self._error_data(code)
@@ -512,7 +521,7 @@ class StoredReply:
             self.events: list[Event] = []
         elif last_event_id == 0:
             self.events = [
-                make_event(1, "meta", meta_data(message.id, message.chat_id, trace_id)),
+                make_event(1, "meta", meta_data(message.id, message.chat_id, trace_id, message.model)),
                 make_event(2, "delta", {"agent": "assistant", "text": message.content}),
                 final,
             ]

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from .. import appkeys
 from ..admission import Priority
+from ..agents.models import UnknownModel
 from ..auth.sessions import Principal, require_user
 from ..errors import ApiError, invalid, not_found
 from ..idempotency import fingerprint
@@ -25,6 +26,7 @@ STREAM_BODY = {
     "chatId": Field(str, max_chars=64),
     "content": Field(str, required=True),
     "messageId": Field(str, max_chars=64),
+    "model": Field(str, max_chars=200),
 }
 _TITLE_CHARS = 60
 
@@ -37,6 +39,16 @@ def subscriber_options(request: web.Request) -> SubscriberOptions:
 
 def new_chat_title(content: str) -> str:
     return content.strip().splitlines()[0][:_TITLE_CHARS]
+
+
+def chosen_model(request: web.Request, requested: object) -> str:
+    """The model id a request names (the default when none); 400 naming the ids when there is no such model."""
+    if requested is not None and not isinstance(requested, str):
+        raise invalid("model must be a string (GET /api/models lists the ids)")
+    try:
+        return request.app[appkeys.MODELS].resolve(requested)
+    except UnknownModel as exc:
+        raise invalid(str(exc)) from None
 
 
 def checked_content(request: web.Request, content: str) -> str:
@@ -53,6 +65,7 @@ async def _exchange(request: web.Request, principal: Principal, body: dict[str, 
     store = request.app[appkeys.STORE]
     user_id = principal.user.id
     content = checked_content(request, str(body["content"]))
+    model = chosen_model(request, body["model"])  # checked before any lookup: a bad request changes nothing
     chat_id = body["chatId"]
     title: str | None = None
     if chat_id is None:
@@ -63,7 +76,8 @@ async def _exchange(request: web.Request, principal: Principal, body: dict[str, 
     owner = await store.message_owner(message_id) if body["messageId"] else None
     if owner is not None and owner != user_id:
         raise ApiError(409, "conflict", "this messageId is already in use")
-    exchange = Exchange(user_id, str(chat_id), title, new_id(), message_id, content, time.time())
+    exchange = Exchange(user_id, str(chat_id), title, new_id(), message_id, content, time.time(),
+                        model=model)
     return exchange, owner is not None
 
 
@@ -150,8 +164,13 @@ async def _start_new_reply(
         await limiter.adjust("tokens", bucket, -estimate)
         raise
 
+    metrics = app[appkeys.METRICS]
+
     async def settle(reply: Reply) -> None:
         gate.release(slot)
+        metrics.replies_ended.labels(reply.model, reply.end_code).inc()
+        for model, fallback_from, reason in reply.fallbacks:
+            metrics.fallbacks.labels(model, fallback_from, reason).inc()
         used = sum(reply.usage) if reply.usage is not None else reply.delta_count  # the upstream's count when it gives one
         await limiter.adjust("tokens", bucket, used - estimate)  # refunds what was not used
 

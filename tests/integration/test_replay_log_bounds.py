@@ -13,6 +13,7 @@ import pytest
 
 from gima_server import appkeys
 from gima_server.agents.demo import DemoAgent
+from gima_server.agents.models import Models
 from gima_server.idempotency import MemoryIdempotencyStore
 from gima_server.store.base import Exchange
 from gima_server.store.sqlite import SqliteStore
@@ -47,7 +48,7 @@ async def _run_replies(registry: Registry, store: SqliteStore, count: int) -> li
 async def test_finished_logs_are_kept_for_the_retention_time(store: SqliteStore) -> None:
     clock = FakeClock()
     limits = RegistryLimits(0.3, retention_s=60, max_events_total=1_000_000, reply=ReplyLimits(32, 10_000))
-    registry = Registry(store, DemoAgent(0, 0, 20), MemoryIdempotencyStore(60), limits, clock=clock)
+    registry = Registry(store, Models.single(DemoAgent(0, 0, 20), "gima-demo"), MemoryIdempotencyStore(60), limits, clock=clock)
     [message_id] = await _run_replies(registry, store, 1)
     user_id = registry._replies[message_id].user_id
     clock.now += 59
@@ -60,7 +61,7 @@ async def test_finished_logs_are_kept_for_the_retention_time(store: SqliteStore)
 
 async def test_total_bound_evicts_the_oldest_finished_logs(store: SqliteStore) -> None:
     limits = RegistryLimits(0.3, retention_s=3600, max_events_total=200, reply=ReplyLimits(32, 10_000))
-    registry = Registry(store, DemoAgent(0, 0, 20), MemoryIdempotencyStore(60), limits)
+    registry = Registry(store, Models.single(DemoAgent(0, 0, 20), "gima-demo"), MemoryIdempotencyStore(60), limits)
     ids = await _run_replies(registry, store, 6)
     kept = [i for i in ids if i in registry._replies]
     assert kept == ids[-len(kept):] and 0 < len(kept) < 6
@@ -80,7 +81,7 @@ async def test_the_byte_budget_evicts_the_oldest_finished_replies_first(store: S
     budget = 60_000
     limits = RegistryLimits(0.3, retention_s=3600, max_events_total=1_000_000, reply=ReplyLimits(32, 10_000),
                             max_retained_bytes=budget)
-    registry = Registry(store, DemoAgent(0, 0, 20), MemoryIdempotencyStore(60), limits)
+    registry = Registry(store, Models.single(DemoAgent(0, 0, 20), "gima-demo"), MemoryIdempotencyStore(60), limits)
     ids = await _run_replies(registry, store, 8)
     kept = [i for i in ids if i in registry._replies]
     assert kept == ids[-len(kept):] and 0 < len(kept) < 8  # the newest stay, the oldest went first

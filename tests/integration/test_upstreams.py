@@ -151,7 +151,7 @@ async def test_the_breaker_opens_fails_fast_and_recovers(make_client: MakeClient
     assert 0 < events[-1].data["retryAfter"] <= 0.5
     ready = await (await client.get("/ready")).json()
     assert ready["checks"]["upstreams"] == {"openai": "open"}
-    assert 'gima_upstream_breaker_open{upstream="openai"} 1.0' in await (await client.get("/metrics")).text()
+    assert 'gima_upstream_breaker_open{model="openai"} 1.0' in await (await client.get("/metrics")).text()
     await asyncio.sleep(0.6)  # cool-down over: half-open, one trial goes through
     fake.faults.status = None
     events, _ = await alice.stream("better now")
