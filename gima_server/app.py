@@ -49,6 +49,7 @@ from .observability.metrics import Metrics
 from .observability.tracing import add_trace_header
 from .redis_client import connect
 from .security import add_security_headers
+from .semantic.service import SemanticSearch
 from .store import open_store
 from .store.base import Store
 from .store.instrumented import InstrumentedStore
@@ -383,6 +384,26 @@ async def _search_index_context(app: web.Application) -> AsyncIterator[None]:
     await stop_tasks([task])
 
 
+async def _semantic_context(app: web.Application) -> AsyncIterator[None]:
+    """With an embeddings model configured, finished messages are embedded in the background for semantic search."""
+    upstream, settings = app[appkeys.EMBEDDINGS], app[appkeys.SETTINGS]
+    model = upstream.target.model if upstream is not None else ""
+    if upstream is None or not model:
+        app[appkeys.SEMANTIC] = None
+        yield
+        return
+    limiter = app[appkeys.LIMITER]
+
+    async def charge(user_id: str) -> None:
+        await limiter.hit("embeddings", f"user:{user_id}")
+
+    service = app[appkeys.SEMANTIC] = SemanticSearch(app[appkeys.STORE], upstream, model, settings.embeddings_batch,
+                                                     charge, app[appkeys.REGISTRY].user_streaming)
+    task = asyncio.create_task(service.index_forever(app[appkeys.LOAD].under_pressure))
+    yield
+    await stop_tasks([task])
+
+
 async def _guest_expiry_context(app: web.Application) -> AsyncIterator[None]:
     """Guests' data is deleted GIMA_GUEST_TTL_S after the guest was made (swept every quarter of that)."""
     settings, store = app[appkeys.SETTINGS], app[appkeys.STORE]
@@ -429,6 +450,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     app.cleanup_ctx.append(_streams_context)
     app.cleanup_ctx.append(_migration_context)
     app.cleanup_ctx.append(_search_index_context)
+    app.cleanup_ctx.append(_semantic_context)
     if settings.guest_access:
         app.cleanup_ctx.append(_guest_expiry_context)
     app.on_shutdown.append(_stop_replies)

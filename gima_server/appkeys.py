@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .limits.limiter import Limiter
     from .migration.lane import MigrationLane
     from .observability.metrics import Metrics
+    from .semantic.service import SemanticSearch
     from .store.base import Store
     from .streams.heartbeat import Heartbeat
     from .streams.ownership import RedisCancelBus
@@ -37,6 +38,7 @@ EXTERNAL_TOKENS: web.AppKey[ExternalTokens | None] = web.AppKey("external_tokens
 MODELS: web.AppKey[Models] = web.AppKey("models")
 EMBEDDINGS: web.AppKey[PlainUpstream | None] = web.AppKey("embeddings")  # None: not configured
 AUDIO: web.AppKey[PlainUpstream | None] = web.AppKey("audio")
+SEMANTIC: web.AppKey[SemanticSearch | None] = web.AppKey("semantic")  # None: no embeddings model configured
 IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry")
 SOURCES: web.AppKey[ReplySources] = web.AppKey("sources")

@@ -64,10 +64,13 @@ _OPENAI_ERROR = _json(_ref("OpenAIError"), "an error in OpenAI's shape")
 
 
 def _op(summary: str, responses: dict[str, Any], *, body: dict[str, Any] | None = None, public: bool = False,
-        params: list[dict[str, Any]] | None = None, error: dict[str, Any] = _ERROR) -> dict[str, Any]:
+        params: list[dict[str, Any]] | None = None, error: dict[str, Any] = _ERROR,
+        body_content: dict[str, Any] | None = None) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": {**responses, "default": error}}
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if body_content is not None:
+        op["requestBody"] = {"required": True, "content": body_content}
     if params:
         op["parameters"] = params
     if public:
@@ -213,6 +216,7 @@ def _paths() -> dict[str, Any]:
                     "messageId", "chatId", "chatTitle", "role", "createdAt", "snippet"]}},
                 "nextCursor": {"type": ["string", "null"]}}})},
             params=[{"name": "q", "in": "query", "required": True, "schema": {"type": "string"}},
+                    _query("mode", {"enum": ["text", "semantic", "hybrid"]}),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 50}),
                     _query("cursor", {"type": "string"})])},
         "/api/keys": {
@@ -227,6 +231,23 @@ def _paths() -> dict[str, Any]:
                 "type": "object", "required": ["id", "label", "default"]}}}})})},
         "/v1/models": {"get": _op("OpenAI: the models", {"200": _json({"type": "object", "required": ["object", "data"]})},
                                   error=_OPENAI_ERROR)},
+        "/v1/embeddings": {"post": _op("OpenAI: embeddings (404 unless an embeddings upstream is configured)", {
+            "200": _json({"type": "object", "required": ["object", "data"]})}, body={
+                "type": "object", "required": ["model", "input"], "properties": {
+                    "model": {"type": "string"}, "input": {"anyOf": [{"type": "string"}, {"type": "array"}]},
+                    "encoding_format": {"enum": ["float", "base64"]}, "dimensions": {"type": "integer"}}},
+            error=_OPENAI_ERROR)},
+        "/v1/audio/transcriptions": {"post": _op("OpenAI: speech to text (404 unless an audio upstream is configured)", {
+            "200": _json({"type": "object"})}, error=_OPENAI_ERROR, body_content={"multipart/form-data": {"schema": {
+                "type": "object", "required": ["file", "model"], "properties": {
+                    "file": {"type": "string", "format": "binary"}, "model": {"type": "string"},
+                    "language": {"type": "string"}, "response_format": {"type": "string"}}}}})},
+        "/v1/audio/speech": {"post": _op("OpenAI: text to speech (404 unless an audio upstream is configured)", {
+            "200": {"description": "audio bytes", "content": {"audio/mpeg": {}}}}, body={
+                "type": "object", "required": ["model", "input", "voice"], "properties": {
+                    "model": {"type": "string"}, "input": {"type": "string", "maxLength": 4096},
+                    "voice": {"type": "string"}, "response_format": {"enum": ["mp3", "opus", "aac", "flac", "wav", "pcm"]},
+                    "speed": {"type": "number", "minimum": 0.25, "maximum": 4}}}, error=_OPENAI_ERROR)},
         "/v1/chat/completions": {"post": _op("OpenAI: a chat completion", {
             "200": {"description": "a chat.completion, or chunks when streamed", "content": {
                 "application/json": {"schema": {"type": "object", "required": ["id", "object", "choices"]}},

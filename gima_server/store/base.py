@@ -208,6 +208,23 @@ class Store(MigrationStore, ApiKeyStore, Protocol):
         """The user's finished messages containing every term (each taken literally), best match first."""
         ...
 
+    async def messages_to_embed(self, model: str, limit: int, user_id: str | None = None) -> list[tuple[str, str, str]]:
+        """Finished messages with text and no vector of this model yet, as (id, user id, content): one user's, or
+        anyone's when user_id is None."""
+        ...
+
+    async def save_vectors(self, model: str, vectors: Sequence[tuple[str, bytes]]) -> int:
+        """Keep each (message id, packed unit vector); a message deleted meanwhile is skipped. How many were new."""
+        ...
+
+    async def user_vectors(self, user_id: str, model: str) -> list[tuple[str, bytes]]:
+        """Every vector of this model of the user's messages, as (message id, packed vector)."""
+        ...
+
+    async def search_hits(self, user_id: str, message_ids: Sequence[str]) -> list[SearchHit]:
+        """Those of the messages that are the user's, in the order given, the snippet being the text's start."""
+        ...
+
     async def list_streaming_replies(self, limit: int) -> list[Message]:
         """Replies still marked streaming, oldest first (candidates for the repair of a dead producer's work)."""
         ...

@@ -7,6 +7,7 @@ be a replica set (a single-node one is enough). Indexes are created at start-up.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 import time
 import uuid
@@ -55,6 +56,11 @@ def _api_key(d: dict[str, Any]) -> ApiKey:
 
 def _chat(d: dict[str, Any]) -> Chat:
     return Chat(d["_id"], d["user_id"], d["title"], d["created_at"], d["updated_at"])
+
+
+def _vector_field(model: str) -> str:
+    """A field name for a model's vector (model names may hold dots and dollars, which field paths may not)."""
+    return "vec_" + hashlib.sha256(model.encode()).hexdigest()[:16]
 
 
 def _message(d: dict[str, Any]) -> Message:
@@ -327,6 +333,36 @@ class MongoStore:
             update["model"] = model
         result = await self._db.messages.update_one({"_id": message_id, "fence": {"$lte": fence}}, {"$set": update})
         return result.matched_count > 0
+
+    # Semantic search: a message keeps its vectors in its own document (deleted with it), one field per model.
+    async def messages_to_embed(self, model: str, limit: int, user_id: str | None = None) -> list[tuple[str, str, str]]:
+        query: dict[str, Any] = {"status": {"$ne": "streaming"}, "content": {"$ne": ""},
+                                 _vector_field(model): {"$exists": False}}
+        if user_id is not None:
+            query["user_id"] = user_id
+        cursor = self._db.messages.find(query, {"user_id": 1, "content": 1}).limit(limit)
+        return [(d["_id"], d["user_id"], d["content"]) async for d in cursor]
+
+    async def save_vectors(self, model: str, vectors: Sequence[tuple[str, bytes]]) -> int:
+        saved = 0
+        for message_id, blob in vectors:
+            result = await self._db.messages.update_one(
+                {"_id": message_id, _vector_field(model): {"$exists": False}}, {"$set": {_vector_field(model): blob}})
+            saved += result.modified_count
+        return saved
+
+    async def user_vectors(self, user_id: str, model: str) -> list[tuple[str, bytes]]:
+        field = _vector_field(model)
+        cursor = self._db.messages.find({"user_id": user_id, field: {"$exists": True}}, {field: 1})
+        return [(d["_id"], bytes(d[field])) async for d in cursor]
+
+    async def search_hits(self, user_id: str, message_ids: Sequence[str]) -> list[SearchHit]:
+        hits: dict[str, SearchHit] = {}
+        async for d in self._db.messages.find({"_id": {"$in": list(message_ids)}, "user_id": user_id}):
+            chat = await self._db.chats.find_one({"_id": d["chat_id"]}, {"title": 1})
+            hits[d["_id"]] = SearchHit(d["_id"], d["chat_id"], chat["title"] if chat else "", d["role"],
+                                       d["created_at"], d["content"][:200])
+        return [hits[i] for i in message_ids if i in hits]
 
     async def search_messages(self, user_id: str, terms: Sequence[str], limit: int, offset: int) -> list[SearchHit]:
         phrase = " ".join('"' + term.replace('"', " ") + '"' for term in terms)  # quoted: every term required

@@ -24,6 +24,7 @@ from .postgres_batch import CheckpointBatcher, LookupBatcher
 from .postgres_migration import PostgresMigrationMixin
 from .postgres_rows import PostgresRowsMixin
 from .postgres_text import fold, storable
+from .postgres_vectors import PostgresVectorsMixin
 from .sqlite_util import new_id as _new_id
 
 T = TypeVar("T")
@@ -110,7 +111,7 @@ def _message(r: asyncpg.Record) -> Message:
     )
 
 
-class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin):
+class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin, PostgresVectorsMixin):
     def __init__(self, url: str, pool: PostgresPool = PostgresPool()) -> None:
         self._url = url
         self._limits = pool

@@ -125,11 +125,23 @@ class Step:
 # Finished messages whose search words are still to be written (the store queues them; ADR 18).
 _UNINDEXED = ("CREATE INDEX messages_unindexed ON messages(id) WHERE search IS NULL AND status <> 'streaming'",)
 
+_VECTORS = (
+    """CREATE TABLE message_vectors (
+        message_id text NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        model text NOT NULL,
+        user_id text NOT NULL,
+        vector bytea NOT NULL,
+        PRIMARY KEY (message_id, model)
+    )""",
+    "CREATE INDEX message_vectors_by_user ON message_vectors(user_id, model)",
+)
+
 STEPS = (
     Step(1, "tables and indexes", _TABLES),
     Step(2, "the full-text search index of finished messages", _SEARCH, _index_finished_messages),
     Step(3, "a queue of finished messages not yet in the search index", _UNINDEXED),
     Step(4, "the model that answered each reply", ("ALTER TABLE messages ADD COLUMN model text",)),
+    Step(5, "vectors of finished messages for semantic search", _VECTORS),
 )
 LATEST = STEPS[-1].number
 

@@ -22,6 +22,7 @@ from .sqlite_rows import SqliteRowsMixin
 from .sqlite_search import SqliteSearchMixin
 from .sqlite_util import new_id as _new_id
 from .sqlite_util import transaction as _transaction
+from .sqlite_vectors import SqliteVectorsMixin
 
 T = TypeVar("T")
 
@@ -104,7 +105,7 @@ def _message(row: sqlite3.Row) -> Message:
     )
 
 
-class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin):
+class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin, SqliteVectorsMixin):
     """Writes go through one connection on one thread (SQLite has one writer anyway); reads through a second,
     read-only connection on a thread of its own, so a request's lookups never queue behind replies' writes."""
 

@@ -147,6 +147,17 @@ def _model_column(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE messages ADD COLUMN model TEXT")
 
 
+def _vectors(conn: sqlite3.Connection) -> None:
+    conn.execute("""CREATE TABLE IF NOT EXISTS message_vectors (
+        message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        model TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (message_id, model)
+    )""")
+    conn.execute("CREATE INDEX IF NOT EXISTS message_vectors_by_user ON message_vectors(user_id, model)")
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     number: int
@@ -158,6 +169,7 @@ STEPS = (
     Step(1, "tables and indexes, and the columns added before numbered steps", _tables),
     Step(2, "the full-text search index of finished messages", _search_index),
     Step(3, "the model that answered each reply", _model_column),
+    Step(4, "vectors of finished messages for semantic search", _vectors),
 )
 LATEST = STEPS[-1].number
 

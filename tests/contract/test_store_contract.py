@@ -453,3 +453,51 @@ async def test_a_session_is_found_with_its_user_and_not_once_either_is_gone(stor
     assert await store.get_session_user("missing") is None
     assert await store.delete_user(user_id)
     assert await store.get_session_user(session.id) is None
+
+
+async def test_the_reply_records_the_model_asked_and_the_one_that_answered(store: Store) -> None:
+    user_id = await _user(store)
+    asked = Exchange(user_id, "c1", "t", "u1", "a1", "q", 1.0, model="fast")
+    await store.begin_exchange(asked)
+    assert (await store.get_message(user_id, "a1")).model == "fast"  # type: ignore[union-attr]
+    assert (await store.get_message(user_id, "u1")).model is None  # type: ignore[union-attr]
+    await store.finish_reply("a1", "text", "complete", "stop", 5)  # no fallback: the model stays
+    assert (await store.get_message(user_id, "a1")).model == "fast"  # type: ignore[union-attr]
+    await store.begin_exchange(Exchange(user_id, "c1", None, "u2", "a2", "q", 2.0, model="fast"))
+    await store.finish_reply("a2", "text", "complete", "stop", 5, model="careful")  # a fallback answered
+    message = await store.get_message(user_id, "a2")
+    assert message is not None and message.model == "careful" and message.public()["model"] == "careful"
+
+
+async def test_vectors_wait_for_finished_messages_and_stay_private(store: Store) -> None:
+    from gima_server.semantic.vectors import pack
+
+    alice, bob = await _user(store, "a@example.com"), await _user(store, "b@example.com")
+    await store.begin_exchange(_exchange(alice, "c1", 1, new=True))  # u1-c1 finished, a1-c1 still streaming
+    await store.begin_exchange(_exchange(bob, "c2", 1, new=True))
+    waiting = await store.messages_to_embed("m", 10)
+    assert sorted(row[0] for row in waiting) == ["u1-c1", "u1-c2"]  # streaming and empty messages wait
+    assert [row[0] for row in await store.messages_to_embed("m", 10, alice)] == ["u1-c1"]
+    assert await store.save_vectors("m", [("u1-c1", pack([1.0, 0.0])), ("gone", pack([0.0, 1.0]))]) == 1
+    assert await store.save_vectors("m", [("u1-c1", pack([0.0, 1.0]))]) == 0  # kept once per model
+    assert [row[0] for row in await store.messages_to_embed("m", 10)] == ["u1-c2"]
+    assert [row[0] for row in await store.messages_to_embed("other-model", 10, alice)] == ["u1-c1"]
+    assert [key for key, _ in await store.user_vectors(alice, "m")] == ["u1-c1"]
+    assert await store.user_vectors(bob, "m") == []
+    hits = await store.search_hits(alice, ["u1-c2", "u1-c1"])  # bob's id is not alice's to see
+    assert [(h.message_id, h.chat_title, h.snippet) for h in hits] == [("u1-c1", "title", "question 1")]
+    await store.finish_reply("a1-c1", "an answer", "complete", "stop", 3)
+    assert [row[0] for row in await store.messages_to_embed("m", 10, alice)] == ["a1-c1"]
+
+
+async def test_a_users_vectors_go_with_their_messages(store: Store) -> None:
+    from gima_server.semantic.vectors import pack
+
+    alice = await _user(store, "a@example.com")
+    await store.begin_exchange(_exchange(alice, "c1", 1, new=True))
+    await store.begin_exchange(_exchange(alice, "c2", 1, new=True))
+    await store.save_vectors("m", [("u1-c1", pack([1.0, 0.0])), ("u1-c2", pack([0.0, 1.0]))])
+    assert await store.delete_chat(alice, "c1")
+    assert [key for key, _ in await store.user_vectors(alice, "m")] == ["u1-c2"]
+    assert await store.delete_user(alice)
+    assert await store.user_vectors(alice, "m") == []

@@ -59,6 +59,11 @@ ROUTES: dict[tuple[str, str], Probe] = {
     ("GET", "/api/search"): Probe(USER, "/api/search?q=secret"),  # only the caller's messages: test_search.py
     ("DELETE", "/api/keys/{keyId}"): Probe(OWNED, "/api/keys/{key}"),
     ("GET", "/v1/models"): Probe(USER, "/v1/models"),
+    ("GET", "/api/models"): Probe(USER, "/api/models"),
+    # Embeddings and voice carry no ids; without an upstream configured they are 404 to a signed-in user too.
+    ("POST", "/v1/embeddings"): Probe(USER, "/v1/embeddings", {"model": "m", "input": "let me in"}),
+    ("POST", "/v1/audio/speech"): Probe(USER, "/v1/audio/speech", {"model": "m", "input": "x", "voice": "v"}),
+    ("POST", "/v1/audio/transcriptions"): Probe(USER, "/v1/audio/transcriptions", {"model": "m"}),
     # The AI SDK's chat ids are the client's names, scoped to the caller (another user's name is a chat of
     # one's own, unknown: 204): test_ai_sdk_dialect proves that two users' same name never meet.
     ("POST", "/api/chat"): Probe(USER, "/api/chat", {
