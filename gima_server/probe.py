@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -17,8 +18,8 @@ async def probe(settings: Settings) -> list[tuple[str, bool, str]]:
     results = [await _store(settings)]
     if settings.redis_url:
         results.append(await _redis(settings))
-    for kind, models in sorted(_upstreams(settings).items()):
-        results.append(await _upstream(settings, kind, models))
+    for target in _upstreams(settings):
+        results.append(await _upstream(target))
     return results
 
 
@@ -53,55 +54,73 @@ async def _redis(settings: Settings) -> tuple[str, bool, str]:
     return "redis", True, "answers"
 
 
-def _upstreams(settings: Settings) -> dict[str, set[str]]:
-    """Each upstream the agent calls, with the models it asks that upstream for."""
+@dataclass(frozen=True)
+class _Target:
+    """One upstream to probe: what it is called in the answer, its kind, root, key and the models asked of it."""
+
+    name: str
+    kind: str
+    base_url: str
+    api_key: str = field(repr=False)
+    models: frozenset[str]
+    setting: str  # where its base URL is configured, for the answer to a 404
+
+
+def _upstreams(settings: Settings) -> list[_Target]:
+    """Each upstream the configuration calls, with the models it asks that upstream for."""
+    if settings.agents_file:
+        from .agents import load_agents_file
+
+        catalog = load_agents_file(settings)
+        assert catalog is not None
+        return [_Target(e.id, e.kind, e.base_url, e.api_key, frozenset({e.model}), f"agents.{e.id}.base_url")
+                for e in catalog.entries.values() if e.kind in ("openai", "anthropic")]
+    wanted: dict[str, set[str]] = {}
     if settings.agent == "pipeline":
         from .agents.pipeline import load_pipeline
 
-        wanted: dict[str, set[str]] = {}
         for spec in load_pipeline(Path(settings.pipeline_file)):
             if spec.upstream in ("openai", "anthropic"):
                 wanted.setdefault(spec.upstream, set()).add(spec.model or _default_model(settings, spec.upstream))
-        return wanted
-    if settings.agent in ("openai", "anthropic"):
-        return {settings.agent: {_default_model(settings, settings.agent)}}
-    return {}
+    elif settings.agent in ("openai", "anthropic"):
+        wanted[settings.agent] = {_default_model(settings, settings.agent)}
+    return [_Target(kind, kind, getattr(settings, f"{kind}_base_url"), getattr(settings, f"{kind}_api_key"),
+                    frozenset(models), f"GIMA_{kind.upper()}_BASE_URL") for kind, models in sorted(wanted.items())]
 
 
 def _default_model(settings: Settings, kind: str) -> str:
     return settings.openai_model if kind == "openai" else settings.anthropic_model
 
 
-async def _upstream(settings: Settings, kind: str, models: set[str]) -> tuple[str, bool, str]:
+async def _upstream(target: _Target) -> tuple[str, bool, str]:
     """GET the provider's model list: it needs the key but costs no tokens, and names the models it serves."""
     from .agents.upstream import api_root
 
-    if kind == "openai":
-        base = settings.openai_base_url
-        url, headers = api_root(base) + "/v1/models", {"Authorization": f"Bearer {settings.openai_api_key}"}
+    url = api_root(target.base_url) + "/v1/models"
+    if target.kind == "openai":
+        headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
     else:
-        base = settings.anthropic_base_url
-        url = api_root(base) + "/v1/models"
-        headers = {"x-api-key": settings.anthropic_api_key, "anthropic-version": "2023-06-01"}
+        headers = {"x-api-key": target.api_key, "anthropic-version": "2023-06-01"}
+    name = target.name
     try:
         timeout = aiohttp.ClientTimeout(total=_TIMEOUT_S)
         async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url, headers=headers) as resp:
             status = resp.status
             listing = await resp.json(content_type=None) if status == 200 else None
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        return kind, False, f"cannot reach {url} ({type(exc).__name__})"
+        return name, False, f"cannot reach {url} ({type(exc).__name__})"
     if status in (401, 403):
-        return kind, False, f"{url} refused the API key ({status})"
+        return name, False, f"{url} refused the API key ({status})"
     if status == 404:
-        return kind, False, (f"{url} does not exist (404): GIMA_{kind.upper()}_BASE_URL={base!r} should be the "
+        return name, False, (f"{url} does not exist (404): {target.setting}={target.base_url!r} should be the "
                              "server's root or its /v1 base")
     if status >= 400:
-        return kind, False, f"{url} answered {status}"
+        return name, False, f"{url} answered {status}"
     offered = _model_ids(listing)
-    missing = sorted(models - offered) if offered else []
+    missing = sorted(target.models - offered) if offered else []
     if missing:
-        return kind, False, f"{url} does not offer model {', '.join(map(repr, missing))} (it offers {len(offered)} others)"
-    return kind, True, f"{url} answers ({status})"
+        return name, False, f"{url} does not offer model {', '.join(map(repr, missing))} (it offers {len(offered)} others)"
+    return name, True, f"{url} answers ({status})"
 
 
 def _model_ids(listing: object) -> set[str]:

@@ -312,6 +312,14 @@ async def test_check_config_probe_tries_every_backend_once(tmp_path: Path, redis
         rc, out = await _acli(tmp_path, "check-config", "--probe", GIMA_AGENT="openai", GIMA_OPENAI_BASE_URL=base,
                               GIMA_OPENAI_API_KEY="sk-right", GIMA_OPENAI_MODEL="gpt-9-turbo")
         assert rc == 1 and "does not offer model 'gpt-9-turbo'" in out, out
+        agents = tmp_path / "agents.toml"
+        agents.write_text(f'[agents.good]\nkind = "openai"\nbase_url = "{base}/v1"\nmodel = "gpt-4o-mini"\n'
+                          f'api_key_env = "TEST_PROBE_KEY"\n[agents.stale]\nkind = "openai"\nbase_url = "{base}"\n'
+                          'model = "gpt-3"\napi_key_env = "TEST_PROBE_KEY"\n[agents.local]\nkind = "demo"\n')
+        rc, out = await _acli(tmp_path, "check-config", "--probe", GIMA_AGENTS_FILE=str(agents),
+                              TEST_PROBE_KEY="sk-right")
+        assert rc == 1 and "good: ok" in out and "stale: FAILED" in out and "'gpt-3'" in out, out
+        assert "local" not in out and "sk-right" not in out  # the demo calls nothing; the key is never shown
     finally:
         await upstream.close()
 
