@@ -133,6 +133,26 @@ async def test_the_openai_sdk_chats_with_each_model(
     await sdk.close()
 
 
+async def test_the_websocket_and_the_ai_sdk_body_choose_a_model_too(
+    tmp_path: Path, make_client: MakeClient, aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fast, careful, client, alice = await _two_models(tmp_path, make_client, aiohttp_server, monkeypatch)
+    async with client.ws_connect("/ws", headers={**alice.headers, **same_origin(client)}) as ws:
+        await ws.send_json({"type": "send", "content": "over the socket", "model": "careful"})
+        frames = []
+        while not frames or frames[-1]["type"] not in ("done", "error"):
+            frames.append(await ws.receive_json(timeout=10))
+    assert frames[0]["type"] == "meta" and frames[0]["data"]["model"] == "careful" and frames[-1]["type"] == "done"
+    assert careful.requests[-1]["messages"][-1]["content"] == "over the socket"
+    resp = await client.post("/api/chat", headers=alice.headers, json={
+        "id": "ui-1", "model": "local",
+        "messages": [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "from useChat"}]}]})
+    parts = [json.loads(line[6:]) for line in (await resp.text()).splitlines()
+             if line.startswith("data: {")]
+    assert parts[0] == {"type": "start", "messageId": parts[0]["messageId"], "messageMetadata": {"model": "local"}}
+    assert parts[-1]["type"] == "finish" and len(fast.requests) == 0  # the demo answered, not the default
+
+
 # Fallbacks -----------------------------------------------------------------------------------------------------
 
 async def _fallback_reply(alice: Api, **body: Any) -> list[Any]:
