@@ -24,6 +24,7 @@ class Faults:
     drop_after: int | None = None  # send this many tokens, then cut the connection
     malformed_after: int | None = None  # send this many tokens, then a frame that is not JSON
     stream_error: str | None = None  # Anthropic: an `error` event (e.g. overloaded_error) after the tokens
+    cut_by_limit: bool = False  # the reply ends as one cut by its token limit (finish_reason length / max_tokens)
 
 
 class FakeUpstream:
@@ -125,7 +126,8 @@ class FakeUpstream:
     def _frames(self):  # type: ignore[no-untyped-def]
         if self.kind == "openai":
             yield _data({"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
-            yield _data({"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            reason = "length" if self.faults.cut_by_limit else "stop"
+            yield _data({"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
             yield _data({"id": "c1", "object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": len(self.faults.tokens), "total_tokens": 11 + len(self.faults.tokens)}})
             yield b"data: [DONE]\n\n"
             return
@@ -134,7 +136,8 @@ class FakeUpstream:
         if self.faults.stream_error:
             yield _event("error", {"type": "error", "error": {"type": self.faults.stream_error, "message": "Overloaded"}})
             return
-        yield _event("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": len(self.faults.tokens)}})
+        stop_reason = "max_tokens" if self.faults.cut_by_limit else "end_turn"
+        yield _event("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop_reason}, "usage": {"output_tokens": len(self.faults.tokens)}})
         yield _event("message_stop", {"type": "message_stop"})
 
     def _token_frame(self, token: str) -> bytes:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Mapping
 
 from ..config import ConfigError, Settings
 from .anthropic import AnthropicAgent
@@ -97,28 +97,31 @@ class _EntryAgents:
             self._upstreams[entry.id] = Upstream(entry.id, entry.base_url, _limits(s), breaker)
         return self._upstreams[entry.id]
 
-    def step(self, entry: AgentEntry, name: str, model: str, system: str) -> NamedAgent:
+    def step(self, entry: AgentEntry, name: str, model: str = "", system: str = "",
+             overrides: Mapping[str, Any] | None = None) -> NamedAgent:
         if entry.kind == "openai":
-            return OpenAIAgent(self.upstream(entry), model or entry.model, entry.api_key, name, system or entry.system)
+            return OpenAIAgent(self.upstream(entry), model or entry.model, entry.api_key, name, system or entry.system,
+                               defaults=entry.defaults, overrides=overrides)
         if entry.kind == "anthropic":
             return AnthropicAgent(self.upstream(entry), model or entry.model, entry.api_key, name,
-                                  system or entry.system)
-        return _SingleDemo(self.demo(entry), name)
+                                  system or entry.system, defaults=entry.defaults, overrides=overrides)
+        return _SingleDemo(self.demo(entry, overrides), name)
 
-    def demo(self, entry: AgentEntry) -> DemoAgent:
+    def demo(self, entry: AgentEntry, overrides: Mapping[str, Any] | None = None) -> DemoAgent:
         s = self._settings
         tokens_per_s, first_token_ms, words = entry.demo_pace
         return DemoAgent(s.demo_tokens_per_s if tokens_per_s is None else tokens_per_s,
                          s.demo_first_token_ms if first_token_ms is None else first_token_ms,
-                         s.demo_reply_words if words is None else words)
+                         s.demo_reply_words if words is None else words, entry.defaults, overrides)
 
     def agent(self, entry: AgentEntry) -> Agent:
         if entry.kind == "demo":
             return self.demo(entry)
         if entry.kind == "pipeline":
             entries = self._catalog.entries
-            return PipelineAgent([self.step(entries[s.agent], s.name, s.model, s.system) for s in entry.steps])
-        return self.step(entry, "assistant", "", "")
+            return PipelineAgent([self.step(entries[s.agent], s.name, s.model, s.system, s.overrides)
+                                  for s in entry.steps])
+        return self.step(entry, "assistant")
 
 
 def make_models(settings: Settings) -> Models:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Mapping
 
 from ..observability.tracing import outgoing_traceparent
-from .base import AgentEvent, AgentRequest, agent_phase, delta, usage
+from .base import AgentEvent, AgentRequest, agent_phase, delta, finish, usage
 from .chat_messages import alternating_turns, system_text
+from .sampling import anthropic_options, merged
 from .upstream import Upstream, UpstreamError, json_frame
 
 API_VERSION = "2023-06-01"
@@ -17,6 +18,8 @@ class AnthropicAgent:
     def __init__(
         self, upstream: Upstream, model: str, api_key: str, name: str = "assistant", system_prompt: str = "",
         max_tokens: int = 2048,
+        defaults: Mapping[str, Any] | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> None:
         self._upstream = upstream
         self._model = model
@@ -24,10 +27,14 @@ class AnthropicAgent:
         self.name = name
         self._system_prompt = system_prompt
         self._max_tokens = max_tokens
+        self._defaults = dict(defaults or {})
+        self._overrides = dict(overrides or {})
 
     def _body(self, request: AgentRequest) -> dict[str, object]:
+        options = anthropic_options(merged(self._defaults, request.options, self._overrides))
         body: dict[str, object] = {
-            "model": self._model, "max_tokens": self._max_tokens, "stream": True, "messages": alternating_turns(request),
+            "model": self._model, "max_tokens": self._max_tokens, **options, "stream": True,
+            "messages": alternating_turns(request),
         }
         system = system_text(self._system_prompt, request)
         if system:
@@ -52,6 +59,8 @@ class AnthropicAgent:
                 yield delta(self.name, event["delta"].get("text", ""))
             elif kind == "message_delta":
                 output_tokens = int(event.get("usage", {}).get("output_tokens", output_tokens))
+                if event.get("delta", {}).get("stop_reason") == "max_tokens":
+                    yield finish("length")
             elif kind == "error":
                 error = event.get("error", {})
                 code = "upstream_unavailable" if error.get("type") in _UNAVAILABLE else "upstream_error"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Protocol, Sequence
+from typing import Any, AsyncIterator, Mapping, Protocol, Sequence
 
 
 @dataclass(slots=True)  # not frozen: one is made per token, and a frozen __init__ costs 3x (never mutated)
 class AgentEvent:
-    name: str  # "agent", "delta" or "tool" (see API.md); "usage" is kept by the server, never streamed
+    name: str  # "agent", "delta" or "tool" (see API.md); "usage" and "finish" are kept by the server, never streamed
     data: dict[str, Any]
 
 
@@ -24,6 +24,11 @@ def usage(input_tokens: int, output_tokens: int) -> AgentEvent:
     return AgentEvent("usage", {"input": input_tokens, "output": output_tokens})
 
 
+def finish(reason: str) -> AgentEvent:
+    """Why the model stopped, when it was not the end of its answer ("length": its token limit)."""
+    return AgentEvent("finish", {"reason": reason})
+
+
 @dataclass(frozen=True, slots=True)
 class AgentRequest:
     content: str
@@ -31,6 +36,7 @@ class AgentRequest:
     trace_id: str = "-"
     earlier_agents: Sequence[tuple[str, str]] = field(default_factory=tuple)  # (agent, its output) in a pipeline
     instructions: str = ""  # the client's own system messages (OpenAI-style callers), after the agent's prompt
+    options: Mapping[str, Any] = field(default_factory=dict)  # sampling options the request set (agents/sampling.py)
 
 
 class Agent(Protocol):

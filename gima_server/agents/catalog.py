@@ -22,17 +22,20 @@ Pure: reading and checking only (models.py builds the agents). Every problem is 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .sampling import SAMPLING_KEYS, SamplingError, check_sampling
+
 KINDS = ("demo", "openai", "anthropic", "pipeline", "webhook")
 STEP_KINDS = ("demo", "openai", "anthropic")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$")
 _STEP_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,40}$")
-_COMMON = {"kind", "label", "default", "fallback"}
+_COMMON = {"kind", "label", "default", "fallback", *SAMPLING_KEYS}
 _KIND_KEYS: dict[str, set[str]] = {
     "demo": {"tokens_per_s", "first_token_ms", "reply_words"},
     "openai": {"base_url", "model", "api_key_env", "system"},
@@ -56,6 +59,7 @@ class Step:
     agent: str  # the id of a demo, openai or anthropic entry whose upstream the step calls
     model: str
     system: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # sampling options that win over the request's
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,7 @@ class AgentEntry:
     system: str = ""
     demo_pace: tuple[float | None, float | None, int | None] = (None, None, None)  # tokens/s, first token ms, words
     steps: tuple[Step, ...] = ()
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # sampling options under the request's own
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +177,16 @@ def _entry(agent_id: str, table: object, environ: Mapping[str, str], problems: l
         entry = _pipeline_entry(entry, table, where, problems)
     else:
         problems.append(f"{where}: kind webhook is not available in this version (it comes with webhooks, [4/7])")
-    return entry  # kept even with problems, so that its references are checked too (the catalog is then refused)
+    # Kept even with problems, so that its references are checked too (the catalog is then refused).
+    return dataclasses.replace(entry, defaults=_sampling(table, where, problems))
+
+
+def _sampling(table: Mapping[str, Any], where: str, problems: list[str]) -> dict[str, Any]:
+    try:
+        return check_sampling(table)
+    except SamplingError as exc:
+        problems.append(f"{where}: {exc.field} {exc.why}")
+        return {}
 
 
 def _text(table: Mapping[str, Any], key: str, where: str, problems: list[str]) -> str:
@@ -221,8 +235,8 @@ def _pipeline_entry(entry: AgentEntry, table: Mapping[str, Any], where: str, pro
     steps = []
     for n, raw in enumerate(raw_steps):
         at = f"{where}.steps[{n}]"
-        if not isinstance(raw, dict) or set(raw) - {"name", "agent", "system", "model"}:
-            problems.append(f"{at}: expected only name, agent, system, model")
+        if not isinstance(raw, dict) or set(raw) - {"name", "agent", "system", "model", *SAMPLING_KEYS}:
+            problems.append(f"{at}: expected only name, agent, system, model and sampling options")
             continue
         name, agent = raw.get("name"), raw.get("agent")
         if not isinstance(name, str) or not _STEP_NAME.match(name):
@@ -231,7 +245,8 @@ def _pipeline_entry(entry: AgentEntry, table: Mapping[str, Any], where: str, pro
         if not isinstance(agent, str):
             problems.append(f"{at}: agent must name an agent of kind {', '.join(STEP_KINDS)}")
             continue
-        steps.append(Step(name, agent, _text(raw, "model", at, problems), _text(raw, "system", at, problems)))
+        steps.append(Step(name, agent, _text(raw, "model", at, problems), _text(raw, "system", at, problems),
+                          _sampling(raw, at, problems)))
     if len({s.name for s in steps}) != len(steps):
         problems.append(f"{where}: step names must be unique")
     return AgentEntry(entry.id, entry.kind, entry.label, entry.default, entry.fallback, steps=tuple(steps))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Mapping
 
-from .base import AgentEvent, AgentRequest, agent_phase, delta
+from .base import AgentEvent, AgentRequest, agent_phase, delta, finish
+from .sampling import merged, token_limit
 
 _STOPWORDS = frozenset(
     "about above after again also because been before being below between both could does doing down during each "
@@ -60,18 +61,28 @@ def compose(content: str, reply_words: int) -> list[tuple[str, str]]:
 
 
 class DemoAgent:
-    def __init__(self, tokens_per_s: float, first_token_ms: float, reply_words: int) -> None:
+    def __init__(self, tokens_per_s: float, first_token_ms: float, reply_words: int,
+                 defaults: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None) -> None:
         self._interval_s = 1.0 / tokens_per_s if tokens_per_s > 0 else 0.0
         self._first_token_s = first_token_ms / 1000.0
         self._reply_words = reply_words
+        self._defaults = dict(defaults or {})
+        self._overrides = dict(overrides or {})
 
     async def stream(self, request: AgentRequest) -> AsyncIterator[AgentEvent]:
         loop = asyncio.get_running_loop()
         await asyncio.sleep(self._first_token_s)
         next_at = loop.time()
+        left = token_limit(merged(self._defaults, request.options, self._overrides))
         for agent, text in compose(request.content, self._reply_words):
             yield agent_phase(agent, "start")
             for n, token in enumerate(_TOKEN.findall(text)):
+                if left is not None:
+                    if left == 0:  # its max_tokens reached: as a model cut by its limit, it says so
+                        yield agent_phase(agent, "end")
+                        yield finish("length")
+                        return
+                    left -= 1
                 if self._interval_s:
                     next_at += self._interval_s
                     delay = next_at - loop.time()

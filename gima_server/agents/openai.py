@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Mapping
 
 from ..observability.tracing import outgoing_traceparent
-from .base import AgentEvent, AgentRequest, agent_phase, delta, usage
+from .base import AgentEvent, AgentRequest, agent_phase, delta, finish, usage
 from .chat_messages import alternating_turns, system_text
+from .sampling import merged
 from .upstream import Upstream, UpstreamError, json_frame
 
 
@@ -19,6 +20,8 @@ class OpenAIAgent:
         name: str = "assistant",
         system_prompt: str = "",
         extra_headers: Mapping[str, str] | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> None:
         self._upstream = upstream
         self._model = model
@@ -26,11 +29,15 @@ class OpenAIAgent:
         self.name = name
         self._system_prompt = system_prompt
         self._extra_headers = dict(extra_headers or {})
+        self._defaults = dict(defaults or {})  # the agents file's, under the request's own values
+        self._overrides = dict(overrides or {})  # a pipeline step's own, over the request's
 
     def _body(self, request: AgentRequest) -> dict[str, object]:
         system = system_text(self._system_prompt, request)
         messages = ([{"role": "system", "content": system}] if system else []) + alternating_turns(request)
-        return {"model": self._model, "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
+        options = merged(self._defaults, request.options, self._overrides)
+        return {"model": self._model, "messages": messages, **options, "stream": True,
+                "stream_options": {"include_usage": True}}
 
     def _headers(self, request: AgentRequest) -> dict[str, str]:
         headers = {**self._extra_headers, "traceparent": outgoing_traceparent(request.trace_id)}
@@ -54,6 +61,8 @@ class OpenAIAgent:
                 if text:
                     call.first_token()
                     yield delta(self.name, text)
+                if choice.get("finish_reason") == "length":
+                    yield finish("length")
         yield agent_phase(self.name, "end")
 
     def breakers(self) -> dict[str, str]:

@@ -81,7 +81,8 @@ class PipelineAgent:
     async def stream(self, request: AgentRequest) -> AsyncIterator[AgentEvent]:
         earlier: list[tuple[str, str]] = []
         for agent in self._agents:
-            step = AgentRequest(request.content, request.history, request.trace_id, tuple(earlier))
+            step = AgentRequest(request.content, request.history, request.trace_id, tuple(earlier),
+                                options=request.options)
             parts: list[str] = []
             async for event in agent.stream(step):
                 if event.name == "delta":

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import appkeys
+from ..agents.sampling import SAMPLING_KEYS, SamplingError, check_sampling
 from ..auth.sessions import require_user
 from ..errors import ApiError
 from ..idempotency import fingerprint
@@ -31,8 +32,9 @@ MAX_MESSAGES = 1000
 _HANG_UP_POLL_S = 0.2
 _ROLES = frozenset({"system", "developer", "user", "assistant"})
 
-# What a call may carry. Sampling and bookkeeping options are accepted and have no effect (the configured agent
-# decides); options that would change what comes back and cannot be honoured are refused below.
+# What a call may carry. Sampling options and output limits reach the model (agents/sampling.py); bookkeeping
+# options are accepted and have no effect; options that would change what comes back and cannot be honoured are
+# refused below.
 _BODY = {
     "model": Field(str, required=True, max_chars=200),
     "messages": Field(list, required=True),
@@ -124,6 +126,14 @@ def _conversation(messages: list[Any]) -> list[tuple[str, str]]:
     return turns
 
 
+def _sampling(body: dict[str, Any]) -> dict[str, Any]:
+    """The sampling options and output limit the call set, within OpenAI's ranges (400 naming the parameter)."""
+    try:
+        return check_sampling({key: body[key] for key in SAMPLING_KEYS})
+    except SamplingError as exc:
+        raise _refuse(f"{exc.field} {exc.why}", exc.field) from None
+
+
 def _check_options(body: dict[str, Any]) -> None:
     """Options whose answer this server cannot give are refused, so that no caller is silently misled."""
     if body["n"] not in (None, 1):
@@ -160,12 +170,13 @@ async def _read_body(request: web.Request) -> dict[str, Any]:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     principal = await require_user(request)
     body = await _read_body(request)
+    sampling = _sampling(body)
     turns = _conversation(body["messages"])
     content = checked_content(request, turns[-1][1])
     header_key = request.headers.get("Idempotency-Key")
     key = idempotency_key(header_key) if header_key is not None else None
     exchange = Exchange(principal.user.id, new_id(), new_chat_title(content), new_id(), new_id(), content, time.time(),
-                        context=tuple(turns[:-1]), model=str(body["model"]))
+                        context=tuple(turns[:-1]), model=str(body["model"]), options=sampling)
     source, outcome = await start_reply(request, principal, exchange, False, key,
                                         fingerprint("POST", "/v1/chat/completions", body))
     completion_id = f"chatcmpl-{outcome.message_id}"
@@ -218,7 +229,8 @@ async def _complete(
         if event.name == "model":
             model = str(event_data(event)["model"])
     if final.name == "done":
-        return web.json_response(completion_body(completion_id, model, created, data["content"], "stop", data.get("usage")))
+        return web.json_response(completion_body(completion_id, model, created, data["content"],
+                                                 data.get("finishReason") or "stop", data.get("usage")))
     if data["code"] == "too_long":
         text = "".join(event_data(e)["text"] for e in source.events if e.name == "delta")
         return web.json_response(completion_body(completion_id, model, created, text, "length", None))

@@ -60,7 +60,7 @@ class UiPartEncoder:
         elif name == "done":
             self._close_text()
             self._part({"type": "finish-step"})
-            self._part({"type": "finish", "finishReason": "stop"})
+            self._part({"type": "finish", "finishReason": data.get("finishReason") or "stop"})
         elif name == "error":
             self._close_text()
             self._end_with(data)

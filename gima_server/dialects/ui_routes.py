@@ -24,7 +24,7 @@ from ..observability.tracing import request_trace_id
 from ..store.base import Exchange
 from ..streams.events import to_json
 from ..streams.reply import EventSource
-from ..streams.routes import checked_content, chosen_model, new_chat_title, start_reply, subscriber_options
+from ..streams.routes import checked_content, checked_options, chosen_model, new_chat_title, start_reply, subscriber_options
 from ..streams.sse import Framing, stream_events
 from ..validation import parse_json, read_raw
 from .translated import TranslatedSource
@@ -121,11 +121,13 @@ async def post_chat(request: web.Request) -> web.StreamResponse:
     turns = _turns(body.get("messages"))
     content = checked_content(request, turns[-1][1])
     model = chosen_model(request, body.get("model"))
+    options = checked_options(body.get("options"))
     store, user_id = request.app[appkeys.STORE], principal.user.id
     chat_id = stored_chat_id(user_id, client_chat_id)
     known = await store.get_chat(user_id, chat_id) is not None
     exchange = Exchange(user_id, chat_id, None if known else new_chat_title(content), new_id(), new_id(), content,
-                        time.time(), context=() if known else tuple(turns[:-1]), model=model)
+                        time.time(), context=() if known else tuple(turns[:-1]), model=model,
+                        options=options)
     header_key = request.headers.get("Idempotency-Key")
     key = idempotency_key(header_key) if header_key is not None else None
     source, outcome = await start_reply(request, principal, exchange, False, key, fingerprint("POST", "/api/chat", body))

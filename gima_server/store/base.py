@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, Sequence
 
 from ..apikeys.store import ApiKeyStore
 from ..errors import ApiError
@@ -143,6 +143,7 @@ class Exchange:
     fence: int = 0  # fencing token of the producer that writes the reply (see locks.py)
     context: tuple[tuple[str, str], ...] = ()  # (role, content) turns a client sent with it (OpenAI-style), not stored
     model: str = ""  # the model id asked to answer (the reply's row records it; a fallback rewrites it at the end)
+    options: Mapping[str, Any] = field(default_factory=dict)  # sampling options the request set, not stored
 
 
 class Store(MigrationStore, ApiKeyStore, Protocol):

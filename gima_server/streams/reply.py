@@ -166,6 +166,7 @@ class Reply:
         self.upstream_closed = True  # until the agent's stream is opened and not yet closed
         self._prompt_chars = 0
         self.model = exchange.model  # the model answering: a fallback's `model` event moves it
+        self.finish_reason = "stop"  # "length" when the model was cut by its token limit
         self.fallbacks: list[tuple[str, str, str]] = []  # (model, fallback from, reason), for the metrics
         self.append("meta", meta_data(self.message_id, self.chat_id, trace_id, self.model))
         self.task: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._run(), name=f"reply-{self.message_id}")
@@ -325,10 +326,10 @@ class Reply:
             raise _Stale
         final_id = len(self.events) + 1
         if not await asyncio.shield(self._stored(lambda: self._store.finish_reply(
-                self.message_id, self.text, "complete", "stop", final_id, self._fence, self.usage,
+                self.message_id, self.text, "complete", self.finish_reason, final_id, self._fence, self.usage,
                 sections=self.sections, model=self._moved_model()))):
             raise _Stale
-        self.append("done", {"messageId": self.message_id, "content": self.text, "finishReason": "stop",
+        self.append("done", {"messageId": self.message_id, "content": self.text, "finishReason": self.finish_reason,
                              "usage": self.receipt().usage()})
         self.end_code = "done"
 
@@ -369,7 +370,7 @@ class Reply:
         turns = [(role, content) for role, content in history if role != "system"]
         self._prompt_chars = sum(len(content) for _, content in history)
         request = AgentRequest(content=self.exchange.content, history=turns, trace_id=self.trace_id,
-                               instructions=instructions)
+                               instructions=instructions, options=self.exchange.options)
         agent_stream = cast(AsyncGenerator[AgentEvent, None], self._agent.stream(request))  # agents are async generators
         self.upstream_closed = False
         try:
@@ -404,6 +405,9 @@ class Reply:
             raise asyncio.CancelledError
         if agent_event.name == "usage":
             self.usage = (int(agent_event.data["input"]), int(agent_event.data["output"]))
+            return
+        if agent_event.name == "finish":
+            self.finish_reason = str(agent_event.data["reason"])
             return
         if len(self.events) >= self._limits.max_events - 1:
             raise _TooLong

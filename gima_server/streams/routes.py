@@ -11,6 +11,7 @@ from aiohttp import web
 from .. import appkeys
 from ..admission import Priority
 from ..agents.models import UnknownModel
+from ..agents.sampling import SAMPLING_KEYS, SamplingError, check_sampling
 from ..auth.sessions import Principal, require_user
 from ..errors import ApiError, invalid, not_found
 from ..idempotency import fingerprint
@@ -27,6 +28,7 @@ STREAM_BODY = {
     "content": Field(str, required=True),
     "messageId": Field(str, max_chars=64),
     "model": Field(str, max_chars=200),
+    "options": Field(dict),
 }
 _TITLE_CHARS = 60
 
@@ -51,6 +53,21 @@ def chosen_model(request: web.Request, requested: object) -> str:
         raise invalid(str(exc)) from None
 
 
+def checked_options(raw: object) -> dict[str, Any]:
+    """A request's `options` object: sampling options by OpenAI's names and ranges (400 naming the field)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise invalid("options must be an object")
+    unknown = sorted(set(raw) - set(SAMPLING_KEYS))
+    if unknown:
+        raise invalid(f"options: unknown field(s) {', '.join(unknown)} (known: {', '.join(SAMPLING_KEYS)})")
+    try:
+        return check_sampling(raw)
+    except SamplingError as exc:
+        raise invalid(f"options.{exc.field} {exc.why}") from None
+
+
 def checked_content(request: web.Request, content: str) -> str:
     limit = request.app[appkeys.SETTINGS].max_content_bytes
     if not content.strip():
@@ -66,6 +83,7 @@ async def _exchange(request: web.Request, principal: Principal, body: dict[str, 
     user_id = principal.user.id
     content = checked_content(request, str(body["content"]))
     model = chosen_model(request, body["model"])  # checked before any lookup: a bad request changes nothing
+    options = checked_options(body["options"])
     chat_id = body["chatId"]
     title: str | None = None
     if chat_id is None:
@@ -77,7 +95,7 @@ async def _exchange(request: web.Request, principal: Principal, body: dict[str, 
     if owner is not None and owner != user_id:
         raise ApiError(409, "conflict", "this messageId is already in use")
     exchange = Exchange(user_id, str(chat_id), title, new_id(), message_id, content, time.time(),
-                        model=model)
+                        model=model, options=options)
     return exchange, owner is not None
 
 
