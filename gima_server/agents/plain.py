@@ -83,6 +83,21 @@ class PlainUpstream:
             self._session = None
 
 
+async def post_embeddings(upstream: PlainUpstream, body: Mapping[str, Any], trace_id: str) -> dict[str, Any]:
+    """One /v1/embeddings call: the answer with its `data` list; UpstreamError when there is none."""
+    async with upstream.post("/v1/embeddings", trace_id, json=body) as response:
+        if response.status != 200:
+            raise await refused(response, "embeddings")
+        try:
+            answer = await response.json(content_type=None)
+        except ValueError:
+            answer = None
+    if not isinstance(answer, dict) or not isinstance(answer.get("data"), list):
+        raise UpstreamError("upstream_unavailable", "the embeddings upstream answered something that is not a list "
+                            "of embeddings", 5.0)
+    return answer
+
+
 async def refused(response: aiohttp.ClientResponse, name: str) -> UpstreamError:
     """A non-2xx answer as an error: the upstream's own message for a 4xx (the request's fault), none for the rest."""
     if response.status == 429 or response.status >= 500:

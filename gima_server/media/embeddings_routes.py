@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import appkeys
-from ..agents.plain import PlainUpstream, refused
+from ..agents.plain import PlainUpstream, post_embeddings
 from ..agents.upstream import UpstreamError
 from ..auth.sessions import require_user
 from ..errors import ApiError, invalid
@@ -70,19 +70,9 @@ async def embeddings(request: web.Request) -> web.Response:
 
 async def _answer(upstream: PlainUpstream, sent: dict[str, Any], trace_id: str) -> dict[str, Any]:
     try:
-        async with upstream.post("/v1/embeddings", trace_id, json=sent) as response:
-            if response.status != 200:
-                raise await refused(response, "embeddings")
-            try:
-                answer = await response.json(content_type=None)
-            except ValueError:
-                answer = None
+        return await post_embeddings(upstream, sent, trace_id)
     except UpstreamError as exc:
         raise upstream_failed(exc) from None
-    if not isinstance(answer, dict) or not isinstance(answer.get("data"), list):
-        raise ApiError(503, "upstream_unavailable", "the embeddings upstream answered something that is not a list of "
-                       "embeddings", retry_after_s=5.0)
-    return answer
 
 
 def add_routes(app: web.Application) -> None:

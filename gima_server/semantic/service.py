@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import Any, Callable, Sequence
 
-from ..agents.plain import PlainUpstream, refused
+from ..agents.plain import PlainUpstream, post_embeddings
 from ..agents.upstream import UpstreamError
 from ..errors import ApiError
 from ..store.base import Store, StoreUnavailable
@@ -37,15 +37,12 @@ class SemanticSearch:
         """One upstream call for the texts; UpstreamError when it fails or answers something else."""
         body = {"model": self._upstream.target.upstream_model(self.model), "input": [t[:MAX_EMBED_CHARS] for t in texts],
                 "encoding_format": "float"}
-        async with self._upstream.post("/v1/embeddings", trace_id, json=body) as response:
-            if response.status != 200:
-                raise await refused(response, "embeddings")
-            try:
-                answer = await response.json(content_type=None)
-                data = sorted(answer["data"], key=lambda d: int(d["index"]))
-                vectors = [[float(v) for v in d["embedding"]] for d in data]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise UpstreamError("upstream_error", f"the embeddings upstream answered no embeddings ({exc})") from None
+        answer = await post_embeddings(self._upstream, body, trace_id)
+        try:
+            data = sorted(answer["data"], key=lambda d: int(d["index"]))
+            vectors = [[float(v) for v in d["embedding"]] for d in data]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UpstreamError("upstream_error", f"the embeddings upstream answered no embeddings ({exc})") from None
         if len(vectors) != len(texts):
             raise UpstreamError("upstream_error", "the embeddings upstream answered a different number of embeddings")
         return vectors

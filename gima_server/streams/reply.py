@@ -403,20 +403,12 @@ class Reply:
     def _take(self, agent_event: AgentEvent) -> None:
         if self.cancel_reason is not None:  # a cancel that a library swallowed (see background.stop_tasks)
             raise asyncio.CancelledError
-        if agent_event.name == "usage":
-            self.usage = (int(agent_event.data["input"]), int(agent_event.data["output"]))
-            return
-        if agent_event.name == "finish":
-            self.finish_reason = str(agent_event.data["reason"])
+        name = agent_event.name
+        if name != "delta":  # the rare events first tested apart, so that a delta pays one comparison for them
+            self._take_other(agent_event)
             return
         if len(self.events) >= self._limits.max_events - 1:
             raise _TooLong
-        if agent_event.name == "model":
-            self.model = str(agent_event.data["model"])
-            self.fallbacks.append((self.model, str(agent_event.data["fallbackFrom"]), str(agent_event.data["reason"])))
-        if agent_event.name != "delta":
-            self.append(agent_event.name, agent_event.data)
-            return
         text, agent = agent_event.data["text"], str(agent_event.data.get("agent", "assistant"))
         self._log(delta_event(len(self.events) + 1, agent, text))
         if not self.sections or self.sections[-1][0] != agent:
@@ -428,6 +420,23 @@ class Reply:
             self._checkpoints.offer(lambda: self.text, self._fence)
             if self._checkpoints.stale:
                 raise _Stale
+
+    def _take_other(self, agent_event: AgentEvent) -> None:
+        """Usage and finish are kept, never logged; a fallback's `model` moves the answering model; the rest is
+        logged as it is."""
+        data = agent_event.data
+        if agent_event.name == "usage":
+            self.usage = (int(data["input"]), int(data["output"]))
+            return
+        if agent_event.name == "finish":
+            self.finish_reason = str(data["reason"])
+            return
+        if len(self.events) >= self._limits.max_events - 1:
+            raise _TooLong
+        if agent_event.name == "model":
+            self.model = str(data["model"])
+            self.fallbacks.append((self.model, str(data["fallbackFrom"]), str(data["reason"])))
+        self.append(agent_event.name, data)
 
     async def _end_unowned(self, code: str, status: str) -> None:
         """The reply never produced: keep the user's message (and an ended reply to it), then the error event."""

@@ -33,6 +33,14 @@ async def _upstream(aiohttp_server: Any, kind: str = "openai") -> tuple[FakeUpst
     return fake, f"http://127.0.0.1:{server.port}/v1"
 
 
+def check_config(tmp_path: Path, agents_file: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`gima-server check-config` in a process of its own, with only this agents file (and env) configured."""
+    clean = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path), "GIMA_AGENTS_FILE": agents_file,
+             "GIMA_DATA_DIR": str(tmp_path / "data"), **env}
+    return subprocess.run([sys.executable, "-m", "gima_server", "check-config"], env=clean, capture_output=True,
+                          text=True, timeout=60)
+
+
 def _agents_file(tmp_path: Path, text: str) -> str:
     path = tmp_path / "agents.toml"
     path.write_text(text)
@@ -274,10 +282,7 @@ kind = "llama"
 kind = "pipeline"
 steps = [{name = "plan", agent = "ghost"}]
 """)
-    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path), "GIMA_AGENTS_FILE": path,
-           "GIMA_DATA_DIR": str(tmp_path / "data")}
-    done = subprocess.run([sys.executable, "-m", "gima_server", "check-config"], env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = check_config(tmp_path, path)
     assert done.returncode == 2, done.stdout + done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     problems = {
@@ -304,10 +309,7 @@ fallback = ["b"]
 [agents.b]
 kind = "demo"
 """)
-    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path), "GIMA_AGENTS_FILE": path,
-           "GIMA_DATA_DIR": str(tmp_path / "data"), "TEST_AGENT_KEY": "sk-very-secret-value"}
-    done = subprocess.run([sys.executable, "-m", "gima_server", "check-config"], env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = check_config(tmp_path, path, TEST_AGENT_KEY="sk-very-secret-value")
     assert done.returncode == 0 and "configuration is valid" in done.stdout, done.stderr
     assert "sk-very-secret-value" not in done.stdout + done.stderr
 

@@ -4,8 +4,6 @@ values winning, OpenAI's names to OpenAI-compatible upstreams, Anthropic's to An
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from ..conftest import Api, MakeClient, sign_up
 from ..upstream_fakes import FakeUpstream
+from .test_models import check_config
 
 SENT = {"temperature": 0, "top_p": 0.5, "max_tokens": 50, "stop": ["\n\n"], "seed": 7, "presence_penalty": 0.1,
         "frequency_penalty": -0.2}
@@ -180,8 +179,5 @@ async def test_both_names_of_the_limit_at_once_and_unknown_options_are_refused(
 def test_an_out_of_range_default_in_the_agents_file_is_a_problem_line(tmp_path: Path) -> None:
     agents = tmp_path / "agents.toml"
     agents.write_text('[agents.a]\nkind = "demo"\ntemperature = 7\n')
-    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path), "GIMA_AGENTS_FILE": str(agents),
-           "GIMA_DATA_DIR": str(tmp_path / "data")}
-    done = subprocess.run([sys.executable, "-m", "gima_server", "check-config"], env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = check_config(tmp_path, str(agents))
     assert done.returncode == 2 and "agents.a: temperature must be a number from 0 to 2" in done.stderr
