@@ -84,6 +84,7 @@ class Settings:
     admission_queue: int = 256
     admission_wait_s: float = 10.0
     reply_token_estimate: int = 500
+    context_tokens: int = 0  # the history budget without an agents file (0: the agent kind's default; ADR 22)
     redis_timeout_s: float = 0.25
     redis_max_connections: int = 200
     heartbeat_s: float = 15.0
@@ -328,6 +329,7 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("admission_queue", _non_negative, "must be >= 0"),
     ("admission_wait_s", _non_negative, "must be >= 0"),
     ("reply_token_estimate", _non_negative, "must be >= 0"),
+    ("context_tokens", _non_negative, "must be >= 0"),
     ("redis_timeout_s", _positive, "must be > 0"),
     ("redis_max_connections", lambda n: n >= 4, "must be >= 4"),
     ("upstream_connect_timeout_s", _positive, "must be > 0"),

@@ -59,13 +59,15 @@ _OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403:
                  404: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",
                  415: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error"}
 _OPENAI_CODES = {"unauthorized": "invalid_api_key", "rate_limited": "rate_limit_exceeded"}
+_OPENAI_PARAMS = {"context_length_exceeded": "messages"}
 
 
 def error_response(request: web.Request, error: ApiError) -> web.Response:
     request[ERROR_CODE] = error.code
     body: dict[str, object] = {"code": error.code, "message": error.message, "traceId": request_trace_id(request)}
     if request.path.startswith("/v1/"):
-        body = {"message": error.message, "type": _OPENAI_TYPES.get(error.status, "server_error"), "param": None,
+        body = {"message": error.message, "type": _OPENAI_TYPES.get(error.status, "server_error"),
+                "param": _OPENAI_PARAMS.get(error.code),
                 "code": _OPENAI_CODES.get(error.code, error.code), "traceId": body["traceId"]}
     headers = dict(error.headers)
     if error.retry_after_s is not None:

@@ -113,7 +113,8 @@ def _components() -> dict[str, Any]:
         "content": {"type": "string"}, "createdAt": {"type": "number"},
         "status": {"enum": ["streaming", "complete", "cancelled", "error"]},
         "finishReason": {"type": ["string", "null"]}, "upstreamClosed": {"type": "boolean"},
-        "usage": {"type": "object"},
+        "usage": {"type": "object"}, "model": {"type": "string"},
+        "contextMessages": {"type": "integer", "minimum": 0},
         "agents": {"type": "array", "items": {"type": "object", "required": ["agent", "text"], "properties": {
             "agent": {"type": "string"}, "text": {"type": "string"}}}}}}
     job = {"type": "object", "required": ["id", "status", "imported", "skipped", "failed", "skippedMessages", "pollAfterMs"],

@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Mapping
 
 from ..config import ConfigError, Settings
+from ..context.window import ContextPlan
 from .anthropic import AnthropicAgent
 from .base import Agent, AgentEvent, AgentRequest, agent_phase, delta
 from .breaker import CircuitBreaker
-from .catalog import AgentEntry, Catalog, CatalogError, load_catalog
+from .catalog import DEFAULT_CONTEXT_TOKENS, AgentEntry, Catalog, CatalogError, load_catalog
 from .demo import DemoAgent
 from .models import Model, Models
 from .openai import OpenAIAgent
@@ -128,10 +129,31 @@ def make_models(settings: Settings) -> Models:
     """The models this deployment offers: the agents file's, or one (`gima-<GIMA_AGENT>`) from today's variables."""
     catalog = load_agents_file(settings)
     if catalog is None:
-        return Models.single(make_agent(settings), f"gima-{settings.agent}")
+        return Models.single(make_agent(settings), f"gima-{settings.agent}", _settings_plan(settings))
     made = _EntryAgents(settings, catalog)
     models = [Model(e.id, e.label, made.agent(e)) for e in catalog.entries.values()]
-    return Models(models, catalog.default, {e.id: catalog.chain(e.id) for e in catalog.entries.values()}, catalog)
+    plans = {e.id: _entry_plan(e, catalog) for e in catalog.entries.values()}
+    return Models(models, catalog.default, {e.id: catalog.chain(e.id) for e in catalog.entries.values()}, catalog,
+                  plans)
+
+
+def _entry_plan(entry: AgentEntry, catalog: Catalog) -> ContextPlan:
+    """An entry's history budget: its own, else (a pipeline) the smallest of the entries its steps call, else its
+    kind's default; its instructions the longest system prompt a step sends."""
+    output = entry.defaults.get("max_tokens") or entry.defaults.get("max_completion_tokens")
+    if entry.kind != "pipeline":
+        return ContextPlan.of(entry.context_tokens or DEFAULT_CONTEXT_TOKENS[entry.kind], (entry.system,), output)
+    called = [catalog.entries[step.agent] for step in entry.steps if step.agent in catalog.entries]
+    window = entry.context_tokens or min((_entry_plan(e, catalog).context_tokens for e in called),
+                                         default=DEFAULT_CONTEXT_TOKENS["pipeline"])
+    systems = [step.system or catalog.entries[step.agent].system for step in entry.steps if step.agent in catalog.entries]
+    return ContextPlan.of(window, systems, output)
+
+
+def _settings_plan(settings: Settings) -> ContextPlan:
+    window = settings.context_tokens or DEFAULT_CONTEXT_TOKENS.get(settings.agent, DEFAULT_CONTEXT_TOKENS["openai"])
+    systems = [spec.system for spec in load_pipeline(Path(settings.pipeline_file))] if settings.agent == "pipeline" else []
+    return ContextPlan.of(window, systems)
 
 
 def make_agent(settings: Settings) -> Agent:

@@ -35,7 +35,11 @@ KINDS = ("demo", "openai", "anthropic", "pipeline", "webhook")
 STEP_KINDS = ("demo", "openai", "anthropic")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$")
 _STEP_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,40}$")
-_COMMON = {"kind", "label", "default", "fallback", *SAMPLING_KEYS}
+_COMMON = {"kind", "label", "default", "fallback", "context_tokens", *SAMPLING_KEYS}
+# The history budget of a kind whose entry names none (ADR 22): many self-hosted models take 8k; Claude 200k.
+DEFAULT_CONTEXT_TOKENS = {"demo": 8_192, "openai": 8_192, "anthropic": 180_000, "pipeline": 8_192, "webhook": 8_192}
+MIN_CONTEXT_TOKENS = 256
+MAX_CONTEXT_TOKENS = 10_000_000
 _KIND_KEYS: dict[str, set[str]] = {
     "demo": {"tokens_per_s", "first_token_ms", "reply_words"},
     "openai": {"base_url", "model", "api_key_env", "system"},
@@ -76,6 +80,7 @@ class AgentEntry:
     demo_pace: tuple[float | None, float | None, int | None] = (None, None, None)  # tokens/s, first token ms, words
     steps: tuple[Step, ...] = ()
     defaults: Mapping[str, Any] = field(default_factory=dict)  # sampling options under the request's own
+    context_tokens: int = 0  # the history budget the file gives (0: the kind's default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +183,19 @@ def _entry(agent_id: str, table: object, environ: Mapping[str, str], problems: l
     else:
         problems.append(f"{where}: kind webhook is not available in this version (it comes with webhooks, [4/7])")
     # Kept even with problems, so that its references are checked too (the catalog is then refused).
-    return dataclasses.replace(entry, defaults=_sampling(table, where, problems))
+    return dataclasses.replace(entry, defaults=_sampling(table, where, problems),
+                               context_tokens=_context_tokens(table, where, problems))
+
+
+def _context_tokens(table: Mapping[str, Any], where: str, problems: list[str]) -> int:
+    value = table.get("context_tokens", 0)
+    if value == 0 and "context_tokens" not in table:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not MIN_CONTEXT_TOKENS <= value <= MAX_CONTEXT_TOKENS:
+        problems.append(f"{where}: context_tokens must be a whole number from {MIN_CONTEXT_TOKENS} to "
+                        f"{MAX_CONTEXT_TOKENS:,}")
+        return 0
+    return value
 
 
 def _sampling(table: Mapping[str, Any], where: str, problems: list[str]) -> dict[str, Any]:

@@ -8,10 +8,11 @@ one `model` event. After the first token a failure ends the reply as it always d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import AsyncGenerator, AsyncIterator, Sequence, cast
+from typing import Any, AsyncGenerator, AsyncIterator, Mapping, Sequence, cast
 
+from ..context.window import Budget, ContextPlan
 from .base import Agent, AgentEvent, AgentRequest
-from .catalog import Catalog
+from .catalog import DEFAULT_CONTEXT_TOKENS, Catalog
 from .upstream import UpstreamError
 
 
@@ -31,16 +32,26 @@ class Models:
     """Every model by id, the default, and each model's fallback chain (the model first)."""
 
     def __init__(self, models: Sequence[Model], default: str, chains: dict[str, tuple[str, ...]] | None = None,
-                 catalog: Catalog | None = None) -> None:
+                 catalog: Catalog | None = None, plans: Mapping[str, ContextPlan] | None = None) -> None:
         self._by_id = {m.id: m for m in models}
+        self._plans = plans or {}
         self.default = default
         self._chains = chains or {m.id: (m.id,) for m in models}
         self._routed = {model_id: self._route(chain) for model_id, chain in self._chains.items()}
         self.catalog = catalog
 
     @classmethod
-    def single(cls, agent: Agent, model_id: str) -> Models:
-        return cls([Model(model_id, model_id, agent)], model_id)
+    def single(cls, agent: Agent, model_id: str, plan: ContextPlan | None = None) -> Models:
+        return cls([Model(model_id, model_id, agent)], model_id, plans={model_id: plan} if plan is not None else None)
+
+    def budget(self, model_id: str, options: Mapping[str, Any]) -> Budget:
+        """The history budget of a request to model_id: the tightest along its fallback chain, so that whichever
+        model answers, the history fits it."""
+        plans = [self._plans.get(i) or ContextPlan(DEFAULT_CONTEXT_TOKENS["openai"]) for i in self.chain(model_id)]
+        return min((plan.budget(options) for plan in plans), key=lambda budget: budget.for_messages)
+
+    def chain(self, model_id: str) -> tuple[str, ...]:
+        return self._chains.get(model_id) or self._chains[self.default]
 
     @property
     def ids(self) -> list[str]:

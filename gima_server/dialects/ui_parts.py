@@ -44,8 +44,9 @@ class UiPartEncoder:
     def encode(self, event_id: int, name: str, data: dict[str, Any]) -> bytes:
         if name == "meta":
             start: dict[str, Any] = {"type": "start", "messageId": data["messageId"]}
-            if data.get("model"):
-                start["messageMetadata"] = {"model": data["model"]}
+            metadata = {key: data[key] for key in ("model", "contextMessages") if data.get(key) is not None}
+            if metadata:
+                start["messageMetadata"] = metadata
             self._part(start)
             self._part({"type": "start-step"})
         elif name == "model":  # a fallback took over before the first token

@@ -144,8 +144,8 @@ async def _running(request: web.Request, principal: Principal) -> str | None:
     store = request.app[appkeys.STORE]
     if await store.get_chat(user_id, chat_id) is None:
         return None
-    messages = await store.list_messages(user_id, chat_id)
-    last = messages[-1] if messages else None
+    newest = await store.recent_messages(user_id, chat_id, 1)
+    last = newest[0] if newest else None
     return last.id if last is not None and last.role == "assistant" and last.status == "streaming" else None
 
 

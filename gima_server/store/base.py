@@ -97,6 +97,7 @@ class Message:
     receipt: Receipt | None = None  # a reply that was stopped (cancelled, superseded, shut down)
     sections: tuple[tuple[str, int], ...] = ()  # (agent, offset of its first character), as it streamed
     model: str | None = None  # the model id that answered (replies)
+    context_messages: int | None = None  # how many earlier messages the reply's request carried (replies)
 
     def public(self) -> dict[str, object]:
         body: dict[str, object] = {
@@ -113,6 +114,8 @@ class Message:
                 body["usage"] = {"inputTokens": self.input_tokens, "outputTokens": self.output_tokens}
             if self.receipt is not None:
                 body.update(self.receipt.public())
+            if self.context_messages is not None:
+                body["contextMessages"] = self.context_messages
             body["agents"] = agents_of(self.content, self.sections)
             if self.model:
                 body["model"] = self.model
@@ -144,6 +147,7 @@ class Exchange:
     context: tuple[tuple[str, str], ...] = ()  # (role, content) turns a client sent with it (OpenAI-style), not stored
     model: str = ""  # the model id asked to answer (the reply's row records it; a fallback rewrites it at the end)
     options: Mapping[str, Any] = field(default_factory=dict)  # sampling options the request set, not stored
+    context_messages: int | None = None  # how many earlier messages go with it (the reply's row records it)
 
 
 class Store(MigrationStore, ApiKeyStore, Protocol):
@@ -182,6 +186,11 @@ class Store(MigrationStore, ApiKeyStore, Protocol):
     async def get_message(self, user_id: str, message_id: str) -> Message | None: ...
     async def list_messages(self, user_id: str, chat_id: str) -> list[Message]:
         """Oldest first, in the order they were sent (an exchange's user message before its reply)."""
+        ...
+    async def recent_messages(self, user_id: str, chat_id: str, limit: int,
+                              before_id: str | None = None) -> list[Message]:
+        """Up to `limit` messages, newest first, older than before_id (a message of the chat) when given: what a
+        reply's history reads, a page at a time, instead of the whole chat."""
         ...
     async def checkpoint_reply(self, message_id: str, content: str, fence: int = 0) -> bool:
         """Write partial text; False (nothing written) when the reply has ended or a newer producer owns it."""

@@ -67,7 +67,8 @@ def _message(d: dict[str, Any]) -> Message:
     return Message(d["_id"], d["chat_id"], d["user_id"], d["role"], d["content"], d["status"], d["created_at"],
                    d.get("finish_reason"), d.get("event_count", 0), d.get("input_tokens"), d.get("output_tokens"),
                    Receipt(**d["receipt"]) if d.get("receipt") else None,
-                   tuple((str(a), int(o)) for a, o in d.get("sections") or ()), d.get("model"))
+                   tuple((str(a), int(o)) for a, o in d.get("sections") or ()), d.get("model"),
+                   d.get("context_messages"))
 
 
 MONGO_STEPS = ((1, "collections' indexes, as made at every start before numbered steps"),)
@@ -289,7 +290,7 @@ class MongoStore:
                     {"_id": ex.user_message_id, "role": "user", "content": ex.content, "status": "complete",
                      "seq": seq + 1, **common},
                     {"_id": ex.reply_message_id, "role": "assistant", "content": "", "status": "streaming",
-                     "seq": seq + 2, "model": ex.model or None, **common},
+                     "seq": seq + 2, "model": ex.model or None, "context_messages": ex.context_messages, **common},
                 ], session=session)
             except DuplicateKeyError as exc:
                 raise DuplicateError(ex.reply_message_id) from exc
@@ -302,6 +303,18 @@ class MongoStore:
         cursor = self._db.messages.find({"chat_id": chat_id, "user_id": user_id}).sort(
             [("created_at", ASCENDING), ("seq", ASCENDING)]
         )
+        return [_message(d) for d in await cursor.to_list(length=None)]
+
+    async def recent_messages(self, user_id: str, chat_id: str, limit: int,
+                              before_id: str | None = None) -> list[Message]:
+        where: dict[str, Any] = {"chat_id": chat_id, "user_id": user_id}
+        if before_id is not None:
+            before = await self._db.messages.find_one({"_id": before_id, "chat_id": chat_id})
+            if before is None:
+                return []
+            where["$or"] = [{"created_at": {"$lt": before["created_at"]}},
+                            {"created_at": before["created_at"], "seq": {"$lt": before["seq"]}}]
+        cursor = self._db.messages.find(where).sort([("created_at", DESCENDING), ("seq", DESCENDING)]).limit(limit)
         return [_message(d) for d in await cursor.to_list(length=None)]
 
     async def checkpoint_reply(self, message_id: str, content: str, fence: int = 0) -> bool:

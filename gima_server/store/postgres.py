@@ -77,7 +77,8 @@ def _chat(r: asyncpg.Record) -> Chat:
 
 
 # $1 user message id, $2 reply id, $3 chat, $4 user, $5 content, $6 time, $7 fence, $8 the new chat's title
-# (NULL: the chat must exist and be the user's), $9 the model asked to answer (the reply's row only). The user
+# (NULL: the chat must exist and be the user's), $9 the model asked to answer and $10 how many earlier messages
+# its request carried (the reply's row only). The user
 # message waits for the search index like every finished one (index_pending). The exchange's messages take the next
 # two numbers of the chat (the order within a time; exchanges are ordered by their time).
 _EXCHANGE_SQL = """
@@ -91,15 +92,16 @@ WITH made AS (
 ), last AS (
     SELECT COALESCE(MAX(seq), 0) AS n FROM messages WHERE chat_id = $3
 )
-INSERT INTO messages (id, chat_id, user_id, role, content, status, seq, created_at, fence, search, model)
-SELECT m.id, chat.id, $4, m.role, m.content, m.status, last.n + m.step, $6, $7, m.search, m.model
-FROM chat, last, (VALUES ($1, 'user', $5, 'complete', 1, NULL::tsvector, NULL::text),
-                         ($2, 'assistant', '', 'streaming', 2, NULL::tsvector, $9::text))
-                 AS m(id, role, content, status, step, search, model)
+INSERT INTO messages (id, chat_id, user_id, role, content, status, seq, created_at, fence, search, model,
+                      context_messages)
+SELECT m.id, chat.id, $4, m.role, m.content, m.status, last.n + m.step, $6, $7, m.search, m.model, m.context
+FROM chat, last, (VALUES ($1, 'user', $5, 'complete', 1, NULL::tsvector, NULL::text, NULL::integer),
+                         ($2, 'assistant', '', 'streaming', 2, NULL::tsvector, $9::text, $10::integer))
+                 AS m(id, role, content, status, step, search, model, context)
 """
 
 _MESSAGE_COLUMNS = ("id, chat_id, user_id, role, content, status, created_at, finish_reason, event_count, input_tokens,"
-                    " output_tokens, receipt, sections, model")
+                    " output_tokens, receipt, sections, model, context_messages")
 
 
 def _message(r: asyncpg.Record) -> Message:
@@ -107,7 +109,7 @@ def _message(r: asyncpg.Record) -> Message:
         r["id"], r["chat_id"], r["user_id"], r["role"], r["content"], r["status"], r["created_at"], r["finish_reason"],
         r["event_count"], r["input_tokens"], r["output_tokens"],
         Receipt(**json.loads(r["receipt"])) if r["receipt"] else None, tuple(decode_sections(r["sections"] or "")),
-        r["model"],
+        r["model"], r["context_messages"],
     )
 
 
@@ -352,7 +354,8 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin, PostgresVectorsMi
         try:
             status = await self._call(lambda conn: conn.execute(_EXCHANGE_SQL,
                 ex.user_message_id, ex.reply_message_id, ex.chat_id, ex.user_id, content, ex.created_at, ex.fence,
-                storable(ex.new_chat_title) if ex.new_chat_title is not None else None, ex.model or None))
+                storable(ex.new_chat_title) if ex.new_chat_title is not None else None, ex.model or None,
+                ex.context_messages))
         except asyncpg.exceptions.UniqueViolationError as exc:
             raise DuplicateError(ex.reply_message_id) from exc
         except asyncpg.exceptions.ForeignKeyViolationError as exc:
@@ -368,6 +371,18 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin, PostgresVectorsMi
     async def list_messages(self, user_id: str, chat_id: str) -> list[Message]:
         rows = await self._fetch(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id = $1 AND user_id = $2"
                                  " ORDER BY created_at, seq", chat_id, user_id)
+        return [_message(r) for r in rows]
+
+    async def recent_messages(self, user_id: str, chat_id: str, limit: int,
+                              before_id: str | None = None) -> list[Message]:
+        if before_id is None:
+            rows = await self._fetch(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id = $1 AND user_id = $2"
+                                     " ORDER BY created_at DESC, seq DESC LIMIT $3", chat_id, user_id, limit)
+        else:
+            rows = await self._fetch(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id = $1 AND user_id = $2"
+                                     " AND (created_at, seq) < (SELECT created_at, seq FROM messages WHERE id = $3"
+                                     " AND chat_id = $1) ORDER BY created_at DESC, seq DESC LIMIT $4",
+                                     chat_id, user_id, before_id, limit)
         return [_message(r) for r in rows]
 
     async def checkpoint_reply(self, message_id: str, content: str, fence: int = 0) -> bool:

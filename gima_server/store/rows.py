@@ -26,7 +26,7 @@ TABLES = (
     Table("chats", ("id",), ("id", "user_id", "title", "created_at", "updated_at")),
     Table("messages", ("id",), ("id", "chat_id", "user_id", "role", "content", "status", "finish_reason",
                                 "event_count", "fence", "input_tokens", "output_tokens", "receipt", "sections", "seq",
-                                "created_at", "model")),
+                                "created_at", "model", "context_messages")),
     Table("imported_conversations", ("user_id", "content_hash"), ("user_id", "content_hash", "chat_id")),
 )
 # Not copied: import jobs and their queued batches (work in progress of a server that is stopped for the copy;

@@ -101,8 +101,15 @@ def _message(row: sqlite3.Row) -> Message:
         row["id"], row["chat_id"], row["user_id"], row["role"], row["content"], row["status"],
         row["created_at"], row["finish_reason"], row["event_count"], row["input_tokens"], row["output_tokens"],
         Receipt(**json.loads(row["receipt"])) if row["receipt"] else None,
-        tuple(decode_sections(row["sections"] or "")), row["model"],
+        tuple(decode_sections(row["sections"] or "")), row["model"], row["context_messages"],
     )
+
+
+# Newest first along messages_by_chat_time, read backwards: a page costs its own rows, however long the chat.
+_RECENT_SQL = "SELECT * FROM messages WHERE chat_id = ? AND user_id = ? ORDER BY created_at DESC, seq DESC LIMIT ?"
+_OLDER_SQL = ("SELECT * FROM messages WHERE chat_id = ? AND user_id = ? AND (created_at, seq) <"
+              " (SELECT created_at, seq FROM messages WHERE id = ? AND chat_id = ?) ORDER BY created_at DESC, seq DESC"
+              " LIMIT ?")
 
 
 class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin, SqliteVectorsMixin):
@@ -415,13 +422,13 @@ class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin, Sqli
             seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE chat_id = ?", (ex.chat_id,)).fetchone()[0]
             try:
                 conn.executemany(
-                    "INSERT INTO messages (id, chat_id, user_id, role, content, status, seq, created_at, fence, model)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO messages (id, chat_id, user_id, role, content, status, seq, created_at, fence, model,"
+                    " context_messages) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     [
                         (ex.user_message_id, ex.chat_id, ex.user_id, "user", ex.content, "complete", seq + 1,
-                         ex.created_at, ex.fence, None),
+                         ex.created_at, ex.fence, None, None),
                         (ex.reply_message_id, ex.chat_id, ex.user_id, "assistant", "", "streaming", seq + 2,
-                         ex.created_at, ex.fence, ex.model or None),
+                         ex.created_at, ex.fence, ex.model or None, ex.context_messages),
                     ],
                 )
             except sqlite3.IntegrityError as exc:
@@ -439,6 +446,15 @@ class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin, Sqli
                 "SELECT * FROM messages WHERE chat_id = ? AND user_id = ? ORDER BY created_at, seq", (chat_id, user_id)
             ).fetchall()
         )
+        return [_message(r) for r in rows]
+
+    async def recent_messages(self, user_id: str, chat_id: str, limit: int,
+                              before_id: str | None = None) -> list[Message]:
+        args: tuple[str | int, ...] = (chat_id, user_id, limit)
+        sql = _RECENT_SQL
+        if before_id is not None:
+            sql, args = _OLDER_SQL, (chat_id, user_id, before_id, chat_id, limit)
+        rows = await self._read(lambda c: c.execute(sql, args).fetchall())
         return [_message(r) for r in rows]
 
     async def checkpoint_reply(self, message_id: str, content: str, fence: int = 0) -> bool:

@@ -158,6 +158,11 @@ def _vectors(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS message_vectors_by_user ON message_vectors(user_id, model)")
 
 
+def _context_column(conn: sqlite3.Connection) -> None:
+    if "context_messages" not in {row[1] for row in conn.execute("PRAGMA table_info(messages)")}:
+        conn.execute("ALTER TABLE messages ADD COLUMN context_messages INTEGER")
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     number: int
@@ -170,6 +175,7 @@ STEPS = (
     Step(2, "the full-text search index of finished messages", _search_index),
     Step(3, "the model that answered each reply", _model_column),
     Step(4, "vectors of finished messages for semantic search", _vectors),
+    Step(5, "how many earlier messages each reply's request carried", _context_column),
 )
 LATEST = STEPS[-1].number
 

@@ -76,8 +76,11 @@ def unnumbered_error(code: str, message: str, trace_id: str) -> bytes:
     return encode_sse(to_json({"code": code, "message": message, "traceId": trace_id}), name="error")
 
 
-def meta_data(message_id: str, chat_id: str, trace_id: str, model: str | None = None) -> dict[str, Any]:
-    data = {"messageId": message_id, "chatId": chat_id, "streamId": message_id, "traceId": trace_id}
+def meta_data(message_id: str, chat_id: str, trace_id: str, model: str | None = None,
+              context_messages: int | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {"messageId": message_id, "chatId": chat_id, "streamId": message_id, "traceId": trace_id}
     if model:
         data["model"] = model
+    if context_messages is not None:
+        data["contextMessages"] = context_messages
     return data

@@ -168,7 +168,7 @@ class Reply:
         self.model = exchange.model  # the model answering: a fallback's `model` event moves it
         self.finish_reason = "stop"  # "length" when the model was cut by its token limit
         self.fallbacks: list[tuple[str, str, str]] = []  # (model, fallback from, reason), for the metrics
-        self.append("meta", meta_data(self.message_id, self.chat_id, trace_id, self.model))
+        self.append("meta", meta_data(self.message_id, self.chat_id, trace_id, self.model, exchange.context_messages))
         self.task: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._run(), name=f"reply-{self.message_id}")
         self.task.add_done_callback(_let_go_of_cancellation)
 
@@ -316,7 +316,7 @@ class Reply:
         return self._lease.fence if self._lease is not None else 0
 
     async def _produce(self) -> None:
-        history = await self._history()
+        history = self._history()
         # The model is asked while the store writes the exchange: the first token does not wait for the disk.
         self._written = asyncio.create_task(self._write_exchange())
         await self._generate(history)
@@ -333,10 +333,10 @@ class Reply:
                              "usage": self.receipt().usage()})
         self.end_code = "done"
 
-    async def _history(self) -> list[tuple[str, str]]:
-        """The conversation so far, ending with this message (read before this exchange is written)."""
-        earlier = [] if self.exchange.new_chat_title is not None else await self._store.list_messages(self.user_id, self.chat_id)
-        return [*self.exchange.context, *((m.role, m.content) for m in earlier), ("user", self.exchange.content)]
+    def _history(self) -> list[tuple[str, str]]:
+        """The conversation so far, ending with this message: the history the route fitted to the model's budget
+        (context/reader.py) when it accepted the message."""
+        return [*self.exchange.context, ("user", self.exchange.content)]
 
     async def _write_exchange(self) -> None:
         async with self._ownership.chat_order(self.chat_id):
@@ -534,7 +534,8 @@ class StoredReply:
             self.events: list[Event] = []
         elif last_event_id == 0:
             self.events = [
-                make_event(1, "meta", meta_data(message.id, message.chat_id, trace_id, message.model)),
+                make_event(1, "meta", meta_data(message.id, message.chat_id, trace_id, message.model,
+                                                message.context_messages)),
                 make_event(2, "delta", {"agent": "assistant", "text": message.content}),
                 final,
             ]

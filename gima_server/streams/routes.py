@@ -13,6 +13,8 @@ from ..admission import Priority
 from ..agents.models import UnknownModel
 from ..agents.sampling import SAMPLING_KEYS, SamplingError, check_sampling
 from ..auth.sessions import Principal, require_user
+from ..context.reader import fitted
+from ..context.window import TooLarge
 from ..errors import ApiError, invalid, not_found
 from ..idempotency import fingerprint
 from ..ids import body_id, idempotency_key, new_id, path_id
@@ -123,15 +125,20 @@ async def begin_reply(
 
 
 async def start_reply(
-    request: web.Request, principal: Principal, exchange: Exchange, message_exists: bool, key: str | None, print_: str
+    request: web.Request, principal: Principal, exchange: Exchange, message_exists: bool, key: str | None, print_: str,
+    *, all_context: bool = False,
 ) -> tuple[EventSource, StartOutcome]:
-    """Start the reply to an exchange, or join the one an identical request started; every dialect's way in."""
+    """Start the reply to an exchange, or join the one an identical request started; every dialect's way in.
+
+    all_context: the caller's own messages must all reach the model (OpenAI's contract: too many is a 400), where
+    other clients' history is trimmed to the model's budget."""
     registry = request.app[appkeys.REGISTRY]
     trace_id = request_trace_id(request)
     start = StartRequest(exchange, reply_session(principal), trace_id, key, print_)
     if await registry.attaches(start):
         outcome = await registry.start(start, message_exists=message_exists)  # a replay or double send: free
     else:
+        start = replace(start, exchange=await _fitted(request, exchange, all_context))
         outcome = await _start_new_reply(request, start, message_exists, chat_charge(principal))
     if outcome.reply is not None:
         return outcome.reply, outcome
@@ -144,6 +151,18 @@ async def start_reply(
             raise
         raise ApiError(409, "conflict", "this request is still being processed; retry shortly", retry_after_s=1.0) from None
     return source, outcome
+
+
+async def _fitted(request: web.Request, exchange: Exchange, all_context: bool) -> Exchange:
+    """The exchange with the history that fits its model (ADR 22); 400 before anything is charged or stored when even
+    the current message does not."""
+    app = request.app
+    budget = app[appkeys.MODELS].budget(exchange.model, exchange.options)
+    try:
+        return await fitted(app[appkeys.STORE], exchange, budget, strict=all_context)
+    except TooLarge as exc:
+        code = "context_length_exceeded" if all_context else "payload_too_large"
+        raise ApiError(400, code, str(exc)) from None
 
 
 def reply_session(principal: Principal) -> str:

@@ -501,3 +501,30 @@ async def test_a_users_vectors_go_with_their_messages(store: Store) -> None:
     assert [key for key, _ in await store.user_vectors(alice, "m")] == ["u1-c2"]
     assert await store.delete_user(alice)
     assert await store.user_vectors(alice, "m") == []
+
+
+async def test_recent_messages_page_newest_first_in_send_order_and_stay_private(store: Store) -> None:
+    alice, bob = await _user(store, "a@example.com"), await _user(store, "b@example.com")
+    await store.begin_exchange(_exchange(alice, "c1", 1, new=True))
+    await store.begin_exchange(_exchange(alice, "c1", 3))
+    await store.begin_exchange(_exchange(alice, "c1", 2))  # sent before 3, stored after it
+    await store.begin_exchange(_exchange(alice, "c2", 4, new=True))  # another chat: never in c1's pages
+    newest = ["a3-c1", "u3-c1", "a2-c1", "u2-c1", "a1-c1", "u1-c1"]
+    assert [m.id for m in await store.recent_messages(alice, "c1", 10)] == newest
+    first = await store.recent_messages(alice, "c1", 4)
+    assert [m.id for m in first] == newest[:4]
+    assert [m.id for m in await store.recent_messages(alice, "c1", 4, first[-1].id)] == newest[4:]
+    assert await store.recent_messages(alice, "c1", 4, "u1-c1") == []
+    assert await store.recent_messages(bob, "c1", 10) == []
+    assert await store.recent_messages(alice, "c1", 10, "u4-c2") == []  # a cursor from another chat finds nothing
+
+
+async def test_the_reply_records_how_many_earlier_messages_its_request_carried(store: Store) -> None:
+    user_id = await _user(store)
+    await store.begin_exchange(Exchange(user_id, "c1", "t", "u1", "a1", "q", 1.0, context_messages=12))
+    reply = await store.get_message(user_id, "a1")
+    assert reply is not None and reply.context_messages == 12 and reply.public()["contextMessages"] == 12
+    question = await store.get_message(user_id, "u1")
+    assert question is not None and question.context_messages is None and "contextMessages" not in question.public()
+    await store.finish_reply("a1", "text", "complete", "stop", 5)
+    assert (await store.recent_messages(user_id, "c1", 1))[0].context_messages == 12

@@ -157,7 +157,8 @@ async def test_the_websocket_and_the_ai_sdk_body_choose_a_model_too(
         "messages": [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "from useChat"}]}]})
     parts = [json.loads(line[6:]) for line in (await resp.text()).splitlines()
              if line.startswith("data: {")]
-    assert parts[0] == {"type": "start", "messageId": parts[0]["messageId"], "messageMetadata": {"model": "local"}}
+    assert parts[0] == {"type": "start", "messageId": parts[0]["messageId"],
+                        "messageMetadata": {"model": "local", "contextMessages": 0}}
     assert parts[-1]["type"] == "finish" and len(fast.requests) == 0  # the demo answered, not the default
 
 
