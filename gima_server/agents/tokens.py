@@ -58,7 +58,7 @@ def estimate_tokens(text: str) -> int:
 
 # Estimating is ~0.5 ms per KB of text; a chat's next reply sends mostly the messages its last one sent, so each
 # text's count is kept under (hash, length) rather than the text itself (lru_cache would hold every message alive).
-_CACHE_MIN_CHARS = 64
+_CACHE_MIN_CHARS = 24
 _CACHE_ENTRIES = 32_768
 _counted: dict[tuple[int, int], int] = {}
 

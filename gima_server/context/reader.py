@@ -9,8 +9,8 @@ from ..agents.tokens import message_tokens
 from ..store.base import Exchange, Store
 from .window import Budget, TooLarge, Window, stored_turn
 
-FIRST_PAGE = 32  # most budgets fill within a few dozen messages; longer windows read on in bigger pages
-NEXT_PAGE = 256
+FIRST_PAGE = 32  # most budgets fill within a few dozen messages
+MAX_PAGE = 512
 
 
 async def fitted(store: Store, exchange: Exchange, budget: Budget, *, strict: bool = False) -> Exchange:
@@ -44,4 +44,5 @@ async def _offer_stored(store: Store, exchange: Exchange, window: Window) -> Non
                 return
         if len(page) < limit:
             return
-        before, limit = page[-1].id, NEXT_PAGE
+        # The next page holds what the room left would take at the average size so far, and a quarter more.
+        before, limit = page[-1].id, min(MAX_PAGE, max(8, window.rows_to_fill() * 5 // 4))

@@ -77,8 +77,17 @@ class Window:
         if fixed > budget.for_messages:
             raise TooLarge(fixed + budget.output_tokens + budget.instructions_tokens, budget.context_tokens)
         self._left = budget.for_messages - fixed
+        self._room = self._left  # for earlier messages
         self._newest_first: list[Turn] = []
         self.full = False
+
+    def rows_to_fill(self) -> int:
+        """About how many more messages would fill the window, at the average cost of those taken so far."""
+        taken = len(self._newest_first)
+        if not taken:
+            return 0
+        average = max(1.0, (self._room - self._left) / taken)
+        return int(self._left / average) + 1
 
     def offer(self, turn: Turn) -> bool:
         """Take the next older turn if it fits whole; False once the window is full (offer nothing more)."""

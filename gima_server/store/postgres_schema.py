@@ -142,8 +142,9 @@ STEPS = (
     Step(3, "a queue of finished messages not yet in the search index", _UNINDEXED),
     Step(4, "the model that answered each reply", ("ALTER TABLE messages ADD COLUMN model text",)),
     Step(5, "vectors of finished messages for semantic search", _VECTORS),
-    Step(6, "how many earlier messages each reply's request carried",
-         ("ALTER TABLE messages ADD COLUMN context_messages integer",)),
+    Step(6, "how many earlier messages each reply's request carried; a chat's last number by index",
+         ("ALTER TABLE messages ADD COLUMN context_messages integer",
+          "CREATE INDEX messages_by_chat_seq ON messages(chat_id, seq)")),
 )
 LATEST = STEPS[-1].number
 

@@ -161,6 +161,8 @@ def _vectors(conn: sqlite3.Connection) -> None:
 def _context_column(conn: sqlite3.Connection) -> None:
     if "context_messages" not in {row[1] for row in conn.execute("PRAGMA table_info(messages)")}:
         conn.execute("ALTER TABLE messages ADD COLUMN context_messages INTEGER")
+    # An exchange takes the chat's next numbers: MAX(seq) from an index, not a walk over a long chat's every row.
+    conn.execute("CREATE INDEX IF NOT EXISTS messages_by_chat_seq ON messages(chat_id, seq)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +177,7 @@ STEPS = (
     Step(2, "the full-text search index of finished messages", _search_index),
     Step(3, "the model that answered each reply", _model_column),
     Step(4, "vectors of finished messages for semantic search", _vectors),
-    Step(5, "how many earlier messages each reply's request carried", _context_column),
+    Step(5, "how many earlier messages each reply's request carried; a chat's last number by index", _context_column),
 )
 LATEST = STEPS[-1].number
 

@@ -102,7 +102,7 @@ async def test_a_reply_in_a_chat_of_two_thousand_turns_reads_a_bounded_page_and_
     expected = [c for n in range(oldest, 1_000) for c in (f"question {n}", f"answer {n}")]
     assert [m["content"].split(":")[0] for m in sent[:-1]] == expected
     assert store.rows_read["list_messages"] == 0
-    assert store.rows_read["recent_messages"] <= earlier + 256  # what fitted, and at most one page more
+    assert store.rows_read["recent_messages"] <= earlier * 1.3 + 8  # what fitted, and a little more
     meta = events[0]
     assert meta.name == "meta" and meta.data["contextMessages"] == earlier
     stored = await alice.messages(chat_id)

@@ -119,3 +119,14 @@ kind = "demo"
     assert models.budget("anthropicish", {}).context_tokens == 8_192  # the kind's default
     single = make_models(Settings(data_dir=str(tmp_path), context_tokens=1_000))
     assert single.budget(single.default, {}).context_tokens == 1_000
+
+
+def test_the_next_page_asks_for_about_what_the_room_left_would_hold() -> None:
+    window = Window(Budget(1_000, 0), [], "now")
+    assert window.rows_to_fill() == 0  # nothing taken yet: no average to go by
+    each = ("user", "x " * 40)
+    for _ in range(5):
+        assert window.offer(each)
+    cost = message_tokens(each[1])
+    left = 1_000 - message_tokens("now") - 5 * cost
+    assert window.rows_to_fill() == left // cost + 1
