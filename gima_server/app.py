@@ -65,6 +65,9 @@ from .streams.repair import OrphanRepair
 from .streams.reply import ReplyLimits
 from .streams.sources import ReplySources
 from .streams.wakeups import Wakeups
+from .webhooks.endpoints import sync_configured_endpoint
+from .webhooks.model import retry_schedule
+from .webhooks.sender import WebhookSender
 
 log = logging.getLogger("gima.app")
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -404,6 +407,20 @@ async def _semantic_context(app: web.Application) -> AsyncIterator[None]:
     await stop_tasks([task])
 
 
+async def _webhooks_context(app: web.Application) -> AsyncIterator[None]:
+    """The configured endpoint (GIMA_WEBHOOK_URL) kept in the store, and this process's delivery loop."""
+    settings, store = app[appkeys.SETTINGS], app[appkeys.STORE]
+    try:
+        await sync_configured_endpoint(store, settings)
+    except Exception as exc:  # the store is away at start: deliveries wait in it all the same
+        log.warning("the configured webhook endpoint could not be saved (%s)", type(exc).__name__)
+    sender = WebhookSender(store, retry_schedule(settings.webhook_retry_schedule), settings.webhook_timeout_s,
+                           settings.webhook_poll_s, app[appkeys.METRICS])
+    task = asyncio.create_task(sender.run_forever())
+    yield
+    await stop_tasks([task])
+
+
 async def _guest_expiry_context(app: web.Application) -> AsyncIterator[None]:
     """Guests' data is deleted GIMA_GUEST_TTL_S after the guest was made (swept every quarter of that)."""
     settings, store = app[appkeys.SETTINGS], app[appkeys.STORE]
@@ -444,6 +461,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     if uses_key_ring:
         app.cleanup_ctx.append(_keyring_context(settings.key_ring_reload_s))
     app.cleanup_ctx.append(_store_context(store))
+    app.cleanup_ctx.append(_webhooks_context)
     app.cleanup_ctx.append(_agent_context(agent))
     app.cleanup_ctx.append(_redis_context)
     app.cleanup_ctx.append(_limits_context)

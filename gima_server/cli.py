@@ -21,6 +21,8 @@ from aiohttp.web_exceptions import NotAppKeyWarning
 from .config import ConfigError, Settings
 from .observability.logs import configure_logging
 from .store.base import SchemaError, StoreUnavailable
+from .webhooks.cli import add_parser as webhooks_parser
+from .webhooks.cli import webhooks_command
 
 if TYPE_CHECKING:
     from .store.base import Store, User
@@ -55,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="go on with an interrupted copy into a destination that holds part of it")
     copy.add_argument("--batch-rows", type=int, default=500, choices=range(1, 10_001), metavar="1..10000",
                       help="rows per committed batch (default 500)")
+    webhooks_parser(sub)
     check = sub.add_parser("check-config", help="validate the configuration and exit")
     check.add_argument("--probe", action="store_true", help="also try the store, Redis and each upstream once")
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
@@ -412,6 +415,8 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         return 0 if all(answered for _, answered, _ in results) else 1
     if args.command == "user":
         return asyncio.run(_user_command(settings, args))
+    if args.command == "webhooks":
+        return asyncio.run(webhooks_command(settings, args))
     if args.command == "keys" and (args.keys_command in ("create", "revoke") or getattr(args, "user", None)):
         return asyncio.run(_api_key_command(settings, args))
     if args.command == "keys":

@@ -84,6 +84,11 @@ class Settings:
     admission_queue: int = 256
     admission_wait_s: float = 10.0
     reply_token_estimate: int = 500
+    webhook_url: str = ""  # one endpoint from the configuration (more: `gima-server webhooks add`)
+    webhook_secret: str = field(default="", repr=False)
+    webhook_retry_schedule: str = "5,300,1800,7200,18000"  # seconds before each retry (with ±20 % jitter)
+    webhook_timeout_s: float = 10.0
+    webhook_poll_s: float = 1.0  # how often each process looks for due deliveries
     context_tokens: int = 0  # the history budget without an agents file (0: the agent kind's default; ADR 22)
     redis_timeout_s: float = 0.25
     redis_max_connections: int = 200
@@ -165,12 +170,29 @@ class Settings:
         settings.validate()
         return settings
 
+    def _validate_webhooks(self) -> None:
+        from .webhooks.model import WebhookError, checked_secret, checked_url, retry_schedule
+
+        for name, check, value in (("webhook_retry_schedule", retry_schedule, self.webhook_retry_schedule),
+                                   ("webhook_url", checked_url, self.webhook_url),
+                                   ("webhook_secret", checked_secret, self.webhook_secret)):
+            if value or name == "webhook_retry_schedule":
+                try:
+                    check(value)
+                except WebhookError as exc:
+                    shown = "" if name == "webhook_secret" else f", got {value!r}"
+                    raise ConfigError(f"GIMA_{name.upper()} {exc}{shown}") from None
+        if bool(self.webhook_url) != bool(self.webhook_secret):
+            raise ConfigError("GIMA_WEBHOOK_URL and GIMA_WEBHOOK_SECRET go together (make a secret with "
+                              "`gima-server webhooks add` or any whsec_ value of 16+ random bytes)")
+
     def validate(self) -> None:
         for name, check, why in _CHECKS:
             if not check(getattr(self, name)):
                 raise ConfigError(f"GIMA_{name.upper()} {why}, got {str(getattr(self, name))!r}")
         if self.store_url and not self.store_url.startswith(STORE_SCHEMES):
             raise ConfigError("GIMA_STORE_URL: must start with sqlite:///, postgresql:// or mongodb://")
+        self._validate_webhooks()
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("GIMA_REDIS_URL: must start with redis://, rediss:// or unix://")
         if self.redis_mode not in ("single", "sentinel", "cluster"):
@@ -330,6 +352,8 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("admission_wait_s", _non_negative, "must be >= 0"),
     ("reply_token_estimate", _non_negative, "must be >= 0"),
     ("context_tokens", _non_negative, "must be >= 0"),
+    ("webhook_timeout_s", _positive, "must be > 0"),
+    ("webhook_poll_s", _positive, "must be > 0"),
     ("redis_timeout_s", _positive, "must be > 0"),
     ("redis_max_connections", lambda n: n >= 4, "must be >= 4"),
     ("upstream_connect_timeout_s", _positive, "must be > 0"),

@@ -17,6 +17,7 @@ _SECRETS = re.compile(
     r"|(gima_session=)[^;\s'\"]+"
     r"|eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"
     r"|(\"password\"\s*:\s*\")[^\"]*"
+    r"|whsec_[A-Za-z0-9+/=]{8,}"
 )
 _REDACTED_LOGGERS = ("aiohttp.server", "aiohttp.access", "aiohttp.web", "aiohttp.internal", "aiohttp.client")
 

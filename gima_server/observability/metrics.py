@@ -32,6 +32,8 @@ class Metrics:
             registry=r, buckets=_LATENCY_BUCKETS,
         )
         self.replies_started = Counter("gima_replies_started_total", "Replies started", registry=r)
+        self.webhook_tries = Counter("gima_webhook_tries_total", "Webhook delivery tries, by event type and result"
+                                     " (delivered, retrying, given_up)", ["type", "result"], registry=r)
         self.resumes = Counter("gima_sse_resumes_total", "Subscriptions that resumed with a Last-Event-ID", registry=r)
         self.subscribers = Gauge("gima_sse_subscribers", "Open SSE subscribers", registry=r)
         self.events_sent = Counter("gima_sse_events_sent_total", "Events written to subscribers", registry=r)

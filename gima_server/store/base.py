@@ -9,6 +9,7 @@ from ..apikeys.store import ApiKeyStore
 from ..errors import ApiError
 from ..migration.store import MigrationStore
 from ..streams.snapshot import agents_of
+from ..webhooks.model import WebhookStore
 
 
 class DuplicateError(Exception):
@@ -39,6 +40,10 @@ class User:
 
     def public(self) -> dict[str, object]:
         return {"id": self.id, "email": self.email, "name": self.name, "roles": list(self.roles)}
+
+    def webhook_data(self) -> dict[str, object]:
+        """What a user.created webhook says of the user (never the password hash)."""
+        return {"userId": self.id, "email": self.email, "roles": list(self.roles), "createdAt": self.created_at}
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +155,7 @@ class Exchange:
     context_messages: int | None = None  # how many earlier messages go with it (the reply's row records it)
 
 
-class Store(MigrationStore, ApiKeyStore, Protocol):
+class Store(MigrationStore, ApiKeyStore, WebhookStore, Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def ping(self) -> None: ...
@@ -208,10 +213,12 @@ class Store(MigrationStore, ApiKeyStore, Protocol):
         receipt: Receipt | None = None,
         sections: Sequence[tuple[str, int]] = (),
         model: str | None = None,
+        webhook: tuple[str, str] | None = None,
     ) -> bool:
         """Write the final text, status, the upstream's (input, output) token usage, the agents' sections, the model
         that answered (None: keep the one begin_exchange wrote) and, for a stopped reply, its receipt; False (nothing
-        written) when a newer producer owns the reply."""
+        written) when a newer producer owns the reply. webhook: (event type, body) queued for every endpoint that
+        takes the type, in the same transaction."""
         ...
 
     async def search_messages(self, user_id: str, terms: Sequence[str], limit: int, offset: int) -> list[SearchHit]:

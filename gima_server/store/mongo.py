@@ -19,7 +19,9 @@ from pymongo.errors import DuplicateKeyError
 
 from ..apikeys.model import ApiKey
 from ..migration.model import ImportedConversation, MigrationJob, message_times
+from ..webhooks.model import event_body, reply_event
 from .base import AuthSession, Chat, DuplicateError, Exchange, Message, Receipt, SchemaError, SearchHit, User
+from .mongo_webhooks import MongoWebhooksMixin
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +73,12 @@ def _message(d: dict[str, Any]) -> Message:
                    d.get("context_messages"))
 
 
-MONGO_STEPS = ((1, "collections' indexes, as made at every start before numbered steps"),)
+MONGO_STEPS = ((1, "collections' indexes, as made at every start before numbered steps"),
+               (2, "outgoing webhooks: the deliveries' indexes"))
 MONGO_LATEST = MONGO_STEPS[-1][0]
 
 
-class MongoStore:
+class MongoStore(MongoWebhooksMixin):
     def __init__(self, url: str, pool: MongoPool = MongoPool(), database: str | None = None) -> None:
         self._client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             url,
@@ -112,6 +115,9 @@ class MongoStore:
             await self._db.schema.update_one({"_id": "version"}, {"$max": {"version": number}}, upsert=True)
 
     async def _step(self, number: int) -> None:
+        if number == 2:
+            await self._webhook_indexes()
+            return
         if number != 1:
             raise SchemaError(f"no MongoDB schema step {number}")
         db = self._db
@@ -142,7 +148,10 @@ class MongoStore:
             await self._db.users.insert_one(doc)
         except DuplicateKeyError as exc:
             raise DuplicateError(email) from exc
-        return _user(doc)
+        user = _user(doc)
+        await self._fan_out("user.created", event_body("user.created", user.webhook_data(), user.created_at),
+                            user.created_at)
+        return user
 
     async def get_user(self, user_id: str) -> User | None:
         doc = await self._db.users.find_one({"_id": user_id})
@@ -185,7 +194,11 @@ class MongoStore:
         return len(ids)
 
     async def delete_user(self, user_id: str) -> bool:
-        return await self._delete_users([user_id]) > 0
+        if not await self._delete_users([user_id]):
+            return False
+        now = time.time()
+        await self._fan_out("user.deleted", event_body("user.deleted", {"userId": user_id}, now), now)
+        return True
 
     async def _delete_users(self, ids: list[str]) -> int:
         """Their data first, the accounts last: a failure half-way leaves accounts that can be deleted again."""
@@ -336,6 +349,7 @@ class MongoStore:
         receipt: Receipt | None = None,
         sections: Sequence[tuple[str, int]] = (),
         model: str | None = None,
+        webhook: tuple[str, str] | None = None,
     ) -> bool:
         update: dict[str, Any] = {
                   "content": content, "status": status, "finish_reason": finish_reason, "event_count": event_count,
@@ -345,6 +359,8 @@ class MongoStore:
         if model is not None:
             update["model"] = model
         result = await self._db.messages.update_one({"_id": message_id, "fence": {"$lte": fence}}, {"$set": update})
+        if result.matched_count > 0 and webhook is not None:
+            await self._fan_out(webhook[0], webhook[1], time.time())
         return result.matched_count > 0
 
     # Semantic search: a message keeps its vectors in its own document (deleted with it), one field per model.
@@ -397,8 +413,13 @@ class MongoStore:
         update: dict[str, Any] = {"status": "error", "finish_reason": "interrupted", "event_count": event_count}
         if content is not None:
             update["content"] = content
-        result = await self._db.messages.update_one({"_id": message_id, "status": "streaming"}, {"$set": update})
-        return result.modified_count > 0
+        doc = await self._db.messages.find_one_and_update({"_id": message_id, "status": "streaming"}, {"$set": update})
+        if doc is None:
+            return False
+        now = time.time()
+        await self._fan_out(*reply_event(message_id, doc["chat_id"], doc["user_id"], doc.get("model"), "error",
+                                         "interrupted", None, now), now)
+        return True
 
     # migration
     async def create_migration_job(self, job: MigrationJob) -> None:

@@ -18,6 +18,7 @@ import asyncpg
 
 from ..apikeys.model import ApiKey
 from ..streams.snapshot import decode_sections, encode_sections
+from ..webhooks.model import event_body, reply_event
 from . import postgres_schema
 from .base import AuthSession, Chat, DuplicateError, Exchange, Message, Receipt, SearchHit, StoreUnavailable, User
 from .postgres_batch import CheckpointBatcher, LookupBatcher
@@ -25,6 +26,7 @@ from .postgres_migration import PostgresMigrationMixin
 from .postgres_rows import PostgresRowsMixin
 from .postgres_text import fold, storable
 from .postgres_vectors import PostgresVectorsMixin
+from .postgres_webhooks import PostgresWebhooksMixin, fan_out
 from .sqlite_util import new_id as _new_id
 
 T = TypeVar("T")
@@ -100,6 +102,21 @@ FROM chat, last, (VALUES ($1, 'user', $5, 'complete', 1, NULL::tsvector, NULL::t
                  AS m(id, role, content, status, step, search, model, context)
 """
 
+# One statement, one round trip, as before webhooks: the final write, and (when $12, a webhook event type, is set)
+# a delivery per endpoint that takes it, only if the write happened.
+_FINISH_SQL = """
+WITH done AS (
+    UPDATE messages SET content = $1, status = $2, finish_reason = $3, event_count = $4, fence = $5, input_tokens = $6,
+        output_tokens = $7, receipt = $8, sections = $9, search = NULL, model = COALESCE($11, model)
+    WHERE id = $10 AND fence <= $5 RETURNING id
+), queued AS (
+    INSERT INTO webhook_deliveries (id, endpoint_id, type, body, created_at, next_at)
+    SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.id, $12::text, $13::text, $14, $14
+    FROM webhook_endpoints e, done WHERE $12::text IS NOT NULL AND strpos(e.events, ',' || $12::text || ',') > 0
+)
+SELECT count(*) FROM done
+"""
+
 _MESSAGE_COLUMNS = ("id, chat_id, user_id, role, content, status, created_at, finish_reason, event_count, input_tokens,"
                     " output_tokens, receipt, sections, model, context_messages")
 
@@ -113,7 +130,7 @@ def _message(r: asyncpg.Record) -> Message:
     )
 
 
-class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin, PostgresVectorsMixin):
+class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin, PostgresVectorsMixin, PostgresWebhooksMixin):
     def __init__(self, url: str, pool: PostgresPool = PostgresPool()) -> None:
         self._url = url
         self._limits = pool
@@ -220,10 +237,15 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin, PostgresVectorsMi
     # users
     async def create_user(self, email: str, password_hash: str, name: str, roles: Sequence[str]) -> User:
         user = User(_new_id(), email, name, password_hash, tuple(roles), time.time())
-        try:
-            await self._execute(
+        async def insert(conn: asyncpg.Connection) -> None:
+            await conn.execute(
                 "INSERT INTO users (id, email, name, password_hash, roles, created_at) VALUES ($1,$2,$3,$4,$5,$6)",
                 user.id, email, name, password_hash, list(roles), user.created_at)
+            await fan_out(conn, "user.created", event_body("user.created", user.webhook_data(), user.created_at),
+                          user.created_at)
+
+        try:
+            await self._in_transaction(insert)
         except asyncpg.exceptions.UniqueViolationError as exc:
             raise DuplicateError(email) from exc
         return user
@@ -277,7 +299,14 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin, PostgresVectorsMi
         return await self._in_transaction(delete)
 
     async def delete_user(self, user_id: str) -> bool:
-        return await self._in_transaction(lambda conn: _delete_users(conn, [user_id])) > 0
+        async def delete(conn: asyncpg.Connection) -> bool:
+            if not await _delete_users(conn, [user_id]):
+                return False
+            now = time.time()
+            await fan_out(conn, "user.deleted", event_body("user.deleted", {"userId": user_id}, now), now)
+            return True
+
+        return await self._in_transaction(delete)
 
     async def list_sessions(self, user_id: str) -> list[AuthSession]:
         rows = await self._fetch("SELECT * FROM sessions WHERE user_id = $1 ORDER BY created_at DESC, id", user_id)
@@ -413,16 +442,16 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin, PostgresVectorsMi
         receipt: Receipt | None = None,
         sections: Sequence[tuple[str, int]] = (),
         model: str | None = None,
+        webhook: tuple[str, str] | None = None,
     ) -> bool:
         tokens_in, tokens_out = usage if usage is not None else (None, None)
         stopped = json.dumps(dataclasses.asdict(receipt)) if receipt is not None else None
         agents = encode_sections(sections) if sections else None
-        return await self._execute(
-            "UPDATE messages SET content = $1, status = $2, finish_reason = $3, event_count = $4, fence = $5,"
-            " input_tokens = $6, output_tokens = $7, receipt = $8, sections = $9, search = NULL,"
-            " model = COALESCE($11, model) WHERE id = $10 AND fence <= $5",
-            storable(content), status, finish_reason, event_count, fence, tokens_in, tokens_out, stopped, agents,
-            message_id, model) > 0
+        hook_type, hook_body = webhook if webhook is not None else (None, None)
+        finished = await self._call(lambda conn: conn.fetchval(
+            _FINISH_SQL, storable(content), status, finish_reason, event_count, fence, tokens_in, tokens_out, stopped,
+            agents, message_id, model, hook_type, hook_body, time.time()))
+        return bool(finished)
 
     async def index_pending(self, limit: int = 500) -> int:
         """Give up to `limit` finished messages their search words (the app calls it when not busy, and a search
@@ -462,9 +491,12 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin, PostgresVectorsMi
             if kept is None:
                 return False
             text = storable(content) if content is not None else kept
-            await conn.execute(
+            row = await conn.fetchrow(
                 "UPDATE messages SET status = 'error', finish_reason = 'interrupted', event_count = $1, content = $2,"
-                " search = NULL WHERE id = $3", event_count, text, message_id)
+                " search = NULL WHERE id = $3 RETURNING chat_id, user_id, model", event_count, text, message_id)
+            now = time.time()
+            await fan_out(conn, *reply_event(message_id, row["chat_id"], row["user_id"], row["model"], "error",
+                                             "interrupted", None, now), now)
             return True
 
         return await self._in_transaction(write)

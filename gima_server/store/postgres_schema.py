@@ -13,6 +13,7 @@ from typing import Any, Awaitable, Callable
 
 from .base import SchemaError
 from .postgres_text import fold
+from .postgres_webhooks import SCHEMA as _WEBHOOKS
 
 # Any constant of our own: the lock is the database's, shared by every process that opens it.
 _LOCK_KEY = 0x67696D61  # "gima"
@@ -145,6 +146,7 @@ STEPS = (
     Step(6, "how many earlier messages each reply's request carried; a chat's last number by index",
          ("ALTER TABLE messages ADD COLUMN context_messages integer",
           "CREATE INDEX messages_by_chat_seq ON messages(chat_id, seq)")),
+    Step(7, "outgoing webhooks: endpoints and their queued deliveries", _WEBHOOKS),
 )
 LATEST = STEPS[-1].number
 

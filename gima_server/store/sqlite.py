@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar, cast
 
 from ..apikeys.model import ApiKey
 from ..streams.snapshot import decode_sections, encode_sections
+from ..webhooks.model import event_body, reply_event
 from . import sqlite_schema
 from .base import AuthSession, Chat, DuplicateError, Exchange, Message, Receipt, StoreUnavailable, User
 from .sqlite_migration import SqliteMigrationMixin
@@ -23,6 +24,7 @@ from .sqlite_search import SqliteSearchMixin
 from .sqlite_util import new_id as _new_id
 from .sqlite_util import transaction as _transaction
 from .sqlite_vectors import SqliteVectorsMixin
+from .sqlite_webhooks import SqliteWebhooksMixin, fan_out
 
 T = TypeVar("T")
 
@@ -112,7 +114,7 @@ _OLDER_SQL = ("SELECT * FROM messages WHERE chat_id = ? AND user_id = ? AND (cre
               " LIMIT ?")
 
 
-class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin, SqliteVectorsMixin):
+class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin, SqliteVectorsMixin, SqliteWebhooksMixin):
     """Writes go through one connection on one thread (SQLite has one writer anyway); reads through a second,
     read-only connection on a thread of its own, so a request's lookups never queue behind replies' writes."""
 
@@ -237,10 +239,14 @@ class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin, Sqli
 
         def insert(conn: sqlite3.Connection) -> None:
             try:
-                conn.execute(
-                    "INSERT INTO users (id, email, name, password_hash, roles, created_at) VALUES (?,?,?,?,?,?)",
-                    (user.id, user.email, user.name, user.password_hash, json.dumps(list(user.roles)), user.created_at),
-                )
+                with _transaction(conn):
+                    conn.execute(
+                        "INSERT INTO users (id, email, name, password_hash, roles, created_at) VALUES (?,?,?,?,?,?)",
+                        (user.id, user.email, user.name, user.password_hash, json.dumps(list(user.roles)),
+                         user.created_at),
+                    )
+                    fan_out(conn, "user.created", event_body("user.created", user.webhook_data(), user.created_at),
+                            user.created_at)
             except sqlite3.IntegrityError as exc:
                 raise DuplicateError(email) from exc
 
@@ -313,7 +319,11 @@ class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin, Sqli
     async def delete_user(self, user_id: str) -> bool:
         def delete(conn: sqlite3.Connection) -> bool:
             with _transaction(conn):
-                return _delete_user_rows(conn, user_id)
+                deleted = _delete_user_rows(conn, user_id)
+                if deleted:
+                    now = time.time()
+                    fan_out(conn, "user.deleted", event_body("user.deleted", {"userId": user_id}, now), now)
+                return deleted
 
         return await self._run(delete)
 
@@ -478,19 +488,23 @@ class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin, Sqli
         receipt: Receipt | None = None,
         sections: Sequence[tuple[str, int]] = (),
         model: str | None = None,
+        webhook: tuple[str, str] | None = None,
     ) -> bool:
         tokens_in, tokens_out = usage if usage is not None else (None, None)
         stopped = json.dumps(dataclasses.asdict(receipt)) if receipt is not None else None
         agents = encode_sections(sections) if sections else None
 
         def write(conn: sqlite3.Connection) -> bool:
-            return conn.execute(
+            finished = conn.execute(
                 "UPDATE messages SET content = ?, status = ?, finish_reason = ?, event_count = ?, fence = ?,"
                 " input_tokens = ?, output_tokens = ?, receipt = ?, sections = ?, model = COALESCE(?, model)"
                 " WHERE id = ? AND fence <= ?",
                 (content, status, finish_reason, event_count, fence, tokens_in, tokens_out, stopped, agents, model,
                  message_id, fence),
             ).rowcount > 0
+            if finished and webhook is not None:
+                fan_out(conn, webhook[0], webhook[1], time.time())
+            return finished
 
         return await self._run_grouped(write)
 
@@ -504,10 +518,17 @@ class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin, Sqli
 
     async def interrupt_reply(self, message_id: str, content: str | None, event_count: int) -> bool:
         def write(conn: sqlite3.Connection) -> bool:
-            return conn.execute(
-                "UPDATE messages SET status = 'error', finish_reason = 'interrupted', event_count = ?,"
-                " content = COALESCE(?, content) WHERE id = ? AND status = 'streaming'",
-                (event_count, content, message_id),
-            ).rowcount > 0
+            with _transaction(conn):
+                row = conn.execute(
+                    "UPDATE messages SET status = 'error', finish_reason = 'interrupted', event_count = ?,"
+                    " content = COALESCE(?, content) WHERE id = ? AND status = 'streaming'"
+                    " RETURNING chat_id, user_id, model",
+                    (event_count, content, message_id),
+                ).fetchone()
+                if row is not None:
+                    now = time.time()
+                    fan_out(conn, *reply_event(message_id, row[0], row[1], row[2], "error", "interrupted", None, now),
+                            now)
+            return row is not None
 
         return await self._run(write)

@@ -165,6 +165,13 @@ def _context_column(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS messages_by_chat_seq ON messages(chat_id, seq)")
 
 
+def _webhooks(conn: sqlite3.Connection) -> None:
+    from .sqlite_webhooks import SCHEMA
+
+    for statement in SCHEMA:
+        conn.execute(statement)
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     number: int
@@ -178,6 +185,7 @@ STEPS = (
     Step(3, "the model that answered each reply", _model_column),
     Step(4, "vectors of finished messages for semantic search", _vectors),
     Step(5, "how many earlier messages each reply's request carried; a chat's last number by index", _context_column),
+    Step(6, "outgoing webhooks: endpoints and their queued deliveries", _webhooks),
 )
 LATEST = STEPS[-1].number
 

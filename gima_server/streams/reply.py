@@ -15,6 +15,7 @@ from ..background import stop_tasks
 from ..locks import Lease
 from ..observability.tracing import current_trace_id
 from ..store.base import Exchange, Message, Receipt, Store, StoreUnavailable
+from ..webhooks.model import reply_event
 from .checkpoint import Checkpointer
 from .events import TERMINAL_EVENTS, Event, delta_event, make_event, meta_data
 from .ownership import Busy, Ownership
@@ -327,7 +328,7 @@ class Reply:
         final_id = len(self.events) + 1
         if not await asyncio.shield(self._stored(lambda: self._store.finish_reply(
                 self.message_id, self.text, "complete", self.finish_reason, final_id, self._fence, self.usage,
-                sections=self.sections, model=self._moved_model()))):
+                sections=self.sections, model=self._moved_model(), webhook=self._webhook("complete", self.finish_reason)))):
             raise _Stale
         self.append("done", {"messageId": self.message_id, "content": self.text, "finishReason": self.finish_reason,
                              "usage": self.receipt().usage()})
@@ -450,7 +451,13 @@ class Reply:
         async with self._ownership.chat_order(self.chat_id):
             await self._store.begin_exchange(self.exchange)
         await self._store.finish_reply(self.message_id, "", status, code, len(self.events) + 1,
-                                       receipt=self._stop_receipt(code))
+                                       receipt=self._stop_receipt(code), webhook=self._webhook(status, code))
+
+    def _webhook(self, status: str, finish_reason: str) -> tuple[str, str]:
+        """The reply.* event its final write queues for webhook endpoints (the text goes only to those that opted
+        in, added when sent)."""
+        return reply_event(self.message_id, self.chat_id, self.user_id, self.model, status, finish_reason,
+                           self.receipt().usage(), time.time())
 
     def _moved_model(self) -> str | None:
         """The model to record at the end: None when the one begin_exchange wrote still answers."""
@@ -475,7 +482,7 @@ class Reply:
         try:
             await asyncio.shield(self._stored(lambda: self._store.finish_reply(
                 self.message_id, self.text, status, code, final_id, self._fence, self.usage, self._stop_receipt(code),
-                self.sections, self._moved_model())))
+                self.sections, self._moved_model(), self._webhook(status, code))))
         except Exception:
             log.exception("could not store the partial reply %s", self.message_id)
         error = self._error_data(code)

@@ -7,7 +7,9 @@ server; a database of its own per test). MongoDB joins when GIMA_TEST_MONGODB_UR
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import AsyncIterator
@@ -528,3 +530,67 @@ async def test_the_reply_records_how_many_earlier_messages_its_request_carried(s
     assert question is not None and question.context_messages is None and "contextMessages" not in question.public()
     await store.finish_reply("a1", "text", "complete", "stop", 5)
     assert (await store.recent_messages(user_id, "c1", 1))[0].context_messages == 12
+
+
+async def test_a_finished_reply_queues_a_delivery_for_each_endpoint_that_takes_its_type(store: Store) -> None:
+    from gima_server.webhooks.model import Endpoint, reply_event
+
+    now = time.time()
+    await store.save_webhook_endpoint(Endpoint("all", "http://a.example/hook", "whsec_" + "A" * 32, created_at=now))
+    await store.save_webhook_endpoint(Endpoint("failures", "http://b.example/hook", "whsec_" + "B" * 32,
+                                               ("reply.failed",), created_at=now + 1))
+    assert [e.id for e in await store.list_webhook_endpoints()] == ["all", "failures"]
+    user_id = await _user(store)  # user.created: to "all" only
+    await store.begin_exchange(_exchange(user_id, "c1", 1, new=True))
+    hook = reply_event("a1-c1", "c1", user_id, "m", "complete", "stop", None, now)
+    assert await store.finish_reply("a1-c1", "text", "complete", "stop", 5, webhook=hook)
+    assert not await store.finish_reply("a1-c1", "late", "complete", "stop", 5, fence=-1, webhook=hook)  # refused
+    queued = await store.list_webhook_deliveries("all", 10)
+    assert sorted(d.type for d in queued) == ["reply.completed", "user.created"]
+    assert await store.list_webhook_deliveries("failures", 10) == []
+    completed = next(d for d in queued if d.type == "reply.completed")
+    assert completed.body == hook[1] and completed.id.startswith("msg_") and completed.status == "pending"
+    await store.begin_exchange(_exchange(user_id, "c1", 2))
+    assert await store.interrupt_reply("a2-c1", None, 9)  # a reply whose process died: reply.failed to both
+    failed = await store.list_webhook_deliveries("failures", 10)
+    assert [d.type for d in failed] == ["reply.failed"]
+    assert json.loads(failed[0].body)["data"]["finishReason"] == "interrupted"
+    assert await store.delete_user(user_id)
+    assert [d.type for d in await store.list_webhook_deliveries("all", 10)].count("user.deleted") == 1
+
+
+async def test_deliveries_are_claimed_once_per_lease_and_record_each_try(store: Store) -> None:
+    from gima_server.webhooks.model import Endpoint
+
+    now = time.time()
+    await store.save_webhook_endpoint(Endpoint("e1", "http://a.example/hook", "whsec_" + "A" * 32, created_at=now))
+    await _user(store, "a@example.com")
+    await _user(store, "b@example.com")
+    claimed = await store.claim_webhook_deliveries(time.time(), 30, 10)
+    assert len(claimed) == 2 and {d.url for d in claimed} == {"http://a.example/hook"}
+    assert claimed[0].secret.startswith("whsec_")
+    assert await store.claim_webhook_deliveries(time.time(), 30, 10) == []  # held by the lease
+    first, second = claimed
+    await store.record_webhook_try(first.id, True, None, 200, None)
+    await store.record_webhook_try(second.id, False, time.time() - 1, 500, "HTTP 500")
+    again = await store.claim_webhook_deliveries(time.time(), 30, 10)
+    assert [d.id for d in again] == [second.id] and again[0].attempts == 1  # due again, the same id
+    await store.record_webhook_try(second.id, False, None, None, "timeout")  # given up
+    assert await store.claim_webhook_deliveries(time.time() + 3600, 30, 10) == []
+    states = {d.id: (d.status, d.attempts, d.last_status, d.last_error)
+              for d in await store.list_webhook_deliveries("e1", 10)}
+    assert states == {first.id: ("delivered", 1, 200, None), second.id: ("failed", 2, None, "timeout")}
+    assert await store.remove_webhook_endpoint("e1") and not await store.remove_webhook_endpoint("e1")
+    assert await store.list_webhook_deliveries("e1", 10) == []
+
+
+async def test_an_expired_lease_lets_another_process_claim_the_delivery(store: Store) -> None:
+    from gima_server.webhooks.model import Endpoint
+
+    await store.save_webhook_endpoint(Endpoint("e1", "http://a.example/hook", "whsec_" + "A" * 32, created_at=1.0))
+    await _user(store)
+    now = time.time()
+    held = await store.claim_webhook_deliveries(now, 5, 10)
+    assert len(held) == 1
+    assert await store.claim_webhook_deliveries(now + 4, 5, 10) == []
+    assert [d.id for d in await store.claim_webhook_deliveries(now + 6, 5, 10)] == [held[0].id]

@@ -1,0 +1,113 @@
+"""The delivery loop, one per process: claims due deliveries from the store (a lease, so that two processes never
+send the same one at once and a process that dies lets go), signs each with standardwebhooks, POSTs it with a
+timeout, and records the try: delivered, retried later by the schedule with jitter, or given up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any, Sequence
+
+import aiohttp
+from standardwebhooks.webhooks import Webhook
+
+from ..background import stop_tasks
+from ..observability.metrics import Metrics
+from ..store.base import Store
+from .model import Delivery, next_delay
+
+log = logging.getLogger("gima.webhooks")
+BATCH = 20
+MAX_IN_FLIGHT = 64  # tries at once per process
+MAX_ERROR_CHARS = 200
+
+
+class WebhookSender:
+    def __init__(self, store: Store, schedule: Sequence[float], timeout_s: float, poll_s: float,
+                 metrics: Metrics | None = None) -> None:
+        self._store = store
+        self._schedule = tuple(schedule)
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._lease_s = timeout_s * 2 + 5  # longer than any try: a held delivery is never sent twice at once
+        self._poll_s = poll_s
+        self._metrics = metrics
+        self._session: aiohttp.ClientSession | None = None
+
+    async def run_forever(self) -> None:
+        """Claim what is due whenever there is room, without waiting for tries in flight: a receiver that hangs
+        holds its own tries (up to the timeout), never the others'."""
+        self._session = aiohttp.ClientSession(timeout=self._timeout, headers={"User-Agent": "gima-server webhooks"})
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                room = MAX_IN_FLIGHT - len(in_flight)
+                claimed = 0
+                if room > 0:
+                    try:
+                        due = await self._store.claim_webhook_deliveries(time.time(), self._lease_s, min(BATCH, room))
+                    except Exception as exc:  # the store is away: try again at the next poll
+                        log.warning("webhook deliveries could not be claimed (%s)", type(exc).__name__)
+                        due = []
+                    for delivery in due:
+                        task = asyncio.create_task(self._try(delivery))
+                        in_flight.add(task)
+                        task.add_done_callback(in_flight.discard)
+                    claimed = len(due)
+                if claimed < BATCH:
+                    await asyncio.sleep(self._poll_s)
+        finally:
+            await stop_tasks(list(in_flight))  # shutting down: their leases run out and a later try takes them
+            await self._session.close()
+
+    async def _try(self, delivery: Delivery) -> None:
+        status: int | None = None
+        error: str | None = None
+        try:
+            body = await self._body(delivery)
+            status = await self._post(delivery, body)
+            if not 200 <= status < 300:
+                error = f"HTTP {status}"
+        except TimeoutError:
+            error = "timeout"
+        except aiohttp.ClientError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+        except Exception as exc:  # the store could not give the reply's text: a try that failed, retried later
+            log.warning("webhook delivery %s could not be prepared (%s)", delivery.id, type(exc).__name__)
+            error = f"not sent: {type(exc).__name__}"
+        delivered = error is None
+        next_at = None
+        if not delivered:
+            delay = next_delay(self._schedule, delivery.attempts + 1)
+            next_at = time.time() + delay if delay is not None else None
+            log.info("webhook delivery failed", extra={"delivery": delivery.id, "endpoint": delivery.endpoint_id,
+                                                       "error": error, "willRetry": next_at is not None})
+        if self._metrics is not None:
+            result = "delivered" if delivered else ("retrying" if next_at is not None else "given_up")
+            self._metrics.webhook_tries.labels(delivery.type, result).inc()
+        try:
+            await self._store.record_webhook_try(delivery.id, delivered, next_at, status, error)
+        except Exception as exc:  # unrecorded: the lease runs out and the delivery is tried again (same webhook-id)
+            log.warning("webhook delivery %s: its try could not be recorded (%s)", delivery.id, type(exc).__name__)
+
+    async def _body(self, delivery: Delivery) -> str:
+        """The queued body; with the reply's text for an endpoint that opted in (read now: it is final)."""
+        if not delivery.include_content or not delivery.type.startswith("reply."):
+            return delivery.body
+        event: dict[str, Any] = json.loads(delivery.body)
+        data = event["data"]
+        message = await self._store.get_message(data["userId"], data["messageId"])
+        data["content"] = message.content if message is not None else None
+        return json.dumps(event, separators=(",", ":"))
+
+    async def _post(self, delivery: Delivery, body: str) -> int:
+        assert self._session is not None
+        now = datetime.now(tz=UTC)
+        headers = {"webhook-id": delivery.id, "webhook-timestamp": str(int(now.timestamp())),
+                   "webhook-signature": Webhook(delivery.secret).sign(delivery.id, now, body),
+                   "Content-Type": "application/json"}
+        async with self._session.post(delivery.url, data=body.encode(), headers=headers, allow_redirects=False) as resp:
+            await resp.read()
+            return resp.status
