@@ -47,6 +47,7 @@ from .observability import routes as observability_routes
 from .observability.logs import install_secret_filter
 from .observability.metrics import Metrics
 from .observability.tracing import add_trace_header
+from .plans.budget import TokenBudget
 from .redis_client import connect
 from .security import add_security_headers
 from .semantic.service import SemanticSearch
@@ -153,6 +154,7 @@ async def _limits_context(app: web.Application) -> AsyncIterator[None]:
             timeout_s=settings.redis_timeout_s,
         )
         app[appkeys.IDEMPOTENCY] = RedisIdempotencyStore(redis, settings.idempotency_ttl_s)
+    app[appkeys.BUDGET] = TokenBudget(redis, timeout_s=settings.redis_timeout_s)
     tasks = [asyncio.create_task(monitor.run())]
     if redis is not None:
         tasks.append(asyncio.create_task(app[appkeys.LIMITER].probe_forever(redis.ping)))
@@ -449,6 +451,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
         middlewares=[gima_middleware(_cookie_storage(settings))],
     )
     app[appkeys.SETTINGS] = settings
+    app[appkeys.PLANS] = settings.plans()
     app[appkeys.METRICS] = Metrics()
     app[appkeys.SESSIONS] = SessionCache(settings.session_cache_s)
     app[appkeys.API_KEYS] = ApiKeyAuth(settings.session_cache_s)

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from .limits.limiter import Limiter
     from .migration.lane import MigrationLane
     from .observability.metrics import Metrics
+    from .plans.budget import TokenBudget
+    from .plans.catalog import PlanCatalog
     from .semantic.service import SemanticSearch
     from .store.base import Store
     from .streams.heartbeat import Heartbeat
@@ -46,6 +48,8 @@ HEARTBEAT: web.AppKey[Heartbeat] = web.AppKey("heartbeat")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 LIMITER: web.AppKey[Limiter] = web.AppKey("limiter")
 REDIS: web.AppKey[Redis | None] = web.AppKey("redis")
+PLANS: web.AppKey[PlanCatalog | None] = web.AppKey("plans")
+BUDGET: web.AppKey[TokenBudget] = web.AppKey("budget")
 ADMISSION: web.AppKey[AdmissionGate] = web.AppKey("admission")
 LOAD: web.AppKey[LoadMonitor] = web.AppKey("load")
 SESSIONS: web.AppKey[SessionCache] = web.AppKey("sessions")

@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     role.add_argument("email")
     role.add_argument("role", choices=ROLES[1:])
     role.add_argument("--revoke", action="store_true")
+    plan = user.add_parser("plan", help="put a user on a plan of GIMA_PLANS_FILE (\"default\": the file's default)")
+    plan.add_argument("email")
+    plan.add_argument("plan")
     keys = sub.add_parser("keys", help="the access-token signing keys in the data dir, and users' API keys").add_subparsers(
         dest="keys_command", required=True)
     listing = keys.add_parser("list", help="show the signing key ring (which key signs, which only verify), or with "
@@ -174,6 +177,8 @@ async def _user_command(settings: Settings, args: argparse.Namespace) -> int:
             return await _sessions_command(settings, store, user, args.revoke)
         if args.user_command == "delete":
             return await _delete_command(settings, store, user, args.yes)
+        if args.user_command == "plan":
+            return await _plan_command(settings, store, user, args.plan)
         roles = [r for r in user.roles if r != args.role] if args.revoke else [*user.roles, args.role]
         updated = await store.set_roles(user.id, list(dict.fromkeys(["user", *roles])))
         assert updated is not None
@@ -185,6 +190,21 @@ async def _user_command(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     finally:
         await store.close()
+
+
+async def _plan_command(settings: Settings, store: Store, user: User, plan: str) -> int:
+    catalog = settings.plans()
+    if catalog is None:
+        print("gima-server: no plans: set GIMA_PLANS_FILE", file=sys.stderr)
+        return 2
+    name = None if plan == "default" else plan
+    if name is not None and name not in catalog.plans:
+        print(f"gima-server: no plan {plan!r} in GIMA_PLANS_FILE (plans: {', '.join(catalog.plans)})", file=sys.stderr)
+        return 2
+    await store.set_plan(user.id, name, time.time())
+    shown = name or f"the default ({catalog.default or 'no plan'})"
+    print(f"{user.email} is now on {shown}; it applies within GIMA_SESSION_CACHE_S ({settings.session_cache_s:g} s)")
+    return 0
 
 
 async def _lookup(store: Store, email: str) -> User | None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 if TYPE_CHECKING:
     from .migration.model import BatchLimits
+    from .plans.catalog import PlanCatalog
 
 
 class ConfigError(ValueError):
@@ -84,6 +85,7 @@ class Settings:
     admission_queue: int = 256
     admission_wait_s: float = 10.0
     reply_token_estimate: int = 500
+    plans_file: str = ""  # GIMA_PLANS_FILE: plans with route quotas and a daily token budget (docs/api.md, Plans)
     webhook_url: str = ""  # one endpoint from the configuration (more: `gima-server webhooks add`)
     webhook_secret: str = field(default="", repr=False)
     webhook_retry_schedule: str = "5,300,1800,7200,18000"  # seconds before each retry (with ±20 % jitter)
@@ -193,6 +195,7 @@ class Settings:
         if self.store_url and not self.store_url.startswith(STORE_SCHEMES):
             raise ConfigError("GIMA_STORE_URL: must start with sqlite:///, postgresql:// or mongodb://")
         self._validate_webhooks()
+        self.plans()
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("GIMA_REDIS_URL: must start with redis://, rediss:// or unix://")
         if self.redis_mode not in ("single", "sentinel", "cluster"):
@@ -235,6 +238,17 @@ class Settings:
         for key in self.secret_keys:
             if len(key) < 32:
                 raise ConfigError("GIMA_SECRET_KEY: each key must be at least 32 characters")
+
+    def plans(self) -> PlanCatalog | None:
+        """The plans file's catalog (None without one); ConfigError listing every problem in it."""
+        if not self.plans_file:
+            return None
+        from .plans.catalog import PlansError, load_plans
+
+        try:
+            return load_plans(Path(self.plans_file))
+        except PlansError as exc:
+            raise ConfigError(str(exc)) from None
 
     def _validate_agents(self) -> None:
         """What `serve` would find when it builds the agent: the agents file (every problem in it), or the pipeline

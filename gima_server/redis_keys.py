@@ -56,3 +56,8 @@ def wake(process_id: str) -> str:
 
 
 CANCEL_CHANNEL = f"{PREFIX}cancel"
+
+
+def token_budget(user_id: str, day: str) -> str:
+    """A user's upstream tokens spent on one UTC day (YYYYMMDD); expires after the next day."""
+    return f"{PREFIX}budget:{{{user_id}}}:{day}"

@@ -143,6 +143,9 @@ async def me(request: web.Request) -> web.Response:
         "user": principal.user.public(),
         "canMigrate": settings.migration_enabled and "alpha" in principal.user.roles,
     }
+    plans = request.app[appkeys.PLANS]
+    if plans is not None:  # the plan and what is left of today's tokens
+        body["plan"] = await request.app[appkeys.BUDGET].status(principal.user.id, plans.of(principal.user.plan))
     if principal.via == "cookie":
         body["csrfToken"] = await csrf_token(request)
     return web.json_response(body, headers=_NO_STORE)

@@ -11,6 +11,7 @@ from typing import Awaitable, Callable
 from ..backing import SHARED_FAILURES
 from ..errors import ApiError
 from ..observability.metrics import Metrics
+from ..plans.catalog import Plan
 from .backends import MemoryBackend, RateLimitBackend
 from .gcra import Decision, Limit
 from .policy import BACKGROUND, FAIL_CLOSED, PRESSURE_COST_FACTOR, RatePolicy
@@ -59,11 +60,12 @@ class Limiter:
     def cost(self, limit_name: str, cost: float) -> float:
         return cost * PRESSURE_COST_FACTOR if limit_name in BACKGROUND and self._pressure() else cost
 
-    async def hit(self, limit_name: str, key: str, cost: float = 1.0) -> Decision | None:
-        """Take `cost` units or raise 429 (503 when a fail-closed limit cannot be checked). None: limits are off."""
+    async def hit(self, limit_name: str, key: str, cost: float = 1.0, plan: Plan | None = None) -> Decision | None:
+        """Take `cost` units or raise 429 (503 when a fail-closed limit cannot be checked). None: limits are off.
+        A user's plan may set its own quota for the class (the same bucket, at the plan's rate)."""
         if not self.policy.enabled:
             return None
-        limit = self.policy.limit(limit_name)
+        limit = (plan.limits.get(limit_name) if plan is not None else None) or self.policy.limit(limit_name)
         decision = await self._check(limit, key, self.cost(limit_name, cost))
         if not decision.allowed:
             self._metrics.rate_limited.labels(limit_name).inc()

@@ -38,7 +38,7 @@ def _new_id() -> str:
 
 
 def _user(d: dict[str, Any]) -> User:
-    return User(d["_id"], d["email"], d["name"], d["password_hash"], tuple(d["roles"]), d["created_at"])
+    return User(d["_id"], d["email"], d["name"], d["password_hash"], tuple(d["roles"]), d["created_at"], d.get("plan"))
 
 
 def _mongo_snippet(content: str, terms: Sequence[str], width: int = 80) -> str:
@@ -152,6 +152,12 @@ class MongoStore(MongoWebhooksMixin):
         await self._fan_out("user.created", event_body("user.created", user.webhook_data(), user.created_at),
                             user.created_at)
         return user
+
+    async def set_plan(self, user_id: str, plan: str | None, at: float) -> bool:
+        result = await self._db.users.update_one(
+            {"_id": user_id, "$or": [{"plan_at": None}, {"plan_at": {"$lte": at}}]},
+            {"$set": {"plan": plan, "plan_at": at}})
+        return result.matched_count > 0
 
     async def get_user(self, user_id: str) -> User | None:
         doc = await self._db.users.find_one({"_id": user_id})

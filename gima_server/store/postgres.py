@@ -63,7 +63,7 @@ class PostgresPool:
 
 
 def _user(r: asyncpg.Record) -> User:
-    return User(r["id"], r["email"], r["name"], r["password_hash"], tuple(r["roles"]), r["created_at"])
+    return User(r["id"], r["email"], r["name"], r["password_hash"], tuple(r["roles"]), r["created_at"], r["plan"])
 
 
 def _session(r: asyncpg.Record) -> AuthSession:
@@ -262,6 +262,10 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin, PostgresVectorsMi
         row = await self._call(lambda conn: conn.fetchrow("UPDATE users SET roles = $1 WHERE id = $2 RETURNING *",
                                                           list(roles), user_id))
         return _user(row) if row else None
+
+    async def set_plan(self, user_id: str, plan: str | None, at: float) -> bool:
+        return await self._execute("UPDATE users SET plan = $1, plan_at = $2 WHERE id = $3"
+                                   " AND (plan_at IS NULL OR plan_at <= $2)", plan, at, user_id) > 0
 
     # sessions
     async def create_session(self, user_id: str, ttl_s: float) -> AuthSession:

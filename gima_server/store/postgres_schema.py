@@ -147,6 +147,8 @@ STEPS = (
          ("ALTER TABLE messages ADD COLUMN context_messages integer",
           "CREATE INDEX messages_by_chat_seq ON messages(chat_id, seq)")),
     Step(7, "outgoing webhooks: endpoints and their queued deliveries", _WEBHOOKS),
+    Step(8, "each user's plan, and when it was set",
+         ("ALTER TABLE users ADD COLUMN plan text", "ALTER TABLE users ADD COLUMN plan_at double precision")),
 )
 LATEST = STEPS[-1].number
 

@@ -20,7 +20,7 @@ class Table:
 
 
 TABLES = (
-    Table("users", ("id",), ("id", "email", "name", "password_hash", "roles", "created_at")),
+    Table("users", ("id",), ("id", "email", "name", "password_hash", "roles", "created_at", "plan", "plan_at")),
     Table("sessions", ("id",), ("id", "user_id", "created_at", "expires_at", "revoked")),
     Table("api_keys", ("id",), ("id", "user_id", "name", "key_hash", "hint", "created_at", "last_used_at")),
     Table("chats", ("id",), ("id", "user_id", "title", "created_at", "updated_at")),

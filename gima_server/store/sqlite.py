@@ -77,7 +77,8 @@ def _in_one_transaction(
 
 
 def _user(row: sqlite3.Row) -> User:
-    return User(row["id"], row["email"], row["name"], row["password_hash"], tuple(json.loads(row["roles"])), row["created_at"])
+    return User(row["id"], row["email"], row["name"], row["password_hash"], tuple(json.loads(row["roles"])),
+                row["created_at"], row["plan"])
 
 
 def _delete_user_rows(conn: sqlite3.Connection, user_id: str) -> bool:
@@ -252,6 +253,12 @@ class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin, Sqli
 
         await self._run(insert)
         return user
+
+    async def set_plan(self, user_id: str, plan: str | None, at: float) -> bool:
+        changed: bool = await self._run(lambda c: c.execute(
+            "UPDATE users SET plan = ?, plan_at = ? WHERE id = ? AND (plan_at IS NULL OR plan_at <= ?)",
+            (plan, at, user_id, at)).rowcount > 0)
+        return changed
 
     async def _one(self, sql: str, args: tuple[Any, ...]) -> sqlite3.Row | None:
         """One row by its key: read on the loop thread, where it takes microseconds. On a busy loop a trip to the

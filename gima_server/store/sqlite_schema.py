@@ -172,6 +172,13 @@ def _webhooks(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _plans(conn: sqlite3.Connection) -> None:
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(users)")}
+    for column, kind in (("plan", "TEXT"), ("plan_at", "REAL")):
+        if column not in columns:
+            conn.execute(f"ALTER TABLE users ADD COLUMN {column} {kind}")
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     number: int
@@ -186,6 +193,7 @@ STEPS = (
     Step(4, "vectors of finished messages for semantic search", _vectors),
     Step(5, "how many earlier messages each reply's request carried; a chat's last number by index", _context_column),
     Step(6, "outgoing webhooks: endpoints and their queued deliveries", _webhooks),
+    Step(7, "each user's plan, and when it was set", _plans),
 )
 LATEST = STEPS[-1].number
 

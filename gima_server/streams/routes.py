@@ -19,6 +19,7 @@ from ..errors import ApiError, invalid, not_found
 from ..idempotency import fingerprint
 from ..ids import body_id, idempotency_key, new_id, path_id
 from ..observability.tracing import request_trace_id
+from ..plans.catalog import Plan
 from ..store.base import Exchange
 from ..validation import Field, read_json, whole_number
 from .registry import StartOutcome, StartRequest
@@ -139,7 +140,9 @@ async def start_reply(
         outcome = await registry.start(start, message_exists=message_exists)  # a replay or double send: free
     else:
         start = replace(start, exchange=await _fitted(request, exchange, all_context))
-        outcome = await _start_new_reply(request, start, message_exists, chat_charge(principal))
+        plans = request.app[appkeys.PLANS]
+        plan = plans.of(principal.user.plan) if plans is not None else None
+        outcome = await _start_new_reply(request, start, message_exists, chat_charge(principal), plan)
     if outcome.reply is not None:
         return outcome.reply, outcome
     # Claimed by an earlier identical request, maybe on another process: follow that reply from its start.
@@ -183,9 +186,10 @@ def chat_charge(principal: Principal) -> tuple[str, str]:
 
 
 async def _start_new_reply(
-    request: web.Request, start: StartRequest, message_exists: bool, charge: tuple[str, str]
+    request: web.Request, start: StartRequest, message_exists: bool, charge: tuple[str, str], plan: Plan | None = None,
 ) -> StartOutcome:
-    """New work: charge the chat bucket, reserve the token budget, take an admission slot, then start."""
+    """New work: the plan's daily budget checked, the chat bucket charged, the token rate reserved, an admission
+    slot taken, then start; once the reply ends its tokens are counted against the plan's day."""
     app = request.app
     if app[appkeys.REGISTRY].draining:
         raise ApiError(503, "shutting_down", "the server is shutting down", retry_after_s=5)
@@ -193,7 +197,9 @@ async def _start_new_reply(
     user_id = start.exchange.user_id
     bucket = f"user:{user_id}"
     estimate = app[appkeys.SETTINGS].reply_token_estimate
-    await limiter.hit(*charge)
+    budget = app[appkeys.BUDGET]
+    await budget.check(user_id, plan)
+    await limiter.hit(*charge, plan=plan)
     await limiter.hit("tokens", bucket, estimate)
     try:
         slot = await gate.acquire(user_id, Priority.CRITICAL)
@@ -210,6 +216,9 @@ async def _start_new_reply(
             metrics.fallbacks.labels(model, fallback_from, reason).inc()
         used = sum(reply.usage) if reply.usage is not None else reply.delta_count  # the upstream's count when it gives one
         await limiter.adjust("tokens", bucket, used - estimate)  # refunds what was not used
+        if plan is not None and plan.tokens_per_day is not None:
+            receipt = reply.receipt()  # the upstream's count, else the estimate (prompt and reply)
+            await budget.spend(user_id, receipt.input_tokens + receipt.output_tokens)
 
     try:
         outcome = await app[appkeys.REGISTRY].start(replace(start, finalizers=(settle,)), message_exists=message_exists)

@@ -594,3 +594,18 @@ async def test_an_expired_lease_lets_another_process_claim_the_delivery(store: S
     assert len(held) == 1
     assert await store.claim_webhook_deliveries(now + 4, 5, 10) == []
     assert [d.id for d in await store.claim_webhook_deliveries(now + 6, 5, 10)] == [held[0].id]
+
+
+async def test_a_plan_set_later_wins_over_one_set_earlier_whatever_the_order_they_arrive_in(store: Store) -> None:
+    user_id = await _user(store)
+    assert (await store.get_user(user_id)).plan is None  # type: ignore[union-attr]
+    assert await store.set_plan(user_id, "pro", 200.0)
+    assert not await store.set_plan(user_id, "free", 100.0)  # an older change, arriving late
+    assert (await store.get_user(user_id)).plan == "pro"  # type: ignore[union-attr]
+    assert await store.set_plan(user_id, None, 300.0)
+    assert (await store.get_user(user_id)).plan is None  # type: ignore[union-attr]
+    assert not await store.set_plan("no-such-user", "pro", 400.0)
+    session = await store.create_session(user_id, 60)
+    await store.set_plan(user_id, "pro", 500.0)
+    found = await store.get_session_user(session.id)
+    assert found is not None and found[1].plan == "pro"  # what every request's sign-in sees
