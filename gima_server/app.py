@@ -47,6 +47,7 @@ from .observability import routes as observability_routes
 from .observability.logs import install_secret_filter
 from .observability.metrics import Metrics
 from .observability.tracing import add_trace_header
+from .plans import stripe_routes
 from .plans.budget import TokenBudget
 from .redis_client import connect
 from .security import add_security_headers
@@ -494,6 +495,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     ws_routes.add_routes(app)
     observability_routes.add_routes(app)
     migration_routes.add_routes(app)
+    stripe_routes.add_routes(app)
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR, append_version=False)
     return app

@@ -86,6 +86,7 @@ class Settings:
     admission_wait_s: float = 10.0
     reply_token_estimate: int = 500
     plans_file: str = ""  # GIMA_PLANS_FILE: plans with route quotas and a daily token budget (docs/api.md, Plans)
+    stripe_webhook_secret: str = field(default="", repr=False)  # whsec_… of the Stripe endpoint; enables the route
     webhook_url: str = ""  # one endpoint from the configuration (more: `gima-server webhooks add`)
     webhook_secret: str = field(default="", repr=False)
     webhook_retry_schedule: str = "5,300,1800,7200,18000"  # seconds before each retry (with ±20 % jitter)
@@ -195,7 +196,8 @@ class Settings:
         if self.store_url and not self.store_url.startswith(STORE_SCHEMES):
             raise ConfigError("GIMA_STORE_URL: must start with sqlite:///, postgresql:// or mongodb://")
         self._validate_webhooks()
-        self.plans()
+        if self.plans() is None and self.stripe_webhook_secret:
+            raise ConfigError("GIMA_STRIPE_WEBHOOK_SECRET needs GIMA_PLANS_FILE (its [stripe.prices] map prices to plans)")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("GIMA_REDIS_URL: must start with redis://, rediss:// or unix://")
         if self.redis_mode not in ("single", "sentinel", "cluster"):

@@ -254,6 +254,13 @@ def _paths() -> dict[str, Any]:
                 "application/json": {"schema": {"type": "object", "required": ["id", "object", "choices"]}},
                 "text/event-stream": {"schema": _DIALECT_EVENT}}}}, body=openai_body, error=_OPENAI_ERROR)},
         "/ws": {"get": _op("WebSocket (upgrade)", {"101": {"description": "switching protocols"}})},
+        "/api/webhooks/stripe": {"post": _op(
+            "Stripe subscription events set users' plans (Stripe-Signature verified; 404 without "
+            "GIMA_STRIPE_WEBHOOK_SECRET)", {"200": _json({"type": "object", "required": ["received"], "properties": {
+                "received": {"type": "boolean"}, "handled": {"type": "boolean"}, "duplicate": {"type": "boolean"},
+                "plan": {"type": ["string", "null"]}}})},
+            body={"type": "object"}, public=True,
+            params=[{"name": "Stripe-Signature", "in": "header", "required": True, "schema": {"type": "string"}}])},
         "/api/migration/jobs": {"post": _op("start an import (alpha)", {"201": job}, body=object_schema(JOB_BODY))},
         "/api/migration/jobs/{jobId}": {"get": _op("an import's progress", {"200": job}, params=[job_id])},
         "/api/migration/jobs/{jobId}/batches/{seq}": {"put": _op("queue a batch of conversations", {"202": job},

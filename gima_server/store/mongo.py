@@ -153,6 +153,14 @@ class MongoStore(MongoWebhooksMixin):
                             user.created_at)
         return user
 
+    async def set_plan_from_event(self, event_id: str, user_id: str | None, plan: str | None, at: float) -> bool | None:
+        """The id first, then the plan (no transaction: a failure between the two loses that event's change)."""
+        try:
+            await self._db.stripe_events.insert_one({"_id": event_id, "received_at": time.time()})
+        except DuplicateKeyError:
+            return None
+        return user_id is not None and await self.set_plan(user_id, plan, at)
+
     async def set_plan(self, user_id: str, plan: str | None, at: float) -> bool:
         result = await self._db.users.update_one(
             {"_id": user_id, "$or": [{"plan_at": None}, {"plan_at": {"$lte": at}}]},

@@ -263,6 +263,20 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin, PostgresVectorsMi
                                                           list(roles), user_id))
         return _user(row) if row else None
 
+    async def set_plan_from_event(self, event_id: str, user_id: str | None, plan: str | None, at: float) -> bool | None:
+        async def write(conn: asyncpg.Connection) -> bool | None:
+            status = await conn.execute("INSERT INTO stripe_events (id, received_at) VALUES ($1, $2)"
+                                        " ON CONFLICT DO NOTHING", event_id, time.time())
+            if status.endswith(" 0"):
+                return None
+            if user_id is None:
+                return False
+            changed = await conn.execute("UPDATE users SET plan = $1, plan_at = $2 WHERE id = $3"
+                                         " AND (plan_at IS NULL OR plan_at <= $2)", plan, at, user_id)
+            return not changed.endswith(" 0")
+
+        return await self._in_transaction(write)
+
     async def set_plan(self, user_id: str, plan: str | None, at: float) -> bool:
         return await self._execute("UPDATE users SET plan = $1, plan_at = $2 WHERE id = $3"
                                    " AND (plan_at IS NULL OR plan_at <= $2)", plan, at, user_id) > 0

@@ -149,6 +149,8 @@ STEPS = (
     Step(7, "outgoing webhooks: endpoints and their queued deliveries", _WEBHOOKS),
     Step(8, "each user's plan, and when it was set",
          ("ALTER TABLE users ADD COLUMN plan text", "ALTER TABLE users ADD COLUMN plan_at double precision")),
+    Step(9, "Stripe event ids already handled",
+         ("CREATE TABLE stripe_events (id text PRIMARY KEY, received_at double precision NOT NULL)",)),
 )
 LATEST = STEPS[-1].number
 

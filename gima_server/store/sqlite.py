@@ -254,6 +254,19 @@ class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin, Sqli
         await self._run(insert)
         return user
 
+    async def set_plan_from_event(self, event_id: str, user_id: str | None, plan: str | None, at: float) -> bool | None:
+        def write(conn: sqlite3.Connection) -> bool | None:
+            with _transaction(conn):
+                if not conn.execute("INSERT OR IGNORE INTO stripe_events (id, received_at) VALUES (?, ?)",
+                                    (event_id, time.time())).rowcount:
+                    return None
+                return user_id is not None and conn.execute(
+                    "UPDATE users SET plan = ?, plan_at = ? WHERE id = ? AND (plan_at IS NULL OR plan_at <= ?)",
+                    (plan, at, user_id, at)).rowcount > 0
+
+        result: bool | None = await self._run(write)
+        return result
+
     async def set_plan(self, user_id: str, plan: str | None, at: float) -> bool:
         changed: bool = await self._run(lambda c: c.execute(
             "UPDATE users SET plan = ?, plan_at = ? WHERE id = ? AND (plan_at IS NULL OR plan_at <= ?)",

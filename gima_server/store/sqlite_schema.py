@@ -179,6 +179,10 @@ def _plans(conn: sqlite3.Connection) -> None:
             conn.execute(f"ALTER TABLE users ADD COLUMN {column} {kind}")
 
 
+def _stripe_events(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS stripe_events (id TEXT PRIMARY KEY, received_at REAL NOT NULL)")
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     number: int
@@ -194,6 +198,7 @@ STEPS = (
     Step(5, "how many earlier messages each reply's request carried; a chat's last number by index", _context_column),
     Step(6, "outgoing webhooks: endpoints and their queued deliveries", _webhooks),
     Step(7, "each user's plan, and when it was set", _plans),
+    Step(8, "Stripe event ids already handled", _stripe_events),
 )
 LATEST = STEPS[-1].number
 

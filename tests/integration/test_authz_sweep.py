@@ -72,6 +72,7 @@ ROUTES: dict[tuple[str, str], Probe] = {
     ("POST", "/api/chat/{chatId}/stop"): Probe(USER, "/api/chat/x/stop"),
     ("POST", "/v1/chat/completions"): Probe(USER, "/v1/chat/completions", {
         "model": "gima-demo", "messages": [{"role": "user", "content": "let me in"}]}),
+    ("POST", "/api/webhooks/stripe"): Probe(PUBLIC),  # its own auth: Stripe's signature (test_stripe.py)
     ("POST", "/api/migration/jobs"): Probe(USER, "/api/migration/jobs", {"source": "indexeddb"}),
     ("PUT", "/api/migration/jobs/{jobId}/batches/{seq}"): Probe(
         OWNED, "/api/migration/jobs/{job}/batches/0", {"conversations": []}),
