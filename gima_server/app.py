@@ -15,9 +15,10 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
 from . import appkeys, chats, model_routes, openapi, search
 from .admission import AdmissionGate, LoadMonitor, default_max_active
-from .agents import make_models
+from .agents import hook_routes, make_models
 from .agents.base import Agent
 from .agents.breaker import CircuitBreaker
+from .agents.hook_inbox import HookInbox
 from .agents.models import Models
 from .agents.plain import PlainUpstream, plain_target
 from .apikeys import routes as apikey_routes
@@ -114,7 +115,8 @@ def _plain_upstream(settings: Settings, models: Models, purpose: str) -> PlainUp
 def _agent_context(agent: Agent | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
         settings = app[appkeys.SETTINGS]
-        models = make_models(settings) if agent is None else Models.single(agent, f"gima-{settings.agent}")
+        models = make_models(settings, app[appkeys.HOOKS]) if agent is None else Models.single(
+            agent, f"gima-{settings.agent}")
         app[appkeys.MODELS] = models
         plain = {purpose: _plain_upstream(settings, models, purpose) for purpose in ("embeddings", "audio")}
         app[appkeys.EMBEDDINGS], app[appkeys.AUDIO] = plain["embeddings"], plain["audio"]
@@ -135,6 +137,7 @@ async def _redis_context(app: web.Application) -> AsyncIterator[None]:
         return
     redis = connect(settings, settings.redis_timeout_s, blocking_pool=True)
     app[appkeys.REDIS] = redis
+    app[appkeys.HOOKS].attach(redis)
     yield
     await redis.aclose()
 
@@ -453,6 +456,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     )
     app[appkeys.SETTINGS] = settings
     app[appkeys.PLANS] = settings.plans()
+    app[appkeys.HOOKS] = HookInbox()
     app[appkeys.METRICS] = Metrics()
     app[appkeys.SESSIONS] = SessionCache(settings.session_cache_s)
     app[appkeys.API_KEYS] = ApiKeyAuth(settings.session_cache_s)
@@ -496,6 +500,7 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     observability_routes.add_routes(app)
     migration_routes.add_routes(app)
     stripe_routes.add_routes(app)
+    hook_routes.add_routes(app)
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR, append_version=False)
     return app

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from .admission import AdmissionGate, LoadMonitor
+    from .agents.hook_inbox import HookInbox
     from .agents.models import Models
     from .agents.plain import PlainUpstream
     from .apikeys.auth import ApiKeyAuth
@@ -49,6 +50,7 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 LIMITER: web.AppKey[Limiter] = web.AppKey("limiter")
 REDIS: web.AppKey[Redis | None] = web.AppKey("redis")
 PLANS: web.AppKey[PlanCatalog | None] = web.AppKey("plans")
+HOOKS: web.AppKey[HookInbox] = web.AppKey("hooks")
 BUDGET: web.AppKey[TokenBudget] = web.AppKey("budget")
 ADMISSION: web.AppKey[AdmissionGate] = web.AppKey("admission")
 LOAD: web.AppKey[LoadMonitor] = web.AppKey("load")

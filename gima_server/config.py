@@ -85,6 +85,7 @@ class Settings:
     admission_queue: int = 256
     admission_wait_s: float = 10.0
     reply_token_estimate: int = 500
+    public_url: str = ""  # where this server is reached (a load balancer's URL): webhook agents' callbacks go there
     plans_file: str = ""  # GIMA_PLANS_FILE: plans with route quotas and a daily token budget (docs/api.md, Plans)
     stripe_webhook_secret: str = field(default="", repr=False)  # whsec_… of the Stripe endpoint; enables the route
     webhook_url: str = ""  # one endpoint from the configuration (more: `gima-server webhooks add`)

@@ -254,6 +254,14 @@ def _paths() -> dict[str, Any]:
                 "application/json": {"schema": {"type": "object", "required": ["id", "object", "choices"]}},
                 "text/event-stream": {"schema": _DIALECT_EVENT}}}}, body=openai_body, error=_OPENAI_ERROR)},
         "/ws": {"get": _op("WebSocket (upgrade)", {"101": {"description": "switching protocols"}})},
+        "/api/hooks/replies/{replyId}/events": {"post": _op(
+            "a webhook agent's backend delivers a reply's events (Standard Webhooks signature with the agent's "
+            "secret; 401 if it does not verify, 409 once the reply has ended)",
+            {"202": _json({"type": "object", "properties": {"accepted": {"type": "integer"}}}),
+             "200": _json({"type": "object", "properties": {"duplicate": {"type": "boolean"}}})},
+            body={"type": "object", "required": ["events"], "properties": {"events": {
+                "type": "array", "minItems": 1, "maxItems": 1000, "items": {"type": "object", "required": ["type"]}}}},
+            public=True, params=[{"name": "replyId", "in": "path", "required": True, "schema": {"type": "string"}}])},
         "/api/webhooks/stripe": {"post": _op(
             "Stripe subscription events set users' plans (Stripe-Signature verified; 404 without "
             "GIMA_STRIPE_WEBHOOK_SECRET)", {"200": _json({"type": "object", "required": ["received"], "properties": {

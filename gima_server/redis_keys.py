@@ -61,3 +61,18 @@ CANCEL_CHANNEL = f"{PREFIX}cancel"
 def token_budget(user_id: str, day: str) -> str:
     """A user's upstream tokens spent on one UTC day (YYYYMMDD); expires after the next day."""
     return f"{PREFIX}budget:{{{user_id}}}:{day}"
+
+
+def hook_inbox(reply_id: str) -> str:
+    """Events a webhook agent's backend posted for a reply, in order (a Redis Stream read by the producing process)."""
+    return f"{PREFIX}hook:{{{reply_id}}}:events"
+
+
+def hook_reply(reply_id: str) -> str:
+    """Which webhook agent a reply awaits events from, while it does."""
+    return f"{PREFIX}hook:{{{reply_id}}}:agent"
+
+
+def hook_delivery(reply_id: str, delivery_id: str) -> str:
+    """A callback delivery already taken (the backend's retries of it change nothing)."""
+    return f"{PREFIX}hook:{{{reply_id}}}:seen:{delivery_id}"

@@ -12,10 +12,12 @@ from .base import Agent, AgentEvent, AgentRequest, agent_phase, delta
 from .breaker import CircuitBreaker
 from .catalog import DEFAULT_CONTEXT_TOKENS, AgentEntry, Catalog, CatalogError, load_catalog
 from .demo import DemoAgent
+from .hook_inbox import HookInbox
 from .models import Model, Models
 from .openai import OpenAIAgent
 from .pipeline import NamedAgent, PipelineAgent, load_pipeline
 from .upstream import Upstream, UpstreamLimits
+from .webhook import WebhookAgent
 
 
 class _Upstreams:
@@ -86,9 +88,10 @@ class _EntryAgents:
     """One Upstream (session and breaker, named by the model id) per openai or anthropic entry, shared with the
     pipeline steps that call it."""
 
-    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+    def __init__(self, settings: Settings, catalog: Catalog, inbox: HookInbox) -> None:
         self._settings = settings
         self._catalog = catalog
+        self._inbox = inbox
         self._upstreams: dict[str, Upstream] = {}  # bound: one per entry of the file
 
     def upstream(self, entry: AgentEntry) -> Upstream:
@@ -118,6 +121,10 @@ class _EntryAgents:
     def agent(self, entry: AgentEntry) -> Agent:
         if entry.kind == "demo":
             return self.demo(entry)
+        if entry.kind == "webhook":
+            s = self._settings
+            callback = entry.callback_base_url or s.public_url or f"http://127.0.0.1:{s.port}"
+            return WebhookAgent(entry.id, entry.base_url, entry.api_key, entry.timeout_s, callback, self._inbox)
         if entry.kind == "pipeline":
             entries = self._catalog.entries
             return PipelineAgent([self.step(entries[s.agent], s.name, s.model, s.system, s.overrides)
@@ -125,12 +132,12 @@ class _EntryAgents:
         return self.step(entry, "assistant")
 
 
-def make_models(settings: Settings) -> Models:
+def make_models(settings: Settings, inbox: HookInbox | None = None) -> Models:
     """The models this deployment offers: the agents file's, or one (`gima-<GIMA_AGENT>`) from today's variables."""
     catalog = load_agents_file(settings)
     if catalog is None:
         return Models.single(make_agent(settings), f"gima-{settings.agent}", _settings_plan(settings))
-    made = _EntryAgents(settings, catalog)
+    made = _EntryAgents(settings, catalog, inbox or HookInbox())
     models = [Model(e.id, e.label, made.agent(e)) for e in catalog.entries.values()]
     plans = {e.id: _entry_plan(e, catalog) for e in catalog.entries.values()}
     return Models(models, catalog.default, {e.id: catalog.chain(e.id) for e in catalog.entries.values()}, catalog,

@@ -37,6 +37,8 @@ class AgentRequest:
     earlier_agents: Sequence[tuple[str, str]] = field(default_factory=tuple)  # (agent, its output) in a pipeline
     instructions: str = ""  # the client's own system messages (OpenAI-style callers), after the agent's prompt
     options: Mapping[str, Any] = field(default_factory=dict)  # sampling options the request set (agents/sampling.py)
+    reply_id: str = ""  # the reply being produced (an asynchronous backend posts its events back for it)
+    chat_id: str = ""
 
 
 class Agent(Protocol):

@@ -45,7 +45,7 @@ _KIND_KEYS: dict[str, set[str]] = {
     "openai": {"base_url", "model", "api_key_env", "system"},
     "anthropic": {"base_url", "model", "api_key_env", "system"},
     "pipeline": {"steps"},
-    "webhook": {"url", "secret_env", "timeout_s"},
+    "webhook": {"url", "secret_env", "timeout_s", "callback_base_url"},
 }
 
 
@@ -73,14 +73,16 @@ class AgentEntry:
     label: str
     default: bool = False
     fallback: tuple[str, ...] = ()
-    base_url: str = ""
+    base_url: str = ""  # a webhook agent's: the backend's URL the turn is POSTed to
     model: str = ""
-    api_key: str = field(default="", repr=False)  # resolved from api_key_env when the file is read
+    api_key: str = field(default="", repr=False)  # resolved from api_key_env (a webhook agent's: its secret_env)
     system: str = ""
     demo_pace: tuple[float | None, float | None, int | None] = (None, None, None)  # tokens/s, first token ms, words
     steps: tuple[Step, ...] = ()
     defaults: Mapping[str, Any] = field(default_factory=dict)  # sampling options under the request's own
     context_tokens: int = 0  # the history budget the file gives (0: the kind's default)
+    timeout_s: float = 30.0  # a webhook agent's: how long its backend may stay silent before the reply times out
+    callback_base_url: str = ""  # a webhook agent's: where its backend reaches this server (else GIMA_PUBLIC_URL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +183,7 @@ def _entry(agent_id: str, table: object, environ: Mapping[str, str], problems: l
     elif kind == "pipeline":
         entry = _pipeline_entry(entry, table, where, problems)
     else:
-        problems.append(f"{where}: kind webhook is not available in this version (it comes with webhooks, [4/7])")
+        entry = _webhook_entry(entry, table, environ, where, problems)
     # Kept even with problems, so that its references are checked too (the catalog is then refused).
     return dataclasses.replace(entry, defaults=_sampling(table, where, problems),
                                context_tokens=_context_tokens(table, where, problems))
@@ -230,6 +232,35 @@ def _upstream_entry(entry: AgentEntry, table: Mapping[str, Any], environ: Mappin
             problems.append(f"{where}: api_key_env names {key_env}, which is not set")
     return AgentEntry(entry.id, entry.kind, entry.label, entry.default, entry.fallback, base_url, model, api_key,
                       _text(table, "system", where, problems))
+
+
+def _webhook_entry(entry: AgentEntry, table: Mapping[str, Any], environ: Mapping[str, str], where: str,
+                   problems: list[str]) -> AgentEntry:
+    from ..webhooks.model import WebhookError, checked_secret
+
+    url = _text(table, "url", where, problems)
+    if not url.startswith(("http://", "https://")):
+        problems.append(f"{where}: url must start with http:// or https://")
+    callback = _text(table, "callback_base_url", where, problems)
+    if callback and not callback.startswith(("http://", "https://")):
+        problems.append(f"{where}: callback_base_url must start with http:// or https://")
+    secret_env = _text(table, "secret_env", where, problems)
+    secret = environ.get(secret_env, "") if secret_env else ""
+    if not secret_env:
+        problems.append(f"{where}: secret_env is required (the variable holding the whsec_ secret both sides sign with)")
+    elif not secret:
+        problems.append(f"{where}: secret_env names {secret_env}, which is not set")
+    else:
+        try:
+            checked_secret(secret)
+        except WebhookError as exc:
+            problems.append(f"{where}: {secret_env}: {exc}")
+    timeout = table.get("timeout_s", 30.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600:
+        problems.append(f"{where}: timeout_s must be a number of seconds from 0 to 3600")
+        timeout = 30.0
+    return dataclasses.replace(entry, base_url=url, api_key=secret, timeout_s=float(timeout),
+                               callback_base_url=callback)
 
 
 def _demo_entry(entry: AgentEntry, table: Mapping[str, Any], where: str, problems: list[str]) -> AgentEntry:

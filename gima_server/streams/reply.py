@@ -371,7 +371,8 @@ class Reply:
         turns = [(role, content) for role, content in history if role != "system"]
         self._prompt_chars = sum(len(content) for _, content in history)
         request = AgentRequest(content=self.exchange.content, history=turns, trace_id=self.trace_id,
-                               instructions=instructions, options=self.exchange.options)
+                               instructions=instructions, options=self.exchange.options, reply_id=self.message_id,
+                               chat_id=self.chat_id)
         agent_stream = cast(AsyncGenerator[AgentEvent, None], self._agent.stream(request))  # agents are async generators
         self.upstream_closed = False
         try:

@@ -73,6 +73,7 @@ ROUTES: dict[tuple[str, str], Probe] = {
     ("POST", "/v1/chat/completions"): Probe(USER, "/v1/chat/completions", {
         "model": "gima-demo", "messages": [{"role": "user", "content": "let me in"}]}),
     ("POST", "/api/webhooks/stripe"): Probe(PUBLIC),  # its own auth: Stripe's signature (test_stripe.py)
+    ("POST", "/api/hooks/replies/{replyId}/events"): Probe(PUBLIC),  # the agent's signature (test_webhook_agent.py)
     ("POST", "/api/migration/jobs"): Probe(USER, "/api/migration/jobs", {"source": "indexeddb"}),
     ("PUT", "/api/migration/jobs/{jobId}/batches/{seq}"): Probe(
         OWNED, "/api/migration/jobs/{job}/batches/0", {"conversations": []}),
