@@ -205,6 +205,9 @@ class MongoStore(MongoWebhooksMixin):
         ids = [d["_id"] async for d in self._db.users.find(expired, {"_id": 1})]
         if ids:
             await self._delete_users(ids)
+        now = time.time()
+        for user_id in ids:
+            await self._fan_out("user.deleted", event_body("user.deleted", {"userId": user_id}, now), now)
         return len(ids)
 
     async def delete_user(self, user_id: str) -> bool:

@@ -312,6 +312,9 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin, PostgresVectorsMi
             ids = [r["id"] for r in await conn.fetch(
                 "SELECT id FROM users WHERE roles = ARRAY['guest']::text[] AND created_at < $1 FOR UPDATE", created_before)]
             await _delete_users(conn, ids)
+            now = time.time()
+            for user_id in ids:
+                await fan_out(conn, "user.deleted", event_body("user.deleted", {"userId": user_id}, now), now)
             return len(ids)
 
         return await self._in_transaction(delete)

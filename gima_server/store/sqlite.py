@@ -330,8 +330,10 @@ class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin, Sqli
             with _transaction(conn):
                 ids = [r[0] for r in conn.execute(
                     "SELECT id FROM users WHERE roles = '[\"guest\"]' AND created_at < ?", (created_before,))]
+                now = time.time()
                 for user_id in ids:
                     _delete_user_rows(conn, user_id)
+                    fan_out(conn, "user.deleted", event_body("user.deleted", {"userId": user_id}, now), now)
                 return len(ids)
 
         return await self._run(delete)

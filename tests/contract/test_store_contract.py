@@ -609,3 +609,15 @@ async def test_a_plan_set_later_wins_over_one_set_earlier_whatever_the_order_the
     await store.set_plan(user_id, "pro", 500.0)
     found = await store.get_session_user(session.id)
     assert found is not None and found[1].plan == "pro"  # what every request's sign-in sees
+
+
+async def test_expired_guests_each_queue_a_user_deleted_webhook(store: Store) -> None:
+    from gima_server.webhooks.model import Endpoint
+
+    await store.save_webhook_endpoint(Endpoint("e1", "http://a.example/hook", "whsec_" + "A" * 32,
+                                               ("user.deleted",), created_at=1.0))
+    guests = [(await store.create_user(f"g{n}@guest.invalid", "", "guest", ("guest",))).id for n in range(2)]
+    await _user(store)  # a user who is not a guest stays
+    assert await store.delete_guests(time.time() + 1) == 2
+    deleted = await store.list_webhook_deliveries("e1", 10)
+    assert sorted(json.loads(d.body)["data"]["userId"] for d in deleted) == sorted(guests)
