@@ -85,7 +85,7 @@ async def test_a_reply_in_a_chat_of_two_thousand_turns_reads_a_bounded_page_and_
 ) -> None:
     gpt, client, store = await _server(tmp_path, make_client, aiohttp_server)
     alice = await quick_user(client, "alice@example.com")
-    chat_id = await _long_chat(store, alice.user["id"], 1_000)
+    chat_id = await _long_chat(store, alice.user["id"], 2_000)  # 2,000 turns: 4,000 stored messages
     store.rows_read.update(list_messages=0, recent_messages=0)
 
     events, _ = await alice.stream("and what if the server restarts?", chatId=chat_id)
@@ -93,13 +93,13 @@ async def test_a_reply_in_a_chat_of_two_thousand_turns_reads_a_bounded_page_and_
     assert events[-1].name == "done"
     sent = gpt.requests[-1]["messages"]
     assert sent[-1] == {"role": "user", "content": "and what if the server restarts?"}
-    assert sent[0]["role"] == "user" and sent[-2]["content"] == "answer 999: from the last event id the client saw."
+    assert sent[0]["role"] == "user" and sent[-2]["content"] == "answer 1999: from the last event id the client saw."
     assert _sent_tokens(sent) <= BUDGET - OUTPUT
     earlier = len(sent) - 1
     assert 20 < earlier < 2_000  # a real share of the budget, not the whole chat
     # The newest whole messages, in order, with nothing skipped between them.
     oldest = int(sent[0]["content"].split(":")[0].split()[1])
-    expected = [c for n in range(oldest, 1_000) for c in (f"question {n}", f"answer {n}")]
+    expected = [c for n in range(oldest, 2_000) for c in (f"question {n}", f"answer {n}")]
     assert [m["content"].split(":")[0] for m in sent[:-1]] == expected
     assert store.rows_read["list_messages"] == 0
     assert store.rows_read["recent_messages"] <= earlier * 1.3 + 8  # what fitted, and a little more
@@ -107,7 +107,7 @@ async def test_a_reply_in_a_chat_of_two_thousand_turns_reads_a_bounded_page_and_
     assert meta.name == "meta" and meta.data["contextMessages"] == earlier
     stored = await alice.messages(chat_id)
     assert stored[-1]["contextMessages"] == earlier and stored[-1]["status"] == "complete"
-    assert len(stored) == 2_002
+    assert len(stored) == 4_002
 
 
 async def test_a_cancelled_reply_goes_with_its_partial_text_marked_and_an_empty_one_is_left_out(
