@@ -37,7 +37,8 @@ class Locks(Protocol):
     async def try_acquire(self, name: str, ttl_s: float) -> Lease | None: ...
 
     async def extend(self, lease: Lease, ttl_s: float) -> bool:
-        """Push the expiry out; False when the lease is no longer ours (expired, or taken over)."""
+        """Push the expiry out; False when another holder has taken the lock. A lock that expired with no one
+        taking it (a backend failing over, a pause) is taken again for the same holder: an outage is no takeover."""
         ...
 
     async def release(self, lease: Lease) -> bool: ...
@@ -89,7 +90,7 @@ class LocalLocks:
         return len(self._held)
 
     async def extend(self, lease: Lease, ttl_s: float) -> bool:
-        if self._holder(lease.name) != lease.token:
+        if self._holder(lease.name) not in (lease.token, None):
             return False
         self._held[lease.name] = (lease.token, self._clock() + ttl_s)
         return True

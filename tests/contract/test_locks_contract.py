@@ -48,6 +48,15 @@ async def test_an_expired_lease_cannot_be_extended_or_released(locks: Locks) -> 
     assert await locks.try_acquire("k", 5) is None  # the newer holder still has it
 
 
+async def test_a_lease_that_expired_with_no_one_taking_it_is_taken_again_by_its_extend(locks: Locks) -> None:
+    lease = await locks.try_acquire("lapsed", 0.1)
+    assert lease is not None
+    await asyncio.sleep(0.25)  # expired (a backend failover, a pause), and nobody took it meanwhile
+    assert await locks.extend(lease, 5)
+    assert await locks.try_acquire("lapsed", 5) is None  # it is held again, by the same lease
+    assert await locks.release(lease)
+
+
 async def test_acquire_waits_for_release(locks: Locks) -> None:
     held = await locks.try_acquire("w", 5)
     assert held is not None
