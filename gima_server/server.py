@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 
 from aiohttp import web
 
@@ -51,6 +52,7 @@ async def serve_until_signalled(app: web.Application, settings: Settings) -> Non
 async def drain(app: web.Application, drain_s: float, force: asyncio.Event) -> None:
     registry = app[appkeys.REGISTRY]
     registry.begin_drain()
+    app[appkeys.METRICS].drain_started.set(time.time())  # an alert rule tells a drain that does not end
     running = registry.live_count
     log.info("draining: %s running, up to %.0f s", _replies(running), drain_s, extra={"replies": running})
     idle = asyncio.ensure_future(registry.wait_idle())

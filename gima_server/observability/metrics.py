@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .window import RecentSamples
 
-_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120)
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 2.5, 5, 10, 30, 120)  # 2: the SLO
 
 
 class Metrics:
@@ -34,6 +34,10 @@ class Metrics:
         self.replies_started = Counter("gima_replies_started_total", "Replies started", registry=r)
         self.webhook_tries = Counter("gima_webhook_tries_total", "Webhook delivery tries, by event type and result"
                                      " (delivered, retrying, given_up)", ["type", "result"], registry=r)
+        self.webhook_backlog = Gauge("gima_webhook_deliveries_pending", "Webhook deliveries waiting to be sent or "
+                                     "retried (every process's, as the store counts them)", registry=r)
+        self.drain_started = Gauge("gima_drain_started_timestamp_seconds", "When this process began draining for "
+                                   "shutdown (0: not draining)", registry=r)
         self.resumes = Counter("gima_sse_resumes_total", "Subscriptions that resumed with a Last-Event-ID", registry=r)
         self.subscribers = Gauge("gima_sse_subscribers", "Open SSE subscribers", registry=r)
         self.events_sent = Counter("gima_sse_events_sent_total", "Events written to subscribers", registry=r)

@@ -76,6 +76,9 @@ class MongoWebhooksMixin:
             update["next_at"] = next_at
         await self._db.webhook_deliveries.update_one({"_id": delivery_id}, {"$set": update, "$inc": {"attempts": 1}})
 
+    async def count_pending_webhook_deliveries(self) -> int:
+        return int(await self._db.webhook_deliveries.count_documents({"status": "pending"}))
+
     async def list_webhook_deliveries(self, endpoint_id: str, limit: int) -> list[Delivery]:
         cursor = self._db.webhook_deliveries.find({"endpoint_id": endpoint_id}).sort(
             [("created_at", DESCENDING), ("_id", ASCENDING)]).limit(limit)

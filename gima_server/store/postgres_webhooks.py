@@ -91,6 +91,10 @@ class PostgresWebhooksMixin:
             " lease_until = 0, last_status = $3, last_error = $4 WHERE id = $5",
             status, next_at, last_status, last_error, delivery_id)
 
+    async def count_pending_webhook_deliveries(self) -> int:
+        rows = await self._fetch("SELECT count(*) AS n FROM webhook_deliveries WHERE status = 'pending'")
+        return int(rows[0]["n"])
+
     async def list_webhook_deliveries(self, endpoint_id: str, limit: int) -> list[Delivery]:
         rows = await self._fetch("SELECT * FROM webhook_deliveries WHERE endpoint_id = $1"
                                  " ORDER BY created_at DESC, id LIMIT $2", endpoint_id, limit)

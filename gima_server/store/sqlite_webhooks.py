@@ -100,6 +100,11 @@ class SqliteWebhooksMixin:
             " lease_until = 0, last_status = ?, last_error = ? WHERE id = ?",
             (status, next_at, last_status, last_error, delivery_id)))
 
+    async def count_pending_webhook_deliveries(self) -> int:
+        row = await self._read(lambda c: c.execute(
+            "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'").fetchone())
+        return int(row[0])
+
     async def list_webhook_deliveries(self, endpoint_id: str, limit: int) -> list[Delivery]:
         rows = await self._read(lambda c: c.execute(
             "SELECT * FROM webhook_deliveries WHERE endpoint_id = ? ORDER BY created_at DESC, id LIMIT ?",

@@ -154,3 +154,7 @@ class WebhookStore(Protocol):
     async def list_webhook_deliveries(self, endpoint_id: str, limit: int) -> list[Delivery]:
         """The endpoint's deliveries, newest first."""
         ...
+
+    async def count_pending_webhook_deliveries(self) -> int:
+        """Deliveries not yet delivered nor given up (the backlog an alert watches)."""
+        ...

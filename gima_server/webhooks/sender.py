@@ -22,6 +22,7 @@ from .model import Delivery, next_delay
 log = logging.getLogger("gima.webhooks")
 BATCH = 20
 MAX_IN_FLIGHT = 64  # tries at once per process
+BACKLOG_EVERY_S = 15.0
 MAX_ERROR_CHARS = 200
 
 
@@ -41,8 +42,12 @@ class WebhookSender:
         holds its own tries (up to the timeout), never the others'."""
         self._session = aiohttp.ClientSession(timeout=self._timeout, headers={"User-Agent": "gima-server webhooks"})
         in_flight: set[asyncio.Task[None]] = set()
+        counted_at = 0.0
         try:
             while True:
+                if self._metrics is not None and time.monotonic() - counted_at >= BACKLOG_EVERY_S:
+                    counted_at = time.monotonic()
+                    await self._count_backlog()
                 room = MAX_IN_FLIGHT - len(in_flight)
                 claimed = 0
                 if room > 0:
@@ -61,6 +66,13 @@ class WebhookSender:
         finally:
             await stop_tasks(list(in_flight))  # shutting down: their leases run out and a later try takes them
             await self._session.close()
+
+    async def _count_backlog(self) -> None:
+        assert self._metrics is not None
+        try:
+            self._metrics.webhook_backlog.set(await self._store.count_pending_webhook_deliveries())
+        except Exception as exc:  # the store is away: the gauge keeps its last value
+            log.warning("the webhook backlog could not be counted (%s)", type(exc).__name__)
 
     async def _try(self, delivery: Delivery) -> None:
         status: int | None = None
