@@ -47,6 +47,7 @@ from .migration.lane import LaneSettings, MigrationLane
 from .observability import routes as observability_routes
 from .observability.logs import install_secret_filter
 from .observability.metrics import Metrics
+from .observability.sentry import init_sentry
 from .observability.tracing import add_trace_header
 from .plans import stripe_routes
 from .plans.budget import TokenBudget
@@ -449,6 +450,7 @@ async def _guest_expiry_context(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings, *, store: Store | None = None, agent: Agent | None = None) -> web.Application:
     uses_key_ring = not settings.secret_keys  # GIMA_SECRET_KEY unset: keys live in the data dir
     install_secret_filter()
+    init_sentry()
     settings = settings.with_secret()
     app = web.Application(
         client_max_size=settings.max_body_bytes,

@@ -18,6 +18,7 @@ from ..context.window import TooLarge
 from ..errors import ApiError, invalid, not_found
 from ..idempotency import fingerprint
 from ..ids import body_id, idempotency_key, new_id, path_id
+from ..observability.sentry import report_reply_end
 from ..observability.tracing import request_trace_id
 from ..plans.catalog import Plan
 from ..store.base import Exchange
@@ -212,6 +213,7 @@ async def _start_new_reply(
     async def settle(reply: Reply) -> None:
         gate.release(slot)
         metrics.replies_ended.labels(reply.model, reply.end_code).inc()
+        report_reply_end(reply.end_code, reply.trace_id, reply.model, reply.message_id)
         for model, fallback_from, reason in reply.fallbacks:
             metrics.fallbacks.labels(model, fallback_from, reason).inc()
         used = sum(reply.usage) if reply.usage is not None else reply.delta_count  # the upstream's count when it gives one
