@@ -18,8 +18,8 @@ test-latest:
 # Refresh the locks from setup.cfg's ranges (newest releases that satisfy them), hashes included.
 lock:
 	python3 -m venv .venv-lock && .venv-lock/bin/pip install -q 'uv==$(UV_VERSION)'
-	.venv-lock/bin/uv pip compile setup.cfg requirements/build.in --extra redis --extra mongo --extra postgres --extra oidc --extra stripe --extra sentry $(LOCK_FLAGS) -o requirements/server.txt
-	.venv-lock/bin/uv pip compile setup.cfg requirements/build.in --extra redis --extra mongo --extra postgres --extra oidc --extra stripe --extra sentry --extra test --extra bench $(LOCK_FLAGS) -o requirements/test.txt
+	.venv-lock/bin/uv pip compile setup.cfg requirements/build.in --extra redis --extra mongo --extra postgres --extra oidc --extra stripe --extra sentry --extra otel $(LOCK_FLAGS) -o requirements/server.txt
+	.venv-lock/bin/uv pip compile setup.cfg requirements/build.in --extra redis --extra mongo --extra postgres --extra oidc --extra stripe --extra sentry --extra otel --extra test --extra bench $(LOCK_FLAGS) -o requirements/test.txt
 
 # The short load benchmark against the bare aiohttp baseline (about one minute; it prints how long it took).
 bench:

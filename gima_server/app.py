@@ -47,6 +47,7 @@ from .migration.lane import LaneSettings, MigrationLane
 from .observability import routes as observability_routes
 from .observability.logs import install_secret_filter
 from .observability.metrics import Metrics
+from .observability.otel import init_otel, shutdown_otel
 from .observability.sentry import init_sentry
 from .observability.tracing import add_trace_header
 from .plans import stripe_routes
@@ -296,6 +297,11 @@ async def _stop_replies(app: web.Application) -> None:
         await ws.close(code=1001, message=b"server shutting down")
 
 
+async def _flush_traces(app: web.Application) -> None:
+    """The spans still buffered go out before the process ends (the exporter blocks: off the loop)."""
+    await asyncio.to_thread(shutdown_otel)
+
+
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -451,10 +457,11 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     uses_key_ring = not settings.secret_keys  # GIMA_SECRET_KEY unset: keys live in the data dir
     install_secret_filter()
     init_sentry()
+    traced = init_otel()
     settings = settings.with_secret()
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[gima_middleware(_cookie_storage(settings))],
+        middlewares=[gima_middleware(_cookie_storage(settings), traced)],
     )
     app[appkeys.SETTINGS] = settings
     app[appkeys.PLANS] = settings.plans()
@@ -482,6 +489,8 @@ def create_app(settings: Settings, *, store: Store | None = None, agent: Agent |
     if settings.guest_access:
         app.cleanup_ctx.append(_guest_expiry_context)
     app.on_shutdown.append(_stop_replies)
+    if traced:
+        app.on_cleanup.append(_flush_traces)
     app.on_response_prepare.append(add_trace_header)
     app.on_response_prepare.append(add_security_headers)
     app.router.add_get("/health", health)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 from . import redis_keys
 from .backing import SHARED_FAILURES
+from .observability import otel
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -115,7 +116,8 @@ class RedisLocks:
     async def try_acquire(self, name: str, ttl_s: float) -> Lease | None:
         token = secrets.token_hex(16)
         keys = [redis_keys.lock(name), redis_keys.fence(name)]
-        fence = await self._acquire(keys=keys, args=[token, int(ttl_s * 1000)])
+        with otel.client_span("redis lock", {"db.system": "redis"}):
+            fence = await self._acquire(keys=keys, args=[token, int(ttl_s * 1000)])
         return Lease(name, token, int(fence)) if fence is not None else None
 
     async def extend(self, lease: Lease, ttl_s: float) -> bool:

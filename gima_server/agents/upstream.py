@@ -17,6 +17,7 @@ from typing import Any, AsyncIterator, Callable, Mapping
 
 import aiohttp
 
+from ..observability import otel
 from .breaker import CircuitBreaker, CircuitOpen
 from .sse_client import SseMessage, sse_messages
 
@@ -163,10 +164,14 @@ class UpstreamCall:
         except CircuitOpen as exc:
             message = f"{self._up.name} is failing; not calling it"
             raise UpstreamError("upstream_unavailable", message, exc.retry_after_s, reason="breaker_open") from None
+        url = self._up.base_url + self._path
         try:
-            async with asyncio.timeout(self._read_timeout_s()):
-                url = self._up.base_url + self._path
-                response = await self._up.session().post(url, json=self._body, headers=self._headers)
+            with otel.client_span(f"POST {self._up.name}", {"url.full": url, "gima.attempt": attempt}) as span:
+                headers = self._headers if span is None else {**self._headers, "traceparent": otel.traceparent_of(span)}
+                async with asyncio.timeout(self._read_timeout_s()):
+                    response = await self._up.session().post(url, json=self._body, headers=headers)
+                if span is not None:
+                    span.set_attribute("http.response.status_code", response.status)
         except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             self._up.breaker.failure()
             if self._may_retry(attempt, None):

@@ -8,6 +8,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from .. import redis_keys
+from ..observability import otel
 from .gcra import Decision, Limit, adjust, check
 
 if TYPE_CHECKING:
@@ -57,7 +58,8 @@ class RedisBackend:
 
     async def _call(self, key: str, limit: Limit, cost: float, mode: str) -> list[object]:
         args: list[float | str] = [limit.interval_s * 1000, limit.burst, cost, mode]
-        result: list[object] = await self._script(keys=[redis_keys.rate_limit(limit.name, key)], args=args)
+        with otel.client_span("redis rate limit", {"db.system": "redis", "gima.limit": limit.name}):
+            result: list[object] = await self._script(keys=[redis_keys.rate_limit(limit.name, key)], args=args)
         return result
 
     async def check(self, key: str, limit: Limit, cost: float) -> Decision:

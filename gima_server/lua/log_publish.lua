@@ -6,7 +6,8 @@
 -- ARGV[8] user id, ARGV[9] chat id, ARGV[10] status ('streaming' or how it ended),
 -- ARGV[11] seconds to keep the keys (retention once ended, the running bound before), ARGV[12] 1 if ended,
 -- ARGV[13] for an append, the id the caller's previous write reached ('upto' as it set it),
--- then triples (event id, name, frame) from ARGV[14].
+-- ARGV[14] the trace id of the request that started the reply (a resume elsewhere links its span to it),
+-- then triples (event id, name, frame) from ARGV[15].
 -- Returns 1; -1 when a reader already closed this reply as interrupted (its producer was thought dead);
 -- 0 (nothing written) when an append finds the reply's keys gone, or behind what the caller wrote before
 -- (Redis restarted, was emptied, or a replica that had not received the last writes was promoted: replication
@@ -23,13 +24,13 @@ if ARGV[4] == 'a' then
     return 0
   end
 end
-for i = 14, #ARGV, 3 do
+for i = 15, #ARGV, 3 do
   -- An id at or below the stream's top is already there (resent after an outage): pcall skips it.
   redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '0-' .. ARGV[i], 'n', ARGV[i + 1], 'f', ARGV[i + 2])
 end
 if ARGV[4] == 's' then
   redis.call('SET', KEYS[3], ARGV[5])
-  redis.call('HSET', info, 'user', ARGV[8], 'chat', ARGV[9])
+  redis.call('HSET', info, 'user', ARGV[8], 'chat', ARGV[9], 'trace', ARGV[14])
 elseif #ARGV[5] > 0 then
   redis.call('APPEND', KEYS[3], ARGV[5])
 end

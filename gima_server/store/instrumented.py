@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Awaitable, Callable
 
+from ..observability import otel
 from ..observability.metrics import Metrics
 
 
@@ -27,6 +28,10 @@ class InstrumentedStore:
                 ops.inc()
                 seconds.observe(time.perf_counter() - started)
 
-        timed_call: Callable[..., Awaitable[Any]] = timed
+        async def traced(*args: Any, **kwargs: Any) -> Any:
+            with otel.client_span(f"store {name}", {"db.operation.name": name}):
+                return await timed(*args, **kwargs)
+
+        timed_call: Callable[..., Awaitable[Any]] = traced if otel.enabled() else timed
         setattr(self, name, timed_call)  # found directly next time, without __getattr__
         return timed_call

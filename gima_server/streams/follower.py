@@ -133,6 +133,11 @@ class LogFollower:
         self._metrics.log_round_trips.labels("read").inc()
         return None if user is None else ReplyInfo(user.decode(), ended == b"1")
 
+    async def trace_of(self, message_id: str) -> str | None:
+        """The trace id of the request that started a reply (for a resume's span to link to)."""
+        trace = await self._redis.hget(redis_keys.reply_info(message_id), "trace")
+        return trace.decode() if isinstance(trace, bytes) else trace
+
     async def open(self, message_id: str, after: int, user_id: str) -> RemoteReply | None:
         """The reply as its stream has it after `after` (None when Redis knows nothing of it); ForeignReply
         when it belongs to another user (checked before anything is followed)."""

@@ -250,6 +250,7 @@ class LogPublisher:
             end - 1 if ended else end, encode_sections(sections) if new_sections else "",
             reply.user_id, reply.chat_id, reply.status if ended else "streaming",
             s.retention_ttl_s if ended else _RUNNING_TTL_S, 1 if ended else 0, 0 if sent.whole else sent.events,
+            reply.trace_id,
         ]
         for event in events[start:end]:
             args += (event.id, event.name, event.frame)

@@ -13,6 +13,7 @@ from ..agents.base import Agent, AgentEvent, AgentRequest
 from ..agents.upstream import UpstreamError
 from ..background import stop_tasks
 from ..locks import Lease
+from ..observability import otel
 from ..observability.tracing import current_trace_id
 from ..store.base import Exchange, Message, Receipt, Store, StoreUnavailable
 from ..webhooks.model import reply_event
@@ -169,6 +170,7 @@ class Reply:
         self.model = exchange.model  # the model answering: a fallback's `model` event moves it
         self.finish_reason = "stop"  # "length" when the model was cut by its token limit
         self.fallbacks: list[tuple[str, str, str]] = []  # (model, fallback from, reason), for the metrics
+        self.span: Any = None  # its gima.reply span, when tracing is on
         self.append("meta", meta_data(self.message_id, self.chat_id, trace_id, self.model, exchange.context_messages))
         self.task: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._run(), name=f"reply-{self.message_id}")
         self.task.add_done_callback(_let_go_of_cancellation)
@@ -242,6 +244,9 @@ class Reply:
     async def _run(self) -> None:
         current_trace_id.set(self.trace_id)
         self._started = True
+        self.span = otel.start_reply_span(self.message_id, self.trace_id, self.model)
+        if self.span is not None:
+            otel.make_current(self.span)  # the reply's store, Redis and upstream calls are its children
         try:
             if self.cancel_reason is not None:
                 raise asyncio.CancelledError
@@ -281,6 +286,8 @@ class Reply:
             self._subscribers.push()
             self._on_finish(self)
             await self._finalize()
+            if self.span is not None:
+                otel.end_reply_span(self.span, self.end_code, self.status, len(self.events), self.model)
             log.info(
                 "reply ended",
                 extra={
@@ -418,6 +425,8 @@ class Reply:
         self._parts.append(text)
         self.text_chars += len(text)
         self.delta_count += 1
+        if self.delta_count == 1 and self.span is not None:
+            self.span.add_event("first_token")
         if self.delta_count % self._limits.checkpoint_every == 0 and self._exchange_stored():
             self._checkpoints.offer(lambda: self.text, self._fence)
             if self._checkpoints.stale:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import suppress
 from dataclasses import replace
 from typing import Any
 
@@ -18,6 +19,8 @@ from ..context.window import TooLarge
 from ..errors import ApiError, invalid, not_found
 from ..idempotency import fingerprint
 from ..ids import body_id, idempotency_key, new_id, path_id
+from ..middleware import SERVER_SPAN
+from ..observability import otel
 from ..observability.sentry import report_reply_end
 from ..observability.tracing import request_trace_id
 from ..plans.catalog import Plan
@@ -259,6 +262,8 @@ async def get_events(request: web.Request) -> web.StreamResponse:
     last_id = _last_event_id(request)
     trace_id = request_trace_id(request)
     source, cursor = await open_resume(request, principal, message_id, last_id)
+    if otel.enabled():
+        await _link_resume(request, source, message_id)
     if source.finished and cursor >= len(source.events):
         source.close()
         return web.Response(status=204)  # tells an EventSource that this reply has nothing more
@@ -268,6 +273,17 @@ async def get_events(request: web.Request) -> web.StreamResponse:
         metrics.recent_resumes.add(1)
     return await stream_events(request, source, cursor, subscriber_options(request), trace_id, metrics,
                                session_id=principal.session_id)
+
+
+async def _link_resume(request: web.Request, source: EventSource, message_id: str) -> None:
+    """The resume's span links to the reply's (here, or produced on another process: its trace id from Redis)."""
+    trace_id: str | None = source.trace_id if isinstance(source, Reply) else None
+    follower = request.app[appkeys.SOURCES].follower
+    if trace_id is None and follower is not None:
+        with suppress(Exception):
+            trace_id = await follower.trace_of(message_id)
+    if trace_id:
+        otel.link_resume(request.get(SERVER_SPAN), message_id, trace_id)
 
 
 async def cancel_stream(request: web.Request) -> web.Response:
