@@ -209,7 +209,7 @@ async def bare(tokens_per_s: float) -> AsyncIterator[Server]:
 
 @asynccontextmanager
 async def gima(tokens_per_s: float, users: int, redis_url: str = "", first_token_ms: int = 0, store_url: str = "",
-               sentinel: bool = False) -> AsyncIterator[Server]:
+               sentinel: bool = False, extra_env: dict[str, str] | None = None) -> AsyncIterator[Server]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-paced-") as tmp:
         tokens = await _seed(Path(tmp), users, store_url=store_url)  # sign-in cost stays out of the measured window
@@ -224,6 +224,8 @@ async def gima(tokens_per_s: float, users: int, redis_url: str = "", first_token
             env.update({"GIMA_REDIS_MODE": "sentinel", "GIMA_REDIS_SENTINEL_MASTER": "gima"})
         if store_url:
             env["GIMA_STORE_URL"] = store_url
+        env = {k: v for k, v in env.items() if not k.startswith("OTEL_")}
+        env.update(extra_env or {})
         proc = subprocess.Popen(_pinned(0, [sys.executable, "-m", "gima_server", "--port", str(port)]), env=env,
                                 stdout=subprocess.DEVNULL)
         try:
@@ -258,7 +260,27 @@ async def gima_idle(holders: int) -> dict[str, object]:
         return await idle(server, holders, f"/api/chat/streams/{first.message_id}/events", b"")
 
 
-async def main_async(count: int, holders: int, with_redis: bool, stores: bool = False) -> dict[str, dict[str, object]]:
+@asynccontextmanager
+async def otlp_sink() -> AsyncIterator[str]:
+    """bench/otlp_sink.py on the load generator's core: where a traced server exports its spans."""
+    port = free_port()
+    proc = subprocess.Popen(_pinned(1, [sys.executable, "-m", "bench.otlp_sink", str(port)]), stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def main_async(count: int, holders: int, with_redis: bool, stores: bool = False,
+                     otel: bool = False) -> dict[str, dict[str, object]]:
     rows: dict[str, dict[str, object]] = {}
     async with bare(50) as b:
         rows["bare_paced"] = await replies(b, count, 1.0)
@@ -280,6 +302,10 @@ async def main_async(count: int, holders: int, with_redis: bool, stores: bool = 
             rows["gima_postgres_paced"] = await replies(g, count, 1.0)
         async with sentinel() as url, gima(50, count, url, sentinel=True) as g:
             rows["gima_sentinel_paced"] = await replies(g, count, 1.0)
+    if otel:  # tracing on and exporting every span, against the plain run above
+        async with otlp_sink() as sink, gima(50, count, extra_env={
+                "OTEL_EXPORTER_OTLP_ENDPOINT": sink, "OTEL_SERVICE_NAME": "gima-bench"}) as g:
+            rows["gima_otel_paced"] = await replies(g, count, 1.0)
     if holders:
         async with bare(0.2) as b:
             rows["bare_idle"] = await idle(b, holders, "/hold", b"")
@@ -325,6 +351,13 @@ def _verdicts(rows: dict[str, dict[str, object]]) -> list[tuple[str, str, bool]]
         sentinel_ratio = ratio("gima_sentinel_paced", "gima_redis_paced")
         out.append((f"paced with Sentinel / single Redis events/s ratio {sentinel_ratio}", ">= 0.9",
                     sentinel_ratio >= 0.9))
+    if "gima_otel_paced" in rows:
+        traced = ratio("gima_otel_paced", "gima_paced")
+        out.append((f"paced with OpenTelemetry exporting / off events/s ratio {traced}", ">= 0.95", traced >= 0.95))
+        traced_ttfe = rows["gima_otel_paced"]["ttfe_ms"]
+        assert isinstance(traced_ttfe, dict)
+        out.append((f"paced with OpenTelemetry TTFE p50/p99 {traced_ttfe['p50']}/{traced_ttfe['p99']} ms (off "
+                    f"{ttfe['p50']}/{ttfe['p99']})", "p99 < 2000 ms", (traced_ttfe["p99"] or 1e9) < 2000))
     bad = sum(int(r["streams"]) - int(r["ok"]) for r in rows.values() if "ok" in r)  # type: ignore[call-overload]
     out.append((f"streams with a gap, duplicate or no end: {bad}", "0", bad == 0))
     return out
@@ -335,6 +368,8 @@ def main() -> None:
     parser.add_argument("--replies", type=int, default=1000)
     parser.add_argument("--holders", type=int, default=10_000, help="idle streams (0 skips the phase)")
     parser.add_argument("--no-redis", action="store_true", help="skip the paced phase with Redis configured")
+    parser.add_argument("--otel", action="store_true",
+                        help="also paced with OpenTelemetry on, exporting every span to bench/otlp_sink.py")
     parser.add_argument("--stores", action="store_true",
                         help="also paced on PostgreSQL (vs SQLite) and with Redis Sentinel (vs single Redis)")
     args = parser.parse_args()
@@ -350,7 +385,7 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    rows = asyncio.run(main_async(args.replies, args.holders, not args.no_redis, args.stores))
+    rows = asyncio.run(main_async(args.replies, args.holders, not args.no_redis, args.stores, args.otel))
     for name, row in rows.items():
         printable = {k: v for k, v in row.items() if k != "ttfe"}
         if "ttfe" in row:
