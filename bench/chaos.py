@@ -34,7 +34,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.cluster import Cluster, start_cluster  # noqa: E402  - the same harness the scale-out tests use
+from tests.postgres_server import PostgresServer, fresh_database  # noqa: E402
 from tests.redis_server import RedisServer, free_port  # noqa: E402
+from tests.upstream_fakes import FakeUpstream  # noqa: E402
 
 RESUME_DEADLINE_S = 30.0
 
@@ -49,6 +51,8 @@ class Seen:
     ended: str = ""  # "done", or the error code of the final event
     gaps: int = 0
     repeats: int = 0
+    snapshots: int = 0
+    gap_names: Counter[str] = field(default_factory=Counter)  # the events that came after a gap
     errors: Counter[str] = field(default_factory=Counter)  # id-less error frames (backing_unavailable, …) and statuses
 
     def take(self, frame: dict[str, Any]) -> None:
@@ -61,8 +65,13 @@ class Seen:
         if event_id <= self.last_id:
             self.repeats += 1
             return
-        if event_id != self.last_id + 1 and not (terminal and frame["data"].get("code") == "interrupted"):
-            self.gaps += event_id - self.last_id - 1  # an interrupted reply's end may jump: ADR on the bound id
+        # Two jumps are the contract's, not a loss: an interrupted reply's end (an id above any its dead producer
+        # could have used), and a snapshot (the whole text so far, when the log's start is gone: API.md, Resuming).
+        if event_id != self.last_id + 1 and frame["event"] == "snapshot":
+            self.snapshots += 1
+        elif event_id != self.last_id + 1 and not (terminal and frame["data"].get("code") == "interrupted"):
+            self.gaps += event_id - self.last_id - 1
+            self.gap_names[frame["event"]] += 1
         self.last_id = event_id
         if frame["event"] == "meta":
             self.message_id = frame["data"]["messageId"]
@@ -194,6 +203,45 @@ class Clients:
         return None
 
 
+class DelayProxy:
+    """A TCP proxy that can slow a link: while delay_s > 0, every chunk waits that long in each direction."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.delay_s = 0.0
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        try:
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True)
+        except asyncio.CancelledError:  # the run is over: a connection task of start_server must not end raising
+            writer.close()
+            up_writer.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+
 @dataclass
 class Fault:
     name: str
@@ -201,7 +249,8 @@ class Fault:
     heal: Callable[[], Awaitable[None]]
 
 
-def _faults(cluster: Cluster, redis: RedisServer, clients: Clients) -> list[Fault]:
+def _faults(cluster: Cluster, redis: RedisServer, clients: Clients, links: dict[str, DelayProxy],
+            postgres: PostgresServer | None) -> list[Fault]:
     async def nothing() -> None:
         return None
 
@@ -233,23 +282,64 @@ def _faults(cluster: Cluster, redis: RedisServer, clients: Clients) -> list[Faul
     async def stop_cutting() -> None:
         clients.cut_all = False
 
+    def slow(link: str, delay_s: float) -> Callable[[], Awaitable[None]]:
+        async def set_delay() -> None:
+            links[link].delay_s = delay_s
+
+        return set_delay
+
+    async def stop_postgres() -> None:
+        assert postgres is not None
+        await asyncio.to_thread(postgres.stop_server)
+
+    async def start_postgres() -> None:
+        assert postgres is not None
+        await asyncio.to_thread(postgres.start_server)
+
+    store_faults = [Fault("PostgreSQL stopped", stop_postgres, start_postgres)] if postgres is not None else []
+
     return [Fault("none (baseline)", nothing, nothing), Fault("a process SIGKILLed", kill_process, restart_process),
             Fault("Redis paused (SIGSTOP)", pause_redis, resume_redis),
             Fault("Redis killed, restarted empty", kill_redis, restart_redis),
+            Fault("Redis slowed (+100 ms a round trip)", slow("redis", 0.05), slow("redis", 0.0)),
+            Fault("the upstream slowed (+600 ms a round trip)", slow("upstream", 0.3), slow("upstream", 0.0)),
+            *store_faults,
             Fault("client connections cut mid-reply", cut_clients, stop_cutting)]
 
 
-async def run(workdir: Path, processes: int = 2, users: int = 24, fault_s: float = 4.0,
-              seed: int = 7) -> list[dict[str, Any]]:
+async def run(workdir: Path, processes: int = 2, users: int = 24, fault_s: float = 4.0, seed: int = 7,
+              store: str = "postgres") -> list[dict[str, Any]]:
+    from aiohttp import web
+
     redis = RedisServer(free_port())
     redis.start()
-    cluster = await asyncio.to_thread(start_cluster, workdir / "cluster", redis, processes,
-                                      demo_tokens_per_s="30", demo_reply_words="40", store_retry_s="20")
-    clients = Clients(cluster.front, users, random.Random(seed))
+    upstream = FakeUpstream("openai")
+    upstream.faults.tokens = [f"word{n} " for n in range(40)]
+    upstream.faults.token_delay_s = 0.03
+    runner = web.AppRunner(upstream.app)
+    await runner.setup()
+    upstream_port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", upstream_port).start()
+    links = {"redis": DelayProxy(redis.port), "upstream": DelayProxy(upstream_port)}
+    for link in links.values():
+        await link.start()
+    postgres = PostgresServer(free_port()) if store == "postgres" else None
+    store_url = ""
+    if postgres is not None:
+        await asyncio.to_thread(postgres.start)
+        store_url = await fresh_database(postgres.base_url)
+    env = {"agent": "openai", "openai_base_url": f"http://127.0.0.1:{links['upstream'].port}/v1",
+           "openai_model": "chaos", "store_retry_s": "20", "upstream_first_token_timeout_s": "15"}
+    proxied = RedisServer(links["redis"].port)  # the processes reach Redis through the proxy
+    clients: Clients | None = None
+    cluster: Cluster | None = None
     rows = []
     try:
+        cluster = await asyncio.to_thread(start_cluster, workdir / "cluster", proxied, processes, postgres_url=store_url,
+                                          **env)
+        clients = Clients(cluster.front, users, random.Random(seed))
         await clients.sign_up()
-        for fault in _faults(cluster, redis, clients):
+        for fault in _faults(cluster, redis, clients, links, postgres):
             clients.phase = fault.name
             until = time.monotonic() + fault_s
             load = [asyncio.create_task(clients.user(i, until)) for i in range(users)]
@@ -262,10 +352,16 @@ async def run(workdir: Path, processes: int = 2, users: int = 24, fault_s: float
             await asyncio.gather(*load)
             rows.append(_row(fault.name, [s for s in clients.replies if s.phase == fault.name], recover))
     finally:
-        if clients.session is not None:
+        if clients is not None and clients.session is not None:
             await clients.session.close()
-        cluster.stop()
+        if cluster is not None:
+            cluster.stop()
+        for link in links.values():
+            await link.close()
+        await runner.cleanup()
         redis.stop()
+        if postgres is not None:
+            postgres.stop()
     return rows
 
 
@@ -275,7 +371,11 @@ def _row(name: str, replies: list[Seen], recover: float | None) -> dict[str, Any
     for seen in replies:
         errors.update(seen.errors)
         ends[seen.ended or "NOT ENDED"] += 1
+    after_gaps: Counter[str] = Counter()
+    for seen in replies:
+        after_gaps.update(seen.gap_names)
     return {"fault": name, "replies": len(replies), "lost": sum(s.gaps for s in replies),
+            "after_a_gap": dict(after_gaps), "snapshots": sum(s.snapshots for s in replies),
             "repeated": sum(s.repeats for s in replies), "not_ended": ends.get("NOT ENDED", 0),
             "ends": dict(ends), "errors_seen": dict(errors), "recovered_after_s": recover}
 
@@ -289,10 +389,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--short", action="store_true", help="12 clients, 3 s per fault")
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--store", choices=("postgres", "sqlite"), default="postgres",
+                        help="postgres (its own throwaway cluster, stopped as a fault) or sqlite (no store fault)")
     args = parser.parse_args()
     users, fault_s = (12, 3.0) if args.short else (24, 4.0)
     with tempfile.TemporaryDirectory(prefix="gima-chaos-") as tmp:
-        rows = asyncio.run(run(Path(tmp), args.processes, users, fault_s))
+        rows = asyncio.run(run(Path(tmp), args.processes, users, fault_s, store=args.store))
     for row in rows:
         print(json.dumps(row))
     bad = failures(rows)

@@ -161,8 +161,11 @@ async def test_a_redis_that_lost_its_newest_writes_gets_them_back_in_order(
         then = {key: await redis.dump(key) for key in keys}  # the replica's state, a moment behind
         short_rest, _ = parse_sse(await short.read())  # the short reply ends; the long one goes on
         long_middle = await read_until(long, lambda ev: len(ev) >= 4)
-        for key, value in then.items():  # promoted: the newest writes never reached it
-            await redis.restore(key, 0, value, replace=True)
+        for message_id in ids:  # promoted: the newest writes never reached it. Each reply's keys at once, as a
+            async with redis.pipeline(transaction=True) as promote:  # promotion is (key by key let the producer
+                for key in redis_keys.reply_keys(message_id)[:3]:     # append between two of them)
+                    promote.restore(key, 0, then[key], replace=True)
+                await promote.execute()
         long_rest, _ = parse_sse(await long.read())
     finally:
         await redis.aclose()
