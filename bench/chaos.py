@@ -35,6 +35,7 @@ if str(ROOT) not in sys.path:
 
 from tests.cluster import Cluster, start_cluster  # noqa: E402  - the same harness the scale-out tests use
 from tests.postgres_server import PostgresServer, fresh_database  # noqa: E402
+from tests.redis_sentinel import MASTER_NAME, SentinelSet  # noqa: E402
 from tests.redis_server import RedisServer, free_port  # noqa: E402
 from tests.upstream_fakes import FakeUpstream  # noqa: E402
 
@@ -250,7 +251,7 @@ class Fault:
 
 
 def _faults(cluster: Cluster, redis: RedisServer, clients: Clients, links: dict[str, DelayProxy],
-            postgres: PostgresServer | None) -> list[Fault]:
+            postgres: PostgresServer | None, sentinels: SentinelSet | None = None) -> list[Fault]:
     async def nothing() -> None:
         return None
 
@@ -298,6 +299,16 @@ def _faults(cluster: Cluster, redis: RedisServer, clients: Clients, links: dict[
 
     store_faults = [Fault("PostgreSQL stopped", stop_postgres, start_postgres)] if postgres is not None else []
 
+    async def fail_over() -> None:
+        assert sentinels is not None
+        await asyncio.to_thread(sentinels.kill_master_and_wait_for_promotion)
+
+    if sentinels is not None:  # Redis is the sentinels' master: its faults are a failover (no proxy in between)
+        return [Fault("none (baseline)", nothing, nothing), Fault("a process SIGKILLed", kill_process, restart_process),
+                Fault("the Redis master SIGKILLed, a replica promoted", fail_over, nothing),
+                Fault("the upstream slowed (+600 ms a round trip)", slow("upstream", 0.3), slow("upstream", 0.0)),
+                *store_faults, Fault("client connections cut mid-reply", cut_clients, stop_cutting)]
+
     return [Fault("none (baseline)", nothing, nothing), Fault("a process SIGKILLed", kill_process, restart_process),
             Fault("Redis paused (SIGSTOP)", pause_redis, resume_redis),
             Fault("Redis killed, restarted empty", kill_redis, restart_redis),
@@ -308,7 +319,7 @@ def _faults(cluster: Cluster, redis: RedisServer, clients: Clients, links: dict[
 
 
 async def run(workdir: Path, processes: int = 2, users: int = 24, fault_s: float = 4.0, seed: int = 7,
-              store: str = "postgres") -> list[dict[str, Any]]:
+              store: str = "postgres", sentinel: bool = False) -> list[dict[str, Any]]:
     from aiohttp import web
 
     redis = RedisServer(free_port())
@@ -330,7 +341,13 @@ async def run(workdir: Path, processes: int = 2, users: int = 24, fault_s: float
         store_url = await fresh_database(postgres.base_url)
     env = {"agent": "openai", "openai_base_url": f"http://127.0.0.1:{links['upstream'].port}/v1",
            "openai_model": "chaos", "store_retry_s": "20", "upstream_first_token_timeout_s": "15"}
-    proxied = RedisServer(links["redis"].port)  # the processes reach Redis through the proxy
+    proxied: RedisServer | None = RedisServer(links["redis"].port)  # the processes reach Redis through the proxy
+    sentinels: SentinelSet | None = None
+    if sentinel:
+        sentinels = SentinelSet(workdir / "sentinel")
+        await asyncio.to_thread(sentinels.start)
+        env.update(redis_url=sentinels.url, redis_mode="sentinel", redis_sentinel_master=MASTER_NAME)
+        proxied = None
     clients: Clients | None = None
     cluster: Cluster | None = None
     rows = []
@@ -339,7 +356,7 @@ async def run(workdir: Path, processes: int = 2, users: int = 24, fault_s: float
                                           **env)
         clients = Clients(cluster.front, users, random.Random(seed))
         await clients.sign_up()
-        for fault in _faults(cluster, redis, clients, links, postgres):
+        for fault in _faults(cluster, redis, clients, links, postgres, sentinels):
             clients.phase = fault.name
             until = time.monotonic() + fault_s
             load = [asyncio.create_task(clients.user(i, until)) for i in range(users)]
@@ -360,6 +377,8 @@ async def run(workdir: Path, processes: int = 2, users: int = 24, fault_s: float
             await link.close()
         await runner.cleanup()
         redis.stop()
+        if sentinels is not None:
+            sentinels.stop()
         if postgres is not None:
             postgres.stop()
     return rows
@@ -389,12 +408,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--short", action="store_true", help="12 clients, 3 s per fault")
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--sentinel", action="store_true",
+                        help="Redis as a master, a replica and three sentinels; its fault is a failover")
     parser.add_argument("--store", choices=("postgres", "sqlite"), default="postgres",
                         help="postgres (its own throwaway cluster, stopped as a fault) or sqlite (no store fault)")
     args = parser.parse_args()
     users, fault_s = (12, 3.0) if args.short else (24, 4.0)
     with tempfile.TemporaryDirectory(prefix="gima-chaos-") as tmp:
-        rows = asyncio.run(run(Path(tmp), args.processes, users, fault_s, store=args.store))
+        rows = asyncio.run(run(Path(tmp), args.processes, users, fault_s, store=args.store, sentinel=args.sentinel))
     for row in rows:
         print(json.dumps(row))
     bad = failures(rows)

@@ -20,3 +20,10 @@ async def test_no_fault_loses_or_repeats_an_event_or_leaves_a_reply_unended(tmp_
     assert failures(rows) == [], rows
     killed = rows[1]
     assert sum(killed["ends"].values()) == killed["replies"]  # each reply on the killed process ended, somehow
+
+
+async def test_with_sentinel_a_failover_loses_or_repeats_nothing(tmp_path: Path) -> None:
+    rows = await run(tmp_path, processes=2, users=6, fault_s=2.5, store="sqlite", sentinel=True)
+    assert "the Redis master SIGKILLed, a replica promoted" in [row["fault"] for row in rows]
+    assert all(row["replies"] > 0 for row in rows), rows
+    assert failures(rows) == [], rows
