@@ -139,8 +139,12 @@ class Cluster:
         for i in range(len(self.procs)):
             self.kill(i)
         if self.nginx is not None:
-            self.nginx.kill()
-            self.nginx.wait(timeout=10)
+            self.nginx.terminate()  # SIGTERM: the master takes its workers with it (SIGKILL left them orphaned)
+            try:
+                self.nginx.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.nginx.kill()
+                self.nginx.wait(timeout=10)
 
 
 def start_cluster(data_dir: Path, redis: RedisServer | None, processes: int, nginx: bool = True,
