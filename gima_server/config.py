@@ -290,6 +290,12 @@ class Settings:
             needs.append(("GIMA_STORE_URL", "asyncpg", "postgres"))
         if self.oidc_issuer:
             needs += [("GIMA_OIDC_ISSUER", "authlib", "oidc"), ("GIMA_OIDC_ISSUER", "httpx", "oidc")]
+        if self.stripe_webhook_secret:
+            needs.append(("GIMA_STRIPE_WEBHOOK_SECRET", "stripe", "stripe"))
+        if os.environ.get("SENTRY_DSN"):
+            needs.append(("SENTRY_DSN", "sentry_sdk", "sentry"))
+        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+            needs.append(("OTEL_EXPORTER_OTLP_ENDPOINT", "opentelemetry", "otel"))
         for variable, module, extra in needs:
             if importlib.util.find_spec(module) is None:
                 raise ConfigError(f"{variable} needs the {extra} extra: pip install 'gima-server[{extra}]'")

@@ -180,7 +180,11 @@ def _paths() -> dict[str, Any]:
         "/api/auth/me": {
             "get": _op("who is signed in (signed out: user null)", {"200": _json({
                 "type": "object", "required": ["user"], "properties": {
-                    "user": {"anyOf": [_ref("User"), {"type": "null"}]}, "canMigrate": {"type": "boolean"}}})},
+                    "user": {"anyOf": [_ref("User"), {"type": "null"}]}, "canMigrate": {"type": "boolean"},
+                    "plan": {"type": ["object", "null"], "properties": {
+                        "name": {"type": "string"}, "tokensPerDay": {"type": ["integer", "null"]},
+                        "tokensUsedToday": {"type": "integer"}, "tokensLeftToday": {"type": "integer"},
+                        "resetsAt": {"type": "number"}}}}})},
                 public=True),
             "delete": _op("delete the account and all its data (a password account confirms with it)",
                           {"204": _NO_CONTENT}, body=object_schema(DELETE_ACCOUNT_BODY)),

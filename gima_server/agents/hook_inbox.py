@@ -54,13 +54,13 @@ class HookInbox:
     async def deliver(self, reply_id: str, delivery_id: str, events: list[dict[str, Any]]) -> bool:
         """Hand a batch to the reply's producer; False when this delivery id was taken before (a retry)."""
         if self._redis is None:
-            seen = self._seen.setdefault(reply_id, set())
+            seen, queue = self._seen.get(reply_id), self._queues.get(reply_id)
+            if seen is None or queue is None:  # it ended meanwhile: nothing awaits the batch, nothing is kept
+                return True
             if delivery_id in seen:
                 return False
             seen.add(delivery_id)
-            queue = self._queues.get(reply_id)
-            if queue is not None:
-                queue.put_nowait(events)
+            queue.put_nowait(events)
             return True
         if not await self._redis.set(redis_keys.hook_delivery(reply_id, delivery_id), 1, nx=True,
                                      ex=MAX_EVENTS_KEPT_S):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import stripe
 from aiohttp import web
 
 from .. import appkeys
@@ -43,6 +42,8 @@ async def stripe_webhook(request: web.Request) -> web.Response:
     secret, catalog = app[appkeys.SETTINGS].stripe_webhook_secret, app[appkeys.PLANS]
     if not secret or catalog is None:
         raise not_found()
+    import stripe  # the stripe extra (check-config says so when the secret is set without it)
+
     payload = await request.content.read(MAX_EVENT_BYTES + 1)
     if len(payload) > MAX_EVENT_BYTES:
         raise ApiError(413, "payload_too_large", f"a Stripe event is at most {MAX_EVENT_BYTES} bytes here")

@@ -134,3 +134,23 @@ def test_redis_topology_settings_are_checked(env: dict[str, str], message: str) 
     with pytest.raises(ConfigError) as info:
         Settings.from_env(env).validate()
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize(("variable", "value", "extra", "module"), [
+    ("SENTRY_DSN", "http://key@127.0.0.1:9/1", "sentry", "sentry_sdk"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318", "otel", "opentelemetry"),
+    ("GIMA_STRIPE_WEBHOOK_SECRET", "whsec_test", "stripe", "stripe"),
+])
+def test_error_reporting_tracing_and_stripe_name_their_extra_when_it_is_missing(
+    variable: str, value: str, extra: str, module: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    import importlib.util
+
+    plans = tmp_path / "plans.toml"
+    plans.write_text('[plans.free]\ntokens_per_day = 10\n')
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a))
+    monkeypatch.setenv(variable, value)  # SENTRY_DSN and OTEL_* are read as their own SDKs read them
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({variable: value, "GIMA_PLANS_FILE": str(plans)})
+    assert str(info.value) == f"{variable} needs the {extra} extra: pip install 'gima-server[{extra}]'"
