@@ -1,4 +1,4 @@
-.PHONY: install test test-latest lock bench bench-full
+.PHONY: install test test-latest lock bench bench-full vendor
 
 # uv only resolves the lock; installs use pip from the lock's hashes. Pinned so a refresh is repeatable.
 UV_VERSION = 0.13.9
@@ -27,3 +27,10 @@ bench:
 
 bench-full:
 	. .venv/bin/activate && pip install -q --require-hashes -r requirements/test.txt && python -m bench.load --full
+
+# The page's Markdown renderer, copied from the npm packages tests/js/package-lock.json pins (static/vendor/README.md).
+vendor:
+	cd tests/js && npm ci --no-audit --no-fund
+	cp tests/js/node_modules/marked/lib/marked.esm.js tests/js/node_modules/dompurify/dist/purify.es.mjs static/vendor/
+	cp tests/js/node_modules/marked/LICENSE static/vendor/LICENSE.marked
+	cp tests/js/node_modules/dompurify/LICENSE static/vendor/LICENSE.dompurify

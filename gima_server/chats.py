@@ -1,4 +1,4 @@
-"""Chats and history: POST/GET /api/chats, GET /api/chats/{chatId}/messages, DELETE /api/chats/{chatId}."""
+"""Chats and history: POST/GET /api/chats, GET /api/chats/{chatId}/messages, PATCH/DELETE /api/chats/{chatId}."""
 
 from __future__ import annotations
 
@@ -60,8 +60,24 @@ async def delete_chat(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+RENAME_BODY = {"title": Field(str, required=True, max_chars=MAX_TITLE_CHARS)}
+
+
+async def rename_chat(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    chat_id = path_id(request.match_info["chatId"], "chat")
+    title = (await read_json(request, RENAME_BODY))["title"].strip()
+    if not title:
+        raise invalid("title must not be blank")
+    chat = await request.app[appkeys.STORE].rename_chat(principal.user.id, chat_id, title)
+    if chat is None:
+        raise not_found("chat")
+    return web.json_response({"chat": chat.public()})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/chats", create_chat)
     app.router.add_get("/api/chats", list_chats)
     app.router.add_get("/api/chats/{chatId}/messages", list_messages)
     app.router.add_delete("/api/chats/{chatId}", delete_chat)
+    app.router.add_patch("/api/chats/{chatId}", rename_chat)

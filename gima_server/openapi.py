@@ -14,7 +14,7 @@ from aiohttp import web
 from . import __version__
 from .apikeys.routes import KEY_BODY
 from .auth.routes import DELETE_ACCOUNT_BODY, LOGIN_BODY, SIGNUP_BODY
-from .chats import CHAT_BODY
+from .chats import CHAT_BODY, RENAME_BODY
 from .dialects.ui_routes import MAX_CHAT_ID_CHARS
 from .migration.routes import JOB_BODY
 from .streams.routes import STREAM_BODY
@@ -198,7 +198,12 @@ def _paths() -> dict[str, Any]:
                 "chats": {"type": "array", "items": _ref("Chat")}, "nextCursor": {"type": ["string", "null"]}}})},
                 params=[_query("before", _ID), _query("limit", {"type": "integer", "minimum": 1, "maximum": 100})]),
         },
-        "/api/chats/{chatId}": {"delete": _op("delete a chat", {"204": _NO_CONTENT}, params=[chat_id])},
+        "/api/chats/{chatId}": {
+            "delete": _op("delete a chat", {"204": _NO_CONTENT}, params=[chat_id]),
+            "patch": _op("rename a chat", {"200": _json({"type": "object", "required": ["chat"],
+                                                        "properties": {"chat": _ref("Chat")}})},
+                         params=[chat_id], body=object_schema(RENAME_BODY)),
+        },
         "/api/chats/{chatId}/messages": {"get": _op("a chat's messages, oldest first", {"200": _json({
             "type": "object", "required": ["messages"], "properties": {
                 "messages": {"type": "array", "items": _ref("Message")}}})}, params=[chat_id])},
@@ -232,8 +237,8 @@ def _paths() -> dict[str, Any]:
         },
         "/api/keys/{keyId}": {"delete": _op("delete an API key", {"204": _NO_CONTENT}, params=[key_id])},
         "/api/models": {"get": _op("the models a reply may name", {"200": _json({
-            "type": "object", "required": ["models"], "properties": {"models": {"type": "array", "items": {
-                "type": "object", "required": ["id", "label", "default"]}}}})})},
+            "type": "object", "required": ["models", "voice"], "properties": {"models": {"type": "array", "items": {
+                "type": "object", "required": ["id", "label", "default"]}}, "voice": {"type": "boolean"}}})})},
         "/v1/models": {"get": _op("OpenAI: the models", {"200": _json({"type": "object", "required": ["object", "data"]})},
                                   error=_OPENAI_ERROR)},
         "/v1/embeddings": {"post": _op("OpenAI: embeddings (404 unless an embeddings upstream is configured)", {

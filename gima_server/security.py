@@ -13,7 +13,7 @@ from .errors import ApiError
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
-    "base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
+    "media-src 'self' blob:; base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
 )
 _CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, Last-Event-ID, X-CSRF-Token, X-Request-Id, traceparent"
 

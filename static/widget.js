@@ -14,27 +14,54 @@
   let loading = null;
   const channel = "BroadcastChannel" in window ? new BroadcastChannel("gima-widget") : null;
 
+  // English until i18n.js arrives (a few milliseconds), then the visitor's language (data-gima-lang, else theirs).
+  const EN = { openChat: "Open chat", closeChat: "Close chat", connecting: "Connecting…",
+               noGuests: "chat is not open to guests here", signInFailed: "sign-in failed ({status})" };
+  let t = (key, vars = {}) => EN[key].replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
   const css = `
-    .root { all: initial; font: 14px/1.45 system-ui, sans-serif; color: #1d232a; }
+    :host { --fg: #1d232a; --muted: #55606b; --line: #c9d0d6; --accent: #2459c2; --link: #1f4fb0; --surface: #fff;
+      --user: #eef3fb; --code: #f1f3f5; }
+    @media (prefers-color-scheme: dark) { :host { --fg: #e6e9ec; --muted: #a7b0ba; --line: #3a434d; --accent: #2f6fde;
+      --link: #8fb4ff; --surface: #1d232a; --user: #1f2a3a; --code: #262d35; } }
+    .root { all: initial; font: 14px/1.45 system-ui, sans-serif; color: var(--fg); }
     .launcher { all: initial; position: fixed; right: 20px; bottom: 20px; z-index: 2147483000; cursor: pointer;
-      background: #2f6fde; color: #fff; font: 600 14px system-ui, sans-serif; padding: 12px 18px; border-radius: 24px;
+      background: var(--accent); color: #fff; font: 600 14px system-ui, sans-serif; padding: 12px 18px; border-radius: 24px;
       box-shadow: 0 4px 14px rgba(0,0,0,.2); }
     .panel { position: fixed; right: 20px; bottom: 76px; z-index: 2147483000; width: min(380px, calc(100vw - 40px));
-      height: min(560px, calc(100vh - 110px)); display: flex; flex-direction: column; background: #fff; color: #1d232a;
-      border: 1px solid #d9dee3; border-radius: 12px; box-shadow: 0 8px 30px rgba(0,0,0,.18); overflow: hidden; }
+      height: min(560px, calc(100vh - 110px)); display: flex; flex-direction: column; background: var(--surface);
+      color: var(--fg); border: 1px solid var(--line); border-radius: 12px; box-shadow: 0 8px 30px rgba(0,0,0,.18); overflow: hidden; }
     .panel[hidden], [hidden] { display: none !important; }
-    header { display: flex; justify-content: space-between; align-items: center; padding: 10px 12px; border-bottom: 1px solid #d9dee3; font-weight: 600; }
-    ol { list-style: none; margin: 0; padding: 10px; flex: 1; overflow: auto; }
-    li { margin: 0 0 10px; padding: 8px 10px; border-radius: 8px; border: 1px solid #d9dee3; white-space: pre-wrap; color: #1d232a; background: #fff; }
-    li.user { background: #eef3fb; }
-    .agent-name { margin: 4px 0 0; font-size: 11px; font-weight: 600; text-transform: uppercase; color: #6b7580; }
-    .message-status { margin: 4px 0 0; font-size: 12px; color: #6b7580; }
-    form { border-top: 1px solid #d9dee3; padding: 8px; display: flex; flex-direction: column; gap: 6px; }
-    textarea { font: inherit; color: inherit; background: #fff; border: 1px solid #d9dee3; border-radius: 6px; padding: 6px; resize: none; }
-    .row { display: flex; gap: 6px; }
-    button { font: inherit; padding: 6px 12px; border: 1px solid #d9dee3; border-radius: 6px; background: #fff; color: #1d232a; cursor: pointer; }
-    button.primary { background: #2f6fde; border-color: #2f6fde; color: #fff; }
-    .status { margin: 0; font-size: 12px; color: #6b7580; min-height: 1em; }
+    :focus-visible { outline: 2px solid var(--accent); outline-offset: 2px; }
+    a { color: var(--link); }
+    header { display: flex; justify-content: space-between; align-items: center; gap: 6px; padding: 8px 12px; border-bottom: 1px solid var(--line); font-weight: 600; }
+    header select { font: inherit; font-weight: normal; color: var(--fg); background: var(--surface); border: 1px solid var(--line); border-radius: 6px; max-width: 150px; }
+    .picker { display: flex; gap: 4px; align-items: center; margin-left: auto; font-weight: normal; font-size: 12px; }
+    .log { flex: 1; overflow: auto; padding: 10px; }
+    .empty { color: var(--muted); text-align: center; margin: 40px 10px; }
+    ol { list-style: none; margin: 0; padding: 0; }
+    li { margin: 0 0 10px; padding: 8px 10px; border-radius: 8px; border: 1px solid var(--line); color: var(--fg); background: var(--surface); overflow-wrap: anywhere; }
+    li.user { background: var(--user); }
+    .user-text, .agent-text:not(.markdown) { white-space: pre-wrap; }
+    .agent-name { margin: 4px 0 0; font-size: 11px; font-weight: 600; text-transform: uppercase; color: var(--muted); }
+    .message-status, .model-note { margin: 4px 0 0; font-size: 12px; color: var(--muted); }
+    .message-actions { display: flex; flex-wrap: wrap; gap: 4px; margin-top: 6px; }
+    .message-actions button, .edit-last, .copy-code { font-size: 12px; padding: 2px 8px; }
+    .markdown p, .markdown ul, .markdown ol, .markdown table { margin: 6px 0; }
+    .markdown ol, .markdown ul { padding-left: 20px; }
+    .markdown li { border: 0; padding: 0; margin: 0; background: none; }
+    .markdown h1, .markdown h2, .markdown h3 { font-size: 15px; margin: 8px 0 4px; }
+    .markdown code { background: var(--code); border-radius: 3px; padding: 0 3px; }
+    .markdown pre { background: var(--code); padding: 6px 8px; border-radius: 6px; overflow-x: auto; margin: 0; }
+    .markdown pre code { padding: 0; }
+    .code-block { position: relative; margin: 6px 0; }
+    .copy-code { position: absolute; top: 4px; right: 4px; }
+    .reply-audio { display: block; margin-top: 6px; max-width: 100%; }
+    form { border-top: 1px solid var(--line); padding: 8px; display: flex; flex-direction: column; gap: 6px; }
+    textarea { font: inherit; color: inherit; background: var(--surface); border: 1px solid var(--line); border-radius: 6px; padding: 6px; resize: none; }
+    .row { display: flex; flex-wrap: wrap; gap: 6px; }
+    button { font: inherit; padding: 6px 12px; border: 1px solid var(--line); border-radius: 6px; background: var(--surface); color: var(--fg); cursor: pointer; }
+    button.primary { background: var(--accent); border-color: var(--accent); color: #fff; }
+    .status { margin: 0; font-size: 12px; color: var(--muted); min-height: 1em; }
     .visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }`;
 
   const host = document.createElement("gima-chat");
@@ -42,15 +69,21 @@
   shadow.innerHTML = `<style>${css}</style><div class="root">
     <button class="launcher" type="button" aria-expanded="false" aria-controls="gima-panel">Open chat</button>
     <section class="panel" id="gima-panel" role="dialog" aria-label="Chat" hidden>
-      <header><span>Chat</span><button type="button" class="close" aria-label="Close chat">×</button></header>
-      <ol class="messages" role="log" aria-live="polite" aria-label="Conversation"></ol>
+      <header><span data-i18n="chat">Chat</span>
+        <span class="picker" data-picker hidden><label for="gima-model" data-i18n="model">Model</label><select id="gima-model"></select></span>
+        <button type="button" class="close" aria-label="Close chat" data-i18n-label="closeChat">×</button></header>
+      <div class="log" role="log" aria-live="polite" aria-label="Conversation" data-i18n-label="conversation" tabindex="0">
+        <p class="empty" data-i18n="widgetEmpty" hidden>Ask a question below to start a conversation.</p>
+        <ol class="messages"></ol>
+      </div>
       <form>
-        <label class="visually-hidden" for="gima-message">Message</label>
-        <textarea id="gima-message" rows="2" placeholder="Ask something…"></textarea>
+        <label class="visually-hidden" for="gima-message" data-i18n="message">Message</label>
+        <textarea id="gima-message" rows="2" placeholder="Ask something…" data-i18n-placeholder="widgetPlaceholder"></textarea>
         <div class="row">
-          <button type="submit" class="primary send">Send</button>
-          <button type="button" class="stop" hidden>Stop</button>
-          <button type="button" class="reconnect" hidden>Reconnect</button>
+          <button type="submit" class="primary send" data-i18n="send">Send</button>
+          <button type="button" class="stop" hidden data-i18n="stop">Stop</button>
+          <button type="button" class="reconnect" hidden data-i18n="reconnect">Reconnect</button>
+          <button type="button" class="record" hidden aria-pressed="false" data-i18n="record">Record</button>
         </div>
         <p class="status" role="status"></p>
       </form>
@@ -66,7 +99,7 @@
     if (pane) { pane.send(); return; }
     if (!q("textarea").value.trim()) return;
     queued = true;
-    q(".status").textContent = "Connecting…";
+    q(".status").textContent = t("connecting");
   });
 
   // A guest token expires (GIMA_ACCESS_TOKEN_TTL_S): a visitor coming back later gets a new guest session
@@ -87,7 +120,7 @@
     }
     if (guestToken) return guestToken;
     const resp = await fetch(`${server}/api/auth/guest`, { method: "POST", credentials: "omit" });
-    if (!resp.ok) throw new Error(resp.status === 404 ? "chat is not open to guests here" : `sign-in failed (${resp.status})`);
+    if (!resp.ok) throw new Error(resp.status === 404 ? t("noGuests") : t("signInFailed", { status: resp.status }));
     guestToken = (await resp.json()).accessToken;
     localStorage.setItem(KEYS.token, guestToken);
     return guestToken;
@@ -101,13 +134,14 @@
         import(`${server}/static/lib/transport.js`), import(`${server}/static/lib/chat.js`)]);
       const transport = new Transport({ base: server, token: () => hostToken || guestToken });
       pane = new ChatPane({ transport, store: sessionStorage, storeKey: KEYS.running,
-        ui: { messages: q(".messages"), input: q("textarea"), send: q(".send"), stop: q(".stop"), status: q(".status"),
-              reconnect: q(".reconnect") },
+        ui: { messages: q(".messages"), scroller: q(".log"), empty: q(".empty"), input: q("textarea"), send: q(".send"),
+              stop: q(".stop"), status: q(".status"), reconnect: q(".reconnect"), model: q("#gima-model"), record: q(".record") },
         onChange: (chatId) => {
           if (!chatId) return;
           localStorage.setItem(KEYS.chat, chatId);
           channel?.postMessage({ chatId });
         } });
+      await pane.configure().catch((error) => pane.say(error.message));
       if (!(await pane.resume())) {
         const chatId = localStorage.getItem(KEYS.chat);
         if (chatId) await pane.open(chatId).catch(() => localStorage.removeItem(KEYS.chat));
@@ -125,7 +159,7 @@
   async function open() {
     panel.hidden = false;
     launcher.setAttribute("aria-expanded", "true");
-    launcher.textContent = "Close chat";
+    launcher.textContent = t("closeChat");
     sessionStorage.setItem(KEYS.open, "1");
     try { await ready(); q("textarea").focus(); } catch (error) { q(".status").textContent = error.message; }
   }
@@ -133,12 +167,27 @@
   function close() {
     panel.hidden = true;
     launcher.setAttribute("aria-expanded", "false");
-    launcher.textContent = "Open chat";
+    launcher.textContent = t("openChat");
     sessionStorage.removeItem(KEYS.open);
   }
 
   launcher.addEventListener("click", () => (panel.hidden ? open() : close()));
   q(".close").addEventListener("click", close);
+  // Escape stops a running reply; with none running it closes the panel (focus back on the launcher).
+  panel.addEventListener("keydown", (e) => {
+    if (e.key !== "Escape" || e.defaultPrevented) return;
+    e.preventDefault();
+    if (pane?.streaming) pane.stop();
+    else { close(); launcher.focus(); }
+  });
+  import(`${server}/static/lib/i18n.js`).then((i18n) => {
+    const wanted = script?.dataset.gimaLang;
+    if (wanted) i18n.setLanguage(wanted, { keep: false });
+    t = i18n.t;
+    q(".root").setAttribute("lang", i18n.language());
+    i18n.translate(shadow);
+    launcher.textContent = t(panel.hidden ? "openChat" : "closeChat");
+  }).catch(() => { /* the server is unreachable: English until it answers */ });
   channel?.addEventListener("message", (event) => {
     // Another tab sent a message in this conversation: show it, and follow its reply.
     if (pane && !pane.streaming && event.data?.chatId) pane.open(event.data.chatId).catch(() => {});

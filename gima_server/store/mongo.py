@@ -284,6 +284,12 @@ class MongoStore(MongoWebhooksMixin):
         cursor = self._db.chats.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
         return [_chat(d) for d in await cursor.to_list(length=None)]
 
+    async def rename_chat(self, user_id: str, chat_id: str, title: str) -> Chat | None:
+        doc = await self._db.chats.find_one_and_update(
+            {"_id": chat_id, "user_id": user_id}, {"$set": {"title": title, "updated_at": time.time()}},
+            return_document=ReturnDocument.AFTER)
+        return _chat(doc) if doc else None
+
     async def delete_chat(self, user_id: str, chat_id: str) -> bool:
         async with self._client.start_session() as session, await session.start_transaction():
             result = await self._db.chats.delete_one({"_id": chat_id, "user_id": user_id}, session=session)

@@ -387,6 +387,11 @@ class PostgresStore(PostgresMigrationMixin, PostgresRowsMixin, PostgresVectorsMi
                 before_chat_id, user_id, limit)
         return [_chat(r) for r in rows]
 
+    async def rename_chat(self, user_id: str, chat_id: str, title: str) -> Chat | None:
+        row = await self._fetchrow("UPDATE chats SET title = $3, updated_at = $4 WHERE id = $1 AND user_id = $2 RETURNING *",
+                                   chat_id, user_id, storable(title), time.time())
+        return _chat(row) if row else None
+
     async def delete_chat(self, user_id: str, chat_id: str) -> bool:
         return await self._execute("DELETE FROM chats WHERE id = $1 AND user_id = $2", chat_id, user_id) > 0
 

@@ -422,6 +422,15 @@ class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin, Sqli
 
         return await self._read(select)
 
+    async def rename_chat(self, user_id: str, chat_id: str, title: str) -> Chat | None:
+        def rename(conn: sqlite3.Connection) -> Chat | None:
+            with _transaction(conn):
+                row = conn.execute("UPDATE chats SET title = ?, updated_at = ? WHERE id = ? AND user_id = ? RETURNING *",
+                                   (title, time.time(), chat_id, user_id)).fetchone()
+                return _chat(row) if row else None
+
+        return await self._run(rename)
+
     async def delete_chat(self, user_id: str, chat_id: str) -> bool:
         def delete(conn: sqlite3.Connection) -> bool:
             with _transaction(conn):

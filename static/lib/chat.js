@@ -2,19 +2,25 @@
 // (through cuts, reloads, navigation and second tabs), Stop, honest waits.
 import { HttpError, NeedsReconnect } from "./transport.js";
 import { ReplyView, messageItem, renderStored } from "./reply.js";
+import { t } from "./i18n.js";
+import { VoiceInput, readAloud } from "./voice.js";
 
 const DOUBLE_SEND_MS = 300;
+const MAX_REMEMBERED_CHOICES = 200; // model choices kept per chat, oldest forgotten first
 const newId = () => (crypto.randomUUID ? crypto.randomUUID().replaceAll("-", "") : String(Date.now()) + Math.random().toString(16).slice(2));
 
 export class ChatPane {
-  // ui: {messages, input, send, stop, status, reconnect}; store: where the running reply is remembered
-  // (sessionStorage: it survives a reload or the next page of the same tab).
+  // ui: {messages, scroller, empty, input, send, stop, status, reconnect, model?, record?}; store: where the
+  // running reply is remembered (sessionStorage: it survives a reload or the next page of the same tab).
   constructor({ transport, ui, store = sessionStorage, storeKey = "gima.running", onChange = () => {} }) {
     this.transport = transport;
     this.ui = ui;
     this.store = store;
     this.storeKey = storeKey;
+    this.choicesKey = `${storeKey}.models`;
     this.onChange = onChange;
+    this.voice = null;
+    this.replyOptions = { actions: null };
     this.chatId = null;
     this.streaming = null; // {messageId, view, abort}
     this.lastSend = { text: "", at: 0 };
@@ -27,10 +33,87 @@ export class ChatPane {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); this.send(); }
       else if (e.key === "Escape" && this.streaming) { e.preventDefault(); this.stop(); }
     });
-    transport.onWait = (seconds) => this.say(seconds > 0 ? `Busy: try again in ${seconds} s…` : "");
+    transport.onWait = (seconds) => this.say(seconds > 0 ? t("busy", { s: seconds }) : "");
+    ui.model?.addEventListener("change", () => this.rememberModel());
+    new MutationObserver(() => this.showEmptyState()).observe(ui.messages, { childList: true });
+    this.showEmptyState();
   }
 
   say(text) { this.ui.status.textContent = text; }
+
+  showEmptyState() {
+    if (this.ui.empty) this.ui.empty.hidden = this.ui.messages.childElementCount > 0;
+  }
+
+  // The server's models (GET /api/models): a picker when there is more than one; voice when it is configured.
+  async configure() {
+    const { models, voice } = await this.transport.json("/api/models");
+    const picker = this.ui.model;
+    if (picker) {
+      picker.replaceChildren(...models.map((model) => Object.assign(document.createElement("option"),
+        { value: model.id, textContent: model.label || model.id, defaultSelected: !!model.default })));
+      picker.closest("[data-picker]")?.toggleAttribute("hidden", models.length < 2);
+      this.restoreModel();
+    }
+    if (voice && this.ui.record) {
+      this.voice ??= new VoiceInput({ transport: this.transport, ui: { record: this.ui.record, input: this.ui.input },
+        say: (text) => this.say(text) });
+      this.ui.record.hidden = false;
+      this.replyOptions.actions = { readAloud: (text, button) => readAloud(this.transport, text, button, (x) => this.say(x)) };
+    }
+  }
+
+  choices() {
+    try { return JSON.parse(localStorage.getItem(this.choicesKey) || "{}"); } catch { return {}; }
+  }
+
+  rememberModel() {
+    if (!this.chatId || !this.ui.model) return;
+    const choices = this.choices();
+    delete choices[this.chatId];
+    choices[this.chatId] = this.ui.model.value;
+    const ids = Object.keys(choices);
+    for (const old of ids.slice(0, Math.max(0, ids.length - MAX_REMEMBERED_CHOICES))) delete choices[old];
+    try { localStorage.setItem(this.choicesKey, JSON.stringify(choices)); } catch { /* storage full: not kept */ }
+  }
+
+  // A chat's own choice; a new chat starts on the server's default.
+  restoreModel() {
+    const picker = this.ui.model;
+    if (!picker?.options.length) return;
+    const chosen = this.chatId ? this.choices()[this.chatId] : null;
+    const fallback = [...picker.options].find((option) => option.defaultSelected) ?? picker.options[0];
+    picker.value = [...picker.options].some((option) => option.value === chosen) ? chosen : fallback.value;
+  }
+
+  chosenModel() {
+    const picker = this.ui.model;
+    return picker && !picker.closest("[data-picker]")?.hidden && picker.value ? picker.value : null;
+  }
+
+  scrollToEnd() {
+    const scroller = this.ui.scroller ?? this.ui.messages;
+    scroller.scrollTop = scroller.scrollHeight;
+  }
+
+  // Edit (the last question, back in the box) and Regenerate (the last question asked again) on the last exchange.
+  lastExchangeActions() {
+    for (const old of this.ui.messages.querySelectorAll(".edit-last, .regenerate")) old.remove();
+    if (this.streaming) return;
+    const question = [...this.ui.messages.querySelectorAll(":scope > li.user")].pop();
+    if (!question) return;
+    const text = question.querySelector(".user-text")?.textContent ?? "";
+    const edit = Object.assign(document.createElement("button"), { type: "button", className: "edit-last", textContent: t("edit") });
+    edit.addEventListener("click", () => { this.ui.input.value = text; this.ui.input.focus(); });
+    question.append(edit);
+    const answer = question.nextElementSibling;
+    const bar = answer?.querySelector(".message-actions");
+    if (bar) {
+      const again = Object.assign(document.createElement("button"), { type: "button", className: "regenerate", textContent: t("regenerate") });
+      again.addEventListener("click", () => this.send(text));
+      bar.append(again);
+    }
+  }
 
   setStreaming(on) {
     this.ui.send.hidden = on;
@@ -51,6 +134,7 @@ export class ChatPane {
     this.abortFollow();
     this.chatId = null;
     this.ui.messages.replaceChildren();
+    this.restoreModel();
   }
 
   abortFollow() {
@@ -63,14 +147,18 @@ export class ChatPane {
   async open(chatId) {
     this.abortFollow();
     this.chatId = chatId;
+    this.restoreModel();
     const { messages } = await this.transport.json(`/api/chats/${encodeURIComponent(chatId)}/messages`);
-    this.ui.messages.replaceChildren(...messages.map(renderStored));
+    this.ui.messages.replaceChildren(...messages.map((message) => renderStored(message, this.replyOptions)));
     const last = messages[messages.length - 1];
     if (last?.role === "assistant" && last.status === "streaming") {
       const item = this.ui.messages.lastElementChild;
       item.replaceChildren();
-      await this.followReply(last.id, new ReplyView(item), null, 0);
+      await this.followReply(last.id, new ReplyView(item, this.replyOptions), null, 0);
+    } else {
+      this.lastExchangeActions();
     }
+    this.scrollToEnd();
   }
 
   // After a reload or a navigation: the tab's running reply, if it had one.
@@ -82,23 +170,27 @@ export class ChatPane {
     return true;
   }
 
-  async send() {
-    const content = this.ui.input.value.trim();
+  // Send the Message box's text, or `again` (Regenerate: the last question asked once more, as a new turn).
+  async send(again) {
+    const content = (typeof again === "string" ? again : this.ui.input.value).trim();
     if (!content || this.streaming) return;
     const now = performance.now();
     if (content === this.lastSend.text && now - this.lastSend.at < DOUBLE_SEND_MS) return; // a double click
     this.lastSend = { text: content, at: now };
-    this.ui.input.value = "";
+    if (typeof again !== "string") this.ui.input.value = "";
+    for (const old of this.ui.messages.querySelectorAll(".edit-last, .regenerate")) old.remove();
     const question = messageItem("user");
-    question.textContent = content;
+    question.append(Object.assign(document.createElement("div"), { className: "user-text", textContent: content }));
     const answer = messageItem("assistant");
     this.ui.messages.append(question, answer);
+    this.scrollToEnd();
     const messageId = newId();
-    const body = { content, messageId, ...(this.chatId ? { chatId: this.chatId } : {}) };
-    const view = new ReplyView(answer);
+    const model = this.chosenModel();
+    const body = { content, messageId, ...(this.chatId ? { chatId: this.chatId } : {}), ...(model ? { model } : {}) };
+    const view = new ReplyView(answer, this.replyOptions);
     this.remember({ chatId: this.chatId, messageId });
     this.setStreaming(true);
-    this.say("thinking…");
+    this.say(t("thinking"));
     let resp;
     try {
       resp = await this.transport.request("/api/chat/stream", { method: "POST", body, stream: true });
@@ -106,8 +198,8 @@ export class ChatPane {
       this.setStreaming(false);
       this.remember(null);
       view.setStatus("error", error instanceof HttpError && error.retryAfterS
-        ? `try again in ${error.retryAfterS} s` : error.message);
-      this.say(error instanceof HttpError && error.retryAfterS ? `Busy: try again in ${error.retryAfterS} s` : error.message);
+        ? t("tryAgain", { s: error.retryAfterS }) : error.message);
+      this.say(error instanceof HttpError && error.retryAfterS ? t("busy", { s: error.retryAfterS }) : error.message);
       return;
     }
     await this.followReply(messageId, view, resp, 0);
@@ -123,24 +215,25 @@ export class ChatPane {
       await this.transport.follow(resp, () => messageId, {
         lastEventId,
         signal: abort.signal,
-        onRetry: () => this.say("connection lost: reconnecting…"),
+        onRetry: () => this.say(t("retrying")),
         onEvent: (ev) => {
           running.lastEventId = ev.id ?? running.lastEventId;
           if (ev.name === "meta" && !this.chatId) {
             this.chatId = ev.data.chatId;
             this.remember({ chatId: this.chatId, messageId });
+            this.rememberModel();
             this.onChange(this.chatId);
           }
           view.apply(ev);
-          this.say(ev.name === "agent" && ev.data.phase === "start" ? `${ev.data.agent} is working…` : "");
-          this.ui.messages.scrollTop = this.ui.messages.scrollHeight;
+          this.say(ev.name === "agent" && ev.data.phase === "start" ? t("working", { agent: ev.data.agent }) : "");
+          this.scrollToEnd();
         },
       });
       this.say(view.item.dataset.status === "complete" ? "" : this.ui.status.textContent);
     } catch (error) {
       if (abort.signal.aborted) return;
       if (error instanceof NeedsReconnect) {
-        this.say("The connection was lost.");
+        this.say(t("lost"));
         this.ui.reconnect.hidden = false;
         return; // stays "streaming": Reconnect picks it up where it stopped
       }
@@ -150,6 +243,7 @@ export class ChatPane {
       this.streaming = null;
       this.setStreaming(false);
       this.remember(null);
+      this.lastExchangeActions();
       this.onChange(this.chatId);
     }
   }
@@ -158,7 +252,7 @@ export class ChatPane {
     const running = this.streaming;
     if (!running) return;
     this.ui.reconnect.hidden = true;
-    this.say("reconnecting…");
+    this.say(t("reconnecting"));
     await this.followReply(running.messageId, running.view, null, running.lastEventId);
   }
 

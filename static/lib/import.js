@@ -1,6 +1,7 @@
 // The alpha import of an old chat app's export: batches sent in the background, polling as the server asks
 // (pollAfterMs), never while a reply streams in this tab, stopping with a clear message on 401 and 429.
 import { HttpError } from "./transport.js";
+import { t } from "./i18n.js";
 
 const BATCH = 50;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -38,9 +39,7 @@ export class ImportPanel {
       return await this.transport.json(path, { ...options, retried: true });
     } catch (error) {
       if (error instanceof HttpError && (error.status === 401 || error.status === 429)) {
-        const why = error.status === 401 ? "you were signed out; sign in and import again"
-          : `the server asked to slow down; try again in ${error.retryAfterS ?? 1} s`;
-        throw new Error(`Import stopped: ${why}.`);
+        throw new Error(error.status === 401 ? t("importSignedOut") : t("importSlowDown", { s: error.retryAfterS ?? 1 }));
       }
       throw error;
     }
@@ -49,15 +48,15 @@ export class ImportPanel {
   async start() {
     if (this.running) return;
     const file = this.ui.file.files?.[0];
-    if (!file) { this.say("Choose an export file first."); return; }
+    if (!file) { this.say(t("importChoose")); return; }
     let conversations;
     try {
       conversations = conversationsOf(JSON.parse(await file.text()));
     } catch {
-      this.say("That file is not a JSON export.");
+      this.say(t("importNotJson"));
       return;
     }
-    if (!conversations.length) { this.say("No conversations found in that file."); return; }
+    if (!conversations.length) { this.say(t("importEmpty")); return; }
     this.running = true;
     this.ui.start.disabled = true;
     this.ui.progress.hidden = false;
@@ -70,7 +69,7 @@ export class ImportPanel {
         await this.quietMoment();
         ({ job } = await this.call(`/api/migration/jobs/${job.id}/batches/${seq}`, { method: "PUT",
           body: { conversations: conversations.slice(seq * BATCH, (seq + 1) * BATCH) } }));
-        this.say(`Sent ${Math.min((seq + 1) * BATCH, conversations.length)} of ${conversations.length}…`);
+        this.say(t("importSent", { n: Math.min((seq + 1) * BATCH, conversations.length), total: conversations.length }));
       }
       ({ job } = await this.call(`/api/migration/jobs/${job.id}/complete`, { method: "POST" }));
       while (job.status !== "done" && job.status !== "failed") {
@@ -78,11 +77,11 @@ export class ImportPanel {
         await this.quietMoment();
         ({ job } = await this.call(`/api/migration/jobs/${job.id}`));
         this.ui.progress.value = job.imported + job.skipped + job.failed;
-        this.say(`Imported ${job.imported} of ${conversations.length}${job.status === "paused" ? " (paused: the server is busy)" : ""}…`);
+        this.say(t(job.status === "paused" ? "importPaused" : "importProgressText", { n: job.imported, total: conversations.length }));
       }
       this.ui.progress.value = conversations.length;
-      this.say(job.status === "done" ? `Imported ${job.imported} conversations (${job.skipped} already there).`
-        : `Import failed: ${job.error || "see the server"}.`);
+      this.say(job.status === "done" ? t("importDone", { n: job.imported, skipped: job.skipped })
+        : t("importFailed", { error: job.error || "see the server" }));
       this.onImported();
     } catch (error) {
       this.say(error.message);

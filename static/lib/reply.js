@@ -1,5 +1,11 @@
-// A reply as it streams (and as it was stored): one section per agent turn, plain text (never HTML of model
-// output), a snapshot replacing everything shown so far.
+// A reply as it streams (and as it was stored): one section per agent turn, a snapshot replacing everything
+// shown so far. Text is shown as text until it looks like Markdown; then the sanitizing renderer (markdown.js,
+// loaded on demand, so a widget whose replies are plain never fetches it) takes over the section.
+import { t } from "./i18n.js";
+
+const MARKDOWN_HINT = /[*_`#>|~[\]<]|^\s*(?:[-+]|\d+[.)])\s/m;
+let markdownModule = null;
+const loadMarkdown = () => (markdownModule ??= import("./markdown.js"));
 
 export function messageItem(role) {
   const item = document.createElement("li");
@@ -7,15 +13,43 @@ export function messageItem(role) {
   return item;
 }
 
+// One agent's text: plain text nodes until Markdown appears, then a MarkdownView fed from the text so far.
+class Section {
+  constructor(el) {
+    this.el = el;
+    this.text = "";
+    this.markdown = null;
+    this.upgrading = false;
+  }
+
+  append(text) {
+    this.text += text;
+    if (this.markdown) { this.markdown.append(text); return; }
+    this.el.append(text);
+    if (!this.upgrading && MARKDOWN_HINT.test(this.text)) {
+      this.upgrading = true;
+      loadMarkdown().then(({ MarkdownView }) => {
+        if (!this.el.isConnected && !this.el.parentNode) return;
+        this.markdown = new MarkdownView(this.el);
+        this.markdown.set(this.text);
+      }).catch(() => { /* the renderer could not load: the text stays plain, still whole */ });
+    }
+  }
+
+  flush() { this.markdown?.flush(); }
+}
+
 export class ReplyView {
-  constructor(item) {
+  // actions: {readAloud(text, button)} or null when the server has no voice.
+  constructor(item, { actions = null } = {}) {
     this.item = item;
-    this.sections = []; // [{agent, text: Element}]
+    this.actions = actions;
+    this.sections = []; // [{agent, section: Section}]
   }
 
   section(agent) {
     const last = this.sections[this.sections.length - 1];
-    if (last && last.agent === agent) return last.text;
+    if (last && last.agent === agent) return last.section;
     const block = document.createElement("div");
     block.className = "agent";
     block.dataset.agent = agent;
@@ -25,9 +59,11 @@ export class ReplyView {
     const text = document.createElement("div");
     text.className = "agent-text";
     block.append(label, text);
-    this.item.append(block);
-    this.sections.push({ agent, text });
-    return text;
+    this.item.querySelector(":scope > .message-status, :scope > .model-note, :scope > .message-actions")?.before(block)
+      ?? this.item.append(block);
+    const section = new Section(text);
+    this.sections.push({ agent, section });
+    return section;
   }
 
   clear() {
@@ -37,7 +73,7 @@ export class ReplyView {
 
   showSections(agents) {
     this.clear();
-    for (const { agent, text } of agents) this.section(agent).textContent += text;
+    for (const { agent, text } of agents) this.section(agent).append(text);
   }
 
   setStatus(status, message) {
@@ -46,9 +82,43 @@ export class ReplyView {
     if (status !== "complete" && status !== "streaming") {
       const note = document.createElement("p");
       note.className = "message-status";
-      note.textContent = message ? `${status}: ${message}` : status;
+      const name = t(`status_${status}`) === `status_${status}` ? status : t(`status_${status}`);
+      note.textContent = message ? `${name}: ${message}` : name;
       this.item.append(note);
     }
+    if (status !== "streaming") this.finish();
+  }
+
+  // Which model answered, and whether a fallback took over from the one asked for.
+  setModel(model, fallbackFrom, reason) {
+    if (!model) return;
+    let note = this.item.querySelector(".model-note");
+    if (!note) {
+      note = document.createElement("p");
+      note.className = "model-note";
+      this.item.querySelector(":scope > .message-actions")?.before(note) ?? this.item.append(note);
+    }
+    this.item.dataset.model = model;
+    note.textContent = fallbackFrom ? t("answeredByFallback", { model, from: fallbackFrom, reason: reason || "" })
+      : t("answeredBy", { model });
+  }
+
+  finish() {
+    for (const { section } of this.sections) section.flush();
+    if (this.item.querySelector(".message-actions") || !this.text()) return;
+    const actions = document.createElement("div");
+    actions.className = "message-actions";
+    const copy = button(t("copyReply"), "copy-reply");
+    copy.addEventListener("click", () => navigator.clipboard.writeText(this.text())
+      .then(() => { copy.textContent = t("copied"); }, () => { copy.textContent = t("copyFailed"); })
+      .finally(() => setTimeout(() => { copy.textContent = t("copyReply"); }, 1500)));
+    actions.append(copy);
+    if (this.actions?.readAloud) {
+      const speak = button(t("readAloud"), "read-aloud");
+      speak.addEventListener("click", () => this.actions.readAloud(this.text(), speak, this.item));
+      actions.append(speak);
+    }
+    this.item.append(actions);
   }
 
   apply(ev) {
@@ -56,10 +126,13 @@ export class ReplyView {
     if (ev.name === "meta") {
       this.item.dataset.messageId = data.messageId;
       this.setStatus("streaming");
+      this.setModel(data.model);
+    } else if (ev.name === "model") {
+      this.setModel(data.model, data.fallbackFrom, data.reason);
     } else if (ev.name === "agent" && data.phase === "start") {
       this.section(data.agent);
     } else if (ev.name === "delta") {
-      this.section(data.agent || "assistant").textContent += data.text;
+      this.section(data.agent || "assistant").append(data.text);
     } else if (ev.name === "snapshot") {
       this.showSections(data.agents?.length ? data.agents : [{ agent: "assistant", text: data.content }]);
     } else if (ev.name === "done") {
@@ -70,19 +143,31 @@ export class ReplyView {
   }
 
   text() {
-    return this.sections.map((s) => s.text.textContent).join("");
+    return this.sections.map((s) => s.section.text).join("");
   }
 }
 
-export function renderStored(message) {
+function button(label, className) {
+  const el = document.createElement("button");
+  el.type = "button";
+  el.className = className;
+  el.textContent = label;
+  return el;
+}
+
+export function renderStored(message, options) {
   const item = messageItem(message.role);
   item.dataset.messageId = message.id;
   if (message.role === "user") {
-    item.textContent = message.content;
+    const text = document.createElement("div");
+    text.className = "user-text";
+    text.textContent = message.content;
+    item.append(text);
     return item;
   }
-  const view = new ReplyView(item);
+  const view = new ReplyView(item, options);
   view.showSections(message.agents?.length ? message.agents : [{ agent: "assistant", text: message.content }]);
+  view.setModel(message.model);
   view.setStatus(message.status);
   return item;
 }

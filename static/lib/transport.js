@@ -61,7 +61,8 @@ export class Transport {
   }
 
   // One request; a 429/503 is waited out once (Retry-After), then reported. Streams keep their slot until read.
-  async request(path, { method = "GET", body, headers = {}, signal, retried = false, stream = false } = {}) {
+  // `body` goes as JSON, `form` (FormData) as multipart.
+  async request(path, { method = "GET", body, form, headers = {}, signal, retried = false, stream = false } = {}) {
     await this.slot();
     let keepSlot = false;
     try {
@@ -69,6 +70,8 @@ export class Transport {
       if (body !== undefined) {
         init.headers["Content-Type"] = "application/json";
         init.body = JSON.stringify(body);
+      } else if (form !== undefined) {
+        init.body = form;
       }
       const resp = await fetch(this.base + path, init);
       if (resp.ok) {
@@ -84,7 +87,7 @@ export class Transport {
       this.onWait(error.retryAfterS);
       await sleep(error.retryAfterS * 1000, signal);
       this.onWait(0);
-      return await this.request(path, { method, body, headers, signal, retried: true, stream });
+      return await this.request(path, { method, body, form, headers, signal, retried: true, stream });
     } finally {
       if (!keepSlot) this.release();
     }

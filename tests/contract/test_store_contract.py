@@ -154,7 +154,13 @@ async def test_chats_belong_to_their_owner(store: Store) -> None:
     assert await store.get_chat(bob, chat.id) is None
     assert await store.list_chats(bob, None, 10) == []
     assert not await store.delete_chat(bob, chat.id)
+    assert await store.rename_chat(bob, chat.id, "bob's") is None
     assert await store.get_chat(alice, chat.id) == chat
+    renamed = await store.rename_chat(alice, chat.id, "Tides, renamed")
+    assert renamed is not None and renamed.id == chat.id and renamed.title == "Tides, renamed"
+    assert renamed.created_at == chat.created_at and renamed.updated_at >= chat.updated_at
+    assert await store.get_chat(alice, chat.id) == renamed
+    assert await store.rename_chat(alice, "no-such-chat", "x") is None
 
 
 async def test_chats_page_newest_first(store: Store) -> None:

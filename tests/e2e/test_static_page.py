@@ -314,7 +314,7 @@ async def test_search_finds_a_chat_and_opens_it(browser: Browser, aiohttp_server
     await expect(hits.first).to_contain_text("puffins")
     await expect(hits.first.locator("mark").first).to_have_text("puffins", ignore_case=True)
     await hits.first.click()
-    await expect(page.locator("#messages li.user").first).to_have_text("Where do puffins nest?")
+    await expect(page.locator("#messages li.user .user-text").first).to_have_text("Where do puffins nest?")
     assert problems == []
 
 

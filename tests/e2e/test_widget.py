@@ -199,7 +199,7 @@ async def test_a_message_sent_before_the_modules_load_is_kept_and_sent_once(brow
     await expect(_answer(page)).to_have_attribute("data-status", "complete", timeout=20_000)
     assert navigations == [f"{host}/one"]  # never reloaded, never host/one?
     assert page.url == f"{host}/one"
-    await expect(_panel(page).locator("li.user")).to_have_text(["Is the blue one in stock?"])
+    await expect(_panel(page).locator("li.user .user-text")).to_have_text(["Is the blue one in stock?"])
     [user_id] = await _user_ids(chat)
     store = chat.app[appkeys.STORE]
     [stored_chat] = await store.list_chats(user_id, None, 5)

@@ -50,6 +50,7 @@ ROUTES: dict[tuple[str, str], Probe] = {
     ("GET", "/api/chats"): Probe(USER, "/api/chats"),
     ("GET", "/api/chats/{chatId}/messages"): Probe(OWNED, "/api/chats/{chat}/messages"),
     ("DELETE", "/api/chats/{chatId}"): Probe(OWNED, "/api/chats/{chat}"),
+    ("PATCH", "/api/chats/{chatId}"): Probe(OWNED, "/api/chats/{chat}", {"title": "taken over"}),
     ("POST", "/api/chat/stream"): Probe(OWNED, "/api/chat/stream", {"content": "let me in", "chatId": "{chat}"}),
     ("GET", "/api/chat/streams/{messageId}/events"): Probe(OWNED, "/api/chat/streams/{message}/events"),
     ("POST", "/api/chat/streams/{messageId}/cancel"): Probe(OWNED, "/api/chat/streams/{message}/cancel"),

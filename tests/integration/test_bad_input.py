@@ -60,6 +60,7 @@ async def test_someone_elses_chat_is_404_and_untouched(alice: Api, bob: Api) -> 
     for method, path, kwargs in [
         ("GET", f"/api/chats/{chat_id}/messages", {}),
         ("DELETE", f"/api/chats/{chat_id}", {}),
+        ("PATCH", f"/api/chats/{chat_id}", {"json": {"title": "bob's now"}}),
         ("POST", "/api/chat/stream", {"json": {"content": "sneak in", "chatId": chat_id}}),
         ("GET", f"/api/chat/streams/{message_id}/events", {}),
         ("POST", f"/api/chat/streams/{message_id}/cancel", {}),
