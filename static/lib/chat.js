@@ -91,9 +91,13 @@ export class ChatPane {
     return picker && !picker.closest("[data-picker]")?.hidden && picker.value ? picker.value : null;
   }
 
+  // At most once a frame: reading scrollHeight after every token would force a layout per token.
   scrollToEnd() {
-    const scroller = this.ui.scroller ?? this.ui.messages;
-    scroller.scrollTop = scroller.scrollHeight;
+    this.scrollFrame ||= requestAnimationFrame(() => {
+      this.scrollFrame = 0;
+      const scroller = this.ui.scroller ?? this.ui.messages;
+      scroller.scrollTop = scroller.scrollHeight;
+    });
   }
 
   // Edit (the last question, back in the box) and Regenerate (the last question asked again) on the last exchange.

@@ -18,6 +18,7 @@ class Section {
   constructor(el) {
     this.el = el;
     this.text = "";
+    this.node = el.appendChild(document.createTextNode(""));
     this.markdown = null;
     this.upgrading = false;
   }
@@ -25,8 +26,9 @@ class Section {
   append(text) {
     this.text += text;
     if (this.markdown) { this.markdown.append(text); return; }
-    this.el.append(text);
-    if (!this.upgrading && MARKDOWN_HINT.test(this.text)) {
+    this.node.appendData(text);
+    // Only the new text (and the line it continues) is looked at: the whole reply per token would be quadratic.
+    if (!this.upgrading && MARKDOWN_HINT.test(this.text.slice(-(text.length + 32)))) {
       this.upgrading = true;
       loadMarkdown().then(({ MarkdownView }) => {
         if (!this.el.isConnected && !this.el.parentNode) return;

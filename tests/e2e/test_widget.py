@@ -22,6 +22,7 @@ from gima_server.auth.external import external_email
 from gima_server.config import Settings
 
 from ..secrets_watch import remember
+from ..upstream_fakes import FakeUpstream
 from .browser import browser, delay_requests, watch_console
 
 pytestmark = pytest.mark.e2e
@@ -154,11 +155,44 @@ async def test_a_reply_survives_navigation_and_two_tabs_share_the_chat(browser: 
     assert problems == []
 
 
-def test_the_widget_is_small() -> None:
-    files = [STATIC_DIR / "widget.js", *sorted((STATIC_DIR / "lib").glob("*.js"))]
-    loaded = [f for f in files if f.name in ("widget.js", "transport.js", "chat.js", "reply.js", "sse.js")]
-    size = sum(len(gzip.compress(Path(f).read_bytes())) for f in loaded)
+async def test_the_widget_is_small_and_fetches_the_markdown_renderer_only_for_markdown(
+        browser: Browser, aiohttp_server: Any, settings: Settings, tmp_path: Path) -> None:
+    """Everything the widget loads for a plain chat is under 30 KB gzipped; marked and DOMPurify come only with a
+    reply that has Markdown in it, and render it inside the shadow root."""
+    fake = FakeUpstream("openai")
+    fake.faults.tokens = ["Plain words", " only."]
+    upstream = await aiohttp_server(fake.app)
+    agents = tmp_path / "agents.toml"
+    agents.write_text(f'[agents.writer]\nkind = "openai"\nbase_url = "http://127.0.0.1:{upstream.port}/v1"\n'
+                      'model = "fake"\n')
+    host, _ = await _sites(aiohttp_server, settings, guest_access=True, agents_file=str(agents))
+    context = await browser.new_context()
+    page = await context.new_page()
+    problems = watch_console(page)
+    fetched: list[str] = []
+    page.on("request", lambda request: fetched.append(request.url) if "/static/" in request.url else None)
+    await page.goto(f"{host}/one")
+    await _chat(page, "Say something plain")
+    await expect(_answer(page)).to_have_attribute("data-status", "complete", timeout=15_000)
+    files = [STATIC_DIR / url.split("/static/", 1)[1] for url in fetched]
+    assert {f.name for f in files} >= {"widget.js", "transport.js", "chat.js", "reply.js", "sse.js", "i18n.js"}
+    assert not [f for f in files if f.name == "markdown.js" or f.parent.name == "vendor"]
+    size = sum(len(gzip.compress(f.read_bytes())) for f in set(files))
     assert size < 30 * 1024, size
+
+    fake.faults.tokens = ["## Stock\n\n", "- **blue**: 3\n", "- red: <b onclick=x>0</b>\n"]
+    await page.get_by_label("Message").fill("And in Markdown?")
+    await page.get_by_role("button", name="Send").click()
+    await expect(_answer(page)).to_have_attribute("data-status", "complete", timeout=15_000)
+    answer = _answer(page)
+    await expect(answer.get_by_role("heading", name="Stock")).to_be_visible()
+    names = {url.rsplit("/", 1)[1] for url in fetched}
+    assert {"markdown.js", "marked.esm.js", "purify.es.mjs"} <= names
+    await expect(answer.locator("li strong")).to_have_text("blue")
+    assert await answer.locator("[onclick], b").count() == 0  # raw HTML shown as text
+    await expect(answer.locator("ul li").last).to_have_text("red: <b onclick=x>0</b>")
+    assert problems == []
+    await context.close()
 
 
 async def test_a_returning_guest_with_an_expired_token_gets_a_new_session(browser: Browser, aiohttp_server: Any,
