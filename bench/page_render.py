@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import re
 import statistics
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 from aiohttp import web
 from playwright.async_api import async_playwright
@@ -84,25 +85,38 @@ async def one_run(page: Any, fake: FakeUpstream, tokens: list[str], rate: float,
             "max": frames[-1], "over50": sum(f > 50 for f in frames), "long_ms": sum(long_tasks)}
 
 
+async def _serve(app: web.Application) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
+@contextlib.asynccontextmanager
+async def page_server(agents_extra: str = "", **overrides: Any) -> AsyncIterator[tuple[int, FakeUpstream]]:
+    """gima-server on its embedded defaults with a `writer` model streaming from a fake OpenAI-format upstream;
+    yields (the server's port, the upstream)."""
+    fake = FakeUpstream("openai")
+    upstream_runner, upstream_port = await _serve(fake.app)
+    with tempfile.TemporaryDirectory() as tmp:
+        agents = Path(tmp) / "agents.toml"
+        agents.write_text(f'[agents.writer]\nkind = "openai"\nlabel = "Writer"\n'
+                          f'base_url = "http://127.0.0.1:{upstream_port}/v1"\nmodel = "fake"\ncontext_tokens = 200000\n'
+                          + agents_extra)
+        settings = replace(Settings(), data_dir=Path(tmp), agents_file=str(agents), secret_keys=("x" * 40,), **overrides)
+        runner, port = await _serve(create_app(settings))
+        try:
+            yield port, fake
+        finally:
+            await runner.cleanup()
+            await upstream_runner.cleanup()
+
+
 async def main(args: argparse.Namespace) -> int:
     tokens = markdown_reply(args.tokens)
     plain = plain_of(tokens)
-    fake = FakeUpstream("openai")
-    upstream_runner = web.AppRunner(fake.app)
-    await upstream_runner.setup()
-    upstream_site = web.TCPSite(upstream_runner, "127.0.0.1", 0)
-    await upstream_site.start()
-    upstream_port = upstream_site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    with tempfile.TemporaryDirectory() as tmp:
-        agents = Path(tmp) / "agents.toml"
-        agents.write_text(f'[agents.writer]\nkind = "openai"\nbase_url = "http://127.0.0.1:{upstream_port}/v1"\n'
-                          'model = "fake"\ncontext_tokens = 200000\n')
-        settings = replace(Settings(), data_dir=Path(tmp), agents_file=str(agents), secret_keys=("x" * 40,))
-        runner = web.AppRunner(create_app(settings))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    async with page_server() as (port, fake):
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             page = await browser.new_page()
@@ -121,8 +135,6 @@ async def main(args: argparse.Namespace) -> int:
                           f"  p99 {r['p99']:6.1f} ms  max {r['max']:6.1f} ms  over 50 ms {r['over50']:3.0f}"
                           f"  long tasks {r['long_ms']:6.0f} ms", flush=True)
             await browser.close()
-        await runner.cleanup()
-    await upstream_runner.cleanup()
     md, pl = results["markdown"], results["plain"]
     worst_max = max(r["max"] for r in md)
     worst_share = max(r["over50"] / r["frames"] for r in md)

@@ -20,7 +20,7 @@ export class ChatPane {
     this.choicesKey = `${storeKey}.models`;
     this.onChange = onChange;
     this.voice = null;
-    this.replyOptions = { actions: null };
+    this.replyOptions = { actions: null, labels: new Map() };
     this.chatId = null;
     this.streaming = null; // {messageId, view, abort}
     this.lastSend = { text: "", at: 0 };
@@ -48,6 +48,7 @@ export class ChatPane {
   // The server's models (GET /api/models): a picker when there is more than one; voice when it is configured.
   async configure() {
     const { models, voice } = await this.transport.json("/api/models");
+    for (const model of models) this.replyOptions.labels.set(model.id, model.label || model.id);
     const picker = this.ui.model;
     if (picker) {
       picker.replaceChildren(...models.map((model) => Object.assign(document.createElement("option"),

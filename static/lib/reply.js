@@ -42,10 +42,11 @@ class Section {
 }
 
 export class ReplyView {
-  // actions: {readAloud(text, button)} or null when the server has no voice.
-  constructor(item, { actions = null } = {}) {
+  // actions: {readAloud(text, button)} or null when the server has no voice; labels: model id -> its label.
+  constructor(item, { actions = null, labels = new Map() } = {}) {
     this.item = item;
     this.actions = actions;
+    this.labels = labels;
     this.sections = []; // [{agent, section: Section}]
   }
 
@@ -61,8 +62,8 @@ export class ReplyView {
     const text = document.createElement("div");
     text.className = "agent-text";
     block.append(label, text);
-    this.item.querySelector(":scope > .message-status, :scope > .model-note, :scope > .message-actions")?.before(block)
-      ?? this.item.append(block);
+    const after = this.item.querySelector(":scope > .message-status, :scope > .model-note, :scope > .message-actions");
+    if (after) after.before(block); else this.item.append(block);
     const section = new Section(text);
     this.sections.push({ agent, section });
     return section;
@@ -98,11 +99,13 @@ export class ReplyView {
     if (!note) {
       note = document.createElement("p");
       note.className = "model-note";
-      this.item.querySelector(":scope > .message-actions")?.before(note) ?? this.item.append(note);
+      const actions = this.item.querySelector(":scope > .message-actions");
+      if (actions) actions.before(note); else this.item.append(note);
     }
     this.item.dataset.model = model;
-    note.textContent = fallbackFrom ? t("answeredByFallback", { model, from: fallbackFrom, reason: reason || "" })
-      : t("answeredBy", { model });
+    const name = (id) => this.labels.get(id) || id;
+    note.textContent = fallbackFrom ? t("answeredByFallback", { model: name(model), from: name(fallbackFrom), reason: reason || "" })
+      : t("answeredBy", { model: name(model) });
   }
 
   finish() {

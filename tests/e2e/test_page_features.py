@@ -165,7 +165,7 @@ async def test_model_picker_is_kept_per_chat_and_names_the_fallback(
     await picker.select_option(label="Local demo")
     await _ask(page, "Which model are you?")
     await expect(_answer(page)).to_have_attribute("data-status", "complete", timeout=15_000)
-    await expect(_answer(page).locator(".model-note")).to_have_text("Answered by local")
+    await expect(_answer(page).locator(".model-note")).to_have_text("Answered by Local demo")
     assert fake.requests == []  # the demo answered; the writer's upstream was never asked
     first_chat = await page.locator(".chat-link[aria-current='true']").get_attribute("data-chat-id")
 
@@ -175,7 +175,7 @@ async def test_model_picker_is_kept_per_chat_and_names_the_fallback(
     await _ask(page, "And now?")
     await expect(_answer(page)).to_have_attribute("data-status", "complete", timeout=30_000)
     await expect(_answer(page).locator(".model-note")).to_have_text(
-        "Answered by local instead of writer (upstream_unavailable)")
+        "Answered by Local demo instead of Writer (upstream_unavailable)")
     assert fake.requests, "the writer was asked first"
 
     await page.locator(f".chat-link[data-chat-id='{first_chat}']").click()
