@@ -86,7 +86,8 @@ async def test_the_models_are_listed_and_each_answers_when_named(
     listing = await (await client.get("/api/models", headers=alice.headers)).json()
     assert listing == {"models": [{"id": "fast", "label": "Fast", "default": True},
                                   {"id": "careful", "label": "careful", "default": False},
-                                  {"id": "local", "label": "local", "default": False}]}
+                                  {"id": "local", "label": "local", "default": False}],
+                       "voice": False}  # no audio upstream configured
     v1 = await (await client.get("/v1/models", headers=alice.headers)).json()
     assert [m["id"] for m in v1["data"]] == ["fast", "careful", "local"]
 
