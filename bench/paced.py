@@ -200,23 +200,23 @@ async def idle(server: Server, holders: int, path: str, body: bytes) -> dict[str
 
 
 @asynccontextmanager
-async def bare(tokens_per_s: float) -> AsyncIterator[Server]:
+async def bare(tokens_per_s: float, words: int = WORDS) -> AsyncIterator[Server]:
     from .bare import running_bare
 
-    async with running_bare(tokens_per_s, WORDS, _pinned(0, [])) as (port, pid):
+    async with running_bare(tokens_per_s, words, _pinned(0, [])) as (port, pid):
         yield Server("bare", port, pid, "/stream")
 
 
 @asynccontextmanager
 async def gima(tokens_per_s: float, users: int, redis_url: str = "", first_token_ms: int = 0, store_url: str = "",
-               sentinel: bool = False, extra_env: dict[str, str] | None = None) -> AsyncIterator[Server]:
+               sentinel: bool = False, extra_env: dict[str, str] | None = None, words: int = WORDS) -> AsyncIterator[Server]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-paced-") as tmp:
         tokens = await _seed(Path(tmp), users, store_url=store_url)  # sign-in cost stays out of the measured window
         env = {k: v for k, v in os.environ.items() if not k.startswith("GIMA_")}
         env.update({"GIMA_DATA_DIR": tmp, "GIMA_LOG_LEVEL": "warning", "GIMA_RATE_LIMITS": "off",
                     "GIMA_DEMO_TOKENS_PER_S": str(tokens_per_s), "GIMA_DEMO_FIRST_TOKEN_MS": str(first_token_ms),
-                    "GIMA_DEMO_REPLY_WORDS": str(WORDS), "GIMA_DRAIN_S": "1", "GIMA_MAX_ACTIVE_REPLIES": "20000",
+                    "GIMA_DEMO_REPLY_WORDS": str(words), "GIMA_DRAIN_S": "1", "GIMA_MAX_ACTIVE_REPLIES": "20000",
                     "GIMA_ADMISSION_QUEUE": "20000"})
         if redis_url:
             env["GIMA_REDIS_URL"] = redis_url

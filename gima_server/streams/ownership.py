@@ -97,10 +97,16 @@ class Ownership:
             raise Busy(session_id)
         return lease
 
-    async def keep(self, lease: Lease, on_lost: Callable[[], None]) -> None:
+    @property
+    def renew_every_s(self) -> float:
+        return self._settings.lease_s / 3
+
+    async def keep(self, lease: Lease, on_lost: Callable[[], None], wait_first: bool = True) -> None:
         """Watchdog: extend the lease until cancelled; call on_lost if it slipped away."""
         while True:
-            await asyncio.sleep(self._settings.lease_s / 3)
+            if wait_first:
+                await asyncio.sleep(self.renew_every_s)
+            wait_first = True
             try:
                 extended = await self._locks.extend(lease, self._settings.lease_s)
             except Exception as exc:  # a backend outage is not a takeover: keep producing, try again
