@@ -74,3 +74,18 @@ async def sign_up_many(session: aiohttp.ClientSession, base: str, count: int) ->
             return str((await resp.json())["accessToken"])
 
     return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def start_py_spy(pid: int, path: str, rate_hz: int) -> subprocess.Popen[bytes]:
+    """py-spy sampling a server process into `path` (--format raw: flamegraph.pl input, bench/profile_steps.py)."""
+    spy = subprocess.Popen(["py-spy", "record", "-p", str(pid), "-r", str(rate_hz), "--format", "raw", "-o", path,
+                            "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    await asyncio.sleep(1.0)  # attached before the phase starts
+    return spy
+
+
+def stop_py_spy(spy: subprocess.Popen[bytes] | None) -> None:
+    """SIGINT makes py-spy write its profile; wait until it has."""
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)

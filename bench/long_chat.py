@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import free_port
+from .common import free_port, start_py_spy, stop_py_spy
 from .load import _seed, _wait_healthy
 from .paced import Server, Stream, _cpu_s, _pct, _pinned, read_stream
 
@@ -72,11 +72,7 @@ async def _long_chats(data_dir: Path, users: int, messages: int = MESSAGES, tag:
 
 async def _turnover(server: Server, replies: int, chat_ids: list[str] | None, profile: str = "") -> dict[str, object]:
     per_user = replies // USERS
-    spy = None
-    if profile:  # py-spy on the server for the phase: the top frames, as --format raw (flamegraph.pl input)
-        spy = subprocess.Popen(["py-spy", "record", "-p", str(server.pid), "-r", "200", "--format", "raw",
-                                "-o", profile, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        await asyncio.sleep(1.0)
+    spy = await start_py_spy(server.pid, profile, 200) if profile else None
 
     async def user(i: int) -> list[Stream]:
         seen = []
@@ -90,9 +86,7 @@ async def _turnover(server: Server, replies: int, chat_ids: list[str] | None, pr
     cpu, t0 = _cpu_s(server.pid), time.perf_counter()
     streams = [s for group in await asyncio.gather(*(user(i) for i in range(USERS))) for s in group]
     elapsed, cpu_used = time.perf_counter() - t0, _cpu_s(server.pid) - cpu
-    if spy is not None:
-        spy.send_signal(signal.SIGINT)
-        spy.wait(timeout=30)
+    stop_py_spy(spy)
     ttfe = [s.first - s.started for s in streams if s.first is not None]
     return {"replies": len(streams), "ok": sum(s.ok for s in streams), "replies_per_s": round(len(streams) / elapsed, 1),
             "ttfe_ms": {"p50": _pct(ttfe, 0.5), "p99": _pct(ttfe, 0.99)},

@@ -17,11 +17,10 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 
+from .common import start_py_spy, stop_py_spy
 from .paced import _END, _ID, Server, Stream, _cpu_s, _pct, bare, gima, read_stream
 from .profile_steps import steps_per_reply
 
@@ -71,11 +70,7 @@ class KeptConnection:
 
 async def turnover(server: Server, replies: int, profile: str = "", keep_alive: bool = False) -> dict[str, object]:
     per_worker = replies // CONCURRENCY
-    spy = None
-    if profile:
-        spy = subprocess.Popen(["py-spy", "record", "-p", str(server.pid), "-r", "250", "--format", "raw",
-                                "-o", profile, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        await asyncio.sleep(1.0)
+    spy = await start_py_spy(server.pid, profile, 250) if profile else None
 
     async def worker(i: int) -> list[Stream]:
         bodies = [json.dumps({"content": f"turn {n} of worker {i}"}).encode() for n in range(per_worker)]
@@ -90,9 +85,7 @@ async def turnover(server: Server, replies: int, profile: str = "", keep_alive: 
     cpu, t0 = _cpu_s(server.pid), time.perf_counter()
     streams = [s for group in await asyncio.gather(*(worker(i) for i in range(CONCURRENCY))) for s in group]
     elapsed, cpu_used = time.perf_counter() - t0, _cpu_s(server.pid) - cpu
-    if spy is not None:
-        spy.send_signal(signal.SIGINT)
-        spy.wait(timeout=60)
+    stop_py_spy(spy)
     ttfe = [s.first - s.started for s in streams if s.first is not None]
     events = sum(len(s.ids) for s in streams)
     return {"server": server.name, "replies": len(streams), "ok": sum(s.ok for s in streams),

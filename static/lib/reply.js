@@ -31,7 +31,6 @@ class Section {
     if (!this.upgrading && MARKDOWN_HINT.test(this.text.slice(-(text.length + 32)))) {
       this.upgrading = true;
       loadMarkdown().then(({ MarkdownView }) => {
-        if (!this.el.isConnected && !this.el.parentNode) return;
         this.markdown = new MarkdownView(this.el);
         this.markdown.set(this.text);
       }).catch(() => { /* the renderer could not load: the text stays plain, still whole */ });
@@ -85,7 +84,7 @@ export class ReplyView {
     if (status !== "complete" && status !== "streaming") {
       const note = document.createElement("p");
       note.className = "message-status";
-      const name = t(`status_${status}`) === `status_${status}` ? status : t(`status_${status}`);
+      const name = t(`status_${status}`).replace(/^status_/, ""); // an end code with no name of its own as it is
       note.textContent = message ? `${name}: ${message}` : name;
       this.item.append(note);
     }

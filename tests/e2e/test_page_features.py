@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -18,6 +16,7 @@ from gima_server import appkeys
 from gima_server.app import create_app
 from gima_server.config import Settings
 from tests.js_clients import JS_DIR, install_js_clients
+from tests.speech import spoken_wav
 from tests.upstream_fakes import FakeUpstream
 
 from .browser import CHROMIUM, CHROMIUM_ARGS, browser, watch_console
@@ -278,22 +277,14 @@ async def _user(server: Any) -> Any:
     return user
 
 
-@pytest.fixture(scope="module")
-def spoken_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Real speech from espeak-ng (a missing binary fails, never skips)."""
-    binary = shutil.which("espeak-ng")
-    assert binary, "espeak-ng is needed (apt-get install espeak-ng; .ci/run installs it)"
-    path = tmp_path_factory.mktemp("voice") / "question.wav"
-    subprocess.run([binary, "-w", str(path), "How high is the tide today?"], check=True, timeout=60)
-    return path
-
-
 @pytest.fixture
-async def microphone_browser(spoken_wav: Path) -> AsyncIterator[Browser]:
+async def microphone_browser(tmp_path: Path) -> AsyncIterator[Browser]:
+    """Chromium whose microphone (allowed without asking) plays espeak-ng's real speech."""
+    question = spoken_wav(tmp_path, "How high is the tide today?")
     async with async_playwright() as pw:
         chromium = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
             *CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={spoken_wav}"])
+            f"--use-file-for-fake-audio-capture={question}"])
         yield chromium
         await chromium.close()
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +11,15 @@ import openai
 import pytest
 from aiohttp.test_utils import TestClient
 
+from .. import speech
 from ..conftest import Api, MakeClient, sign_up
 from ..upstream_fakes import FakeUpstream, topic_vector
 
 
 @pytest.fixture(scope="module")
 def spoken_wav(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """Real audio: Debian's espeak-ng speaking a sentence into a WAV file (a missing binary fails, never skips)."""
-    binary = shutil.which("espeak-ng")
-    assert binary, "espeak-ng is needed (apt-get install espeak-ng; .ci/run installs it)"
-    path = tmp_path_factory.mktemp("audio") / "hello.wav"
-    subprocess.run([binary, "-w", str(path), "The tide comes in twice a day."], check=True, timeout=60)
-    return path.read_bytes()
+    """Real audio: Debian's espeak-ng speaking a sentence into a WAV file."""
+    return speech.spoken_wav(tmp_path_factory.mktemp("audio"), "The tide comes in twice a day.").read_bytes()
 
 
 async def _server(make_client: MakeClient, aiohttp_server: Any, **settings: Any) -> tuple[FakeUpstream, TestClient, Api]:
