@@ -74,6 +74,27 @@ async def _seed(data_dir: Path, users: int, alpha: int = 0, store_url: str = "")
     return tokens
 
 
+async def _seed_api_key(data_dir: Path) -> str:
+    """One user with one API key, written straight into the store: a program's calls, all over that key."""
+    import time as clock
+
+    from gima_server.apikeys.model import MAX_KEYS_PER_USER, ApiKey, key_hash, key_hint, new_key
+    from gima_server.ids import new_id
+    from gima_server.store.sqlite import SqliteStore
+
+    (data_dir / "secret_key").write_text(SECRET)
+    store = SqliteStore(data_dir / "gima.sqlite3")
+    await store.open()
+    try:
+        user = await store.create_user("program@example.com", "not-a-hash", "program", ("user",))
+        secret = new_key()
+        key = ApiKey(new_id(), user.id, "bench", key_hash(secret), key_hint(secret), clock.time())
+        assert await store.create_api_key(key, MAX_KEYS_PER_USER)
+    finally:
+        await store.close()
+    return secret
+
+
 async def _wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
     async with aiohttp.ClientSession() as session:
         for _ in range(400):

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import AsyncIterator
 
 from .common import free_port, rss_kib
-from .load import _seed, _wait_healthy
+from .load import _seed, _seed_api_key, _wait_healthy
 
 _TASKSET = shutil.which("taskset")
 _ID = re.compile(rb"(?m)^id: (\d+)$")
@@ -209,10 +209,13 @@ async def bare(tokens_per_s: float, words: int = WORDS) -> AsyncIterator[Server]
 
 @asynccontextmanager
 async def gima(tokens_per_s: float, users: int, redis_url: str = "", first_token_ms: int = 0, store_url: str = "",
-               sentinel: bool = False, extra_env: dict[str, str] | None = None, words: int = WORDS) -> AsyncIterator[Server]:
+               sentinel: bool = False, extra_env: dict[str, str] | None = None, words: int = WORDS,
+               api_key: bool = False) -> AsyncIterator[Server]:
+    """api_key: every request over one API key (users is ignored), as one program's calls; else a user each."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-paced-") as tmp:
-        tokens = await _seed(Path(tmp), users, store_url=store_url)  # sign-in cost stays out of the measured window
+        # sign-in cost stays out of the measured window
+        tokens = [await _seed_api_key(Path(tmp))] if api_key else await _seed(Path(tmp), users, store_url=store_url)
         env = {k: v for k, v in os.environ.items() if not k.startswith("GIMA_")}
         env.update({"GIMA_DATA_DIR": tmp, "GIMA_LOG_LEVEL": "warning", "GIMA_RATE_LIMITS": "off",
                     "GIMA_DEMO_TOKENS_PER_S": str(tokens_per_s), "GIMA_DEMO_FIRST_TOKEN_MS": str(first_token_ms),
