@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from typing import Any
