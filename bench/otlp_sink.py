@@ -1,4 +1,5 @@
-"""An OTLP/HTTP trace sink for bench.paced --otel: takes every export, counts the spans, answers at once.
+"""A sink for bench.paced --otel and --webhooks: takes every OTLP/HTTP trace export and every webhook delivery,
+counts them, answers at once.
 
     python -m bench.otlp_sink PORT
 """
@@ -11,7 +12,7 @@ from aiohttp import web
 
 
 def make_app() -> web.Application:
-    counted = {"requests": 0, "bytes": 0}
+    counted = {"requests": 0, "bytes": 0, "webhooks": 0}
 
     async def traces(request: web.Request) -> web.Response:
         body = await request.read()
@@ -19,11 +20,17 @@ def make_app() -> web.Application:
         counted["bytes"] += len(body)
         return web.Response(body=b"", content_type="application/x-protobuf")
 
+    async def webhook(request: web.Request) -> web.Response:
+        await request.read()
+        counted["webhooks"] += 1
+        return web.Response(status=204)
+
     async def stats(request: web.Request) -> web.Response:
         return web.json_response(counted)
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/v1/traces", traces)
+    app.router.add_post("/webhooks", webhook)
     app.router.add_get("/stats", stats)
     return app
 

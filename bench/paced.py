@@ -12,6 +12,8 @@ servers with the same demo-agent pace and the same client:
 - idle: 10,000 open streams; RSS per stream and CPU while idle;
 - unloaded: time to first event of one unpaced request at a time (added ms);
 - paced with Redis configured (gima only, against the same bare run);
+- with --webhooks: paced with a webhook endpoint receiving every reply's end (against the plain run);
+- with --otel: paced with OpenTelemetry exporting every span (against the plain run);
 - with --stores: paced on PostgreSQL (against the SQLite run) and with Redis Sentinel (against single Redis);
   PostgreSQL and Redis run on the load generator's core.
 Every stream checks ids 1..n (no gap, no duplicate). The last lines print PASS/FAIL per target.
@@ -282,8 +284,33 @@ async def otlp_sink() -> AsyncIterator[str]:
         proc.wait(timeout=10)
 
 
+WEBHOOK_SECRET = "whsec_" + "YmVuY2gtd2ViaG9vay1zZWNyZXQtMDEyMzQ1Njc4OQ=="
+
+
+async def _sink_stats(sink: str) -> dict[str, int]:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.get(f"{sink}/stats") as resp:
+        return dict(await resp.json())
+
+
+async def webhooks_paced(count: int) -> dict[str, object]:
+    """Paced with a webhook endpoint configured: every reply's end is an outbox row, signed and POSTed to the sink
+    (on the load generator's core) by the server's delivery loop while the other replies stream."""
+    async with otlp_sink() as sink, gima(50, count, extra_env={
+            "GIMA_WEBHOOK_URL": f"{sink}/webhooks", "GIMA_WEBHOOK_SECRET": WEBHOOK_SECRET}) as g:
+        row = await replies(g, count, 1.0)
+        for _ in range(300):  # the deliveries still in the outbox go out after the last reply
+            delivered = (await _sink_stats(sink))["webhooks"]
+            if delivered >= count:
+                break
+            await asyncio.sleep(0.1)
+        row["webhooks_delivered"] = delivered
+        return row
+
+
 async def main_async(count: int, holders: int, with_redis: bool, stores: bool = False,
-                     otel: bool = False) -> dict[str, dict[str, object]]:
+                     otel: bool = False, webhooks: bool = False) -> dict[str, dict[str, object]]:
     rows: dict[str, dict[str, object]] = {}
     async with bare(50) as b:
         rows["bare_paced"] = await replies(b, count, 1.0)
@@ -309,6 +336,8 @@ async def main_async(count: int, holders: int, with_redis: bool, stores: bool = 
         async with otlp_sink() as sink, gima(50, count, extra_env={
                 "OTEL_EXPORTER_OTLP_ENDPOINT": sink, "OTEL_SERVICE_NAME": "gima-bench"}) as g:
             rows["gima_otel_paced"] = await replies(g, count, 1.0)
+    if webhooks:
+        rows["gima_webhooks_paced"] = await webhooks_paced(count)
     if holders:
         async with bare(0.2) as b:
             rows["bare_idle"] = await idle(b, holders, "/hold", b"")
@@ -361,6 +390,11 @@ def _verdicts(rows: dict[str, dict[str, object]]) -> list[tuple[str, str, bool]]
         assert isinstance(traced_ttfe, dict)
         out.append((f"paced with OpenTelemetry TTFE p50/p99 {traced_ttfe['p50']}/{traced_ttfe['p99']} ms (off "
                     f"{ttfe['p50']}/{ttfe['p99']})", "p99 < 2000 ms", (traced_ttfe["p99"] or 1e9) < 2000))
+    if "gima_webhooks_paced" in rows:
+        hooked = ratio("gima_webhooks_paced", "gima_paced")
+        out.append((f"paced with webhooks / without events/s ratio {hooked}", ">= 0.95", hooked >= 0.95))
+        delivered, wanted = rows["gima_webhooks_paced"]["webhooks_delivered"], rows["gima_webhooks_paced"]["streams"]
+        out.append((f"webhooks delivered {delivered} of {wanted} replies", "all", delivered == wanted))
     bad = sum(int(r["streams"]) - int(r["ok"]) for r in rows.values() if "ok" in r)  # type: ignore[call-overload]
     out.append((f"streams with a gap, duplicate or no end: {bad}", "0", bad == 0))
     return out
@@ -373,6 +407,8 @@ def main() -> None:
     parser.add_argument("--no-redis", action="store_true", help="skip the paced phase with Redis configured")
     parser.add_argument("--otel", action="store_true",
                         help="also paced with OpenTelemetry on, exporting every span to bench/otlp_sink.py")
+    parser.add_argument("--webhooks", action="store_true",
+                        help="also paced with a webhook endpoint (bench/otlp_sink.py) receiving every reply's end")
     parser.add_argument("--stores", action="store_true",
                         help="also paced on PostgreSQL (vs SQLite) and with Redis Sentinel (vs single Redis)")
     args = parser.parse_args()
@@ -388,7 +424,7 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    rows = asyncio.run(main_async(args.replies, args.holders, not args.no_redis, args.stores, args.otel))
+    rows = asyncio.run(main_async(args.replies, args.holders, not args.no_redis, args.stores, args.otel, args.webhooks))
     for name, row in rows.items():
         printable = {k: v for k, v in row.items() if k != "ttfe"}
         if "ttfe" in row:
