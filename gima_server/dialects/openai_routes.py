@@ -16,7 +16,7 @@ from .. import appkeys
 from ..agents.sampling import SAMPLING_KEYS, SamplingError, check_sampling
 from ..auth.sessions import require_user
 from ..errors import ApiError
-from ..idempotency import fingerprint
+from ..idempotency import keyed_fingerprint
 from ..ids import idempotency_key, new_id
 from ..observability.tracing import request_trace_id
 from ..store.base import Exchange
@@ -178,7 +178,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     exchange = Exchange(principal.user.id, new_id(), new_chat_title(content), new_id(), new_id(), content, time.time(),
                         context=tuple(turns[:-1]), model=str(body["model"]), options=sampling)
     source, outcome = await start_reply(request, principal, exchange, False, key,
-                                        fingerprint("POST", "/v1/chat/completions", body), all_context=True)
+                                        keyed_fingerprint(key, "POST", "/v1/chat/completions", body), all_context=True)
     completion_id = f"chatcmpl-{outcome.message_id}"
     created, model = int(time.time()), str(body["model"])
     # Programs do not resume: the reply of a caller that hangs up is stopped (and stored as cancelled).

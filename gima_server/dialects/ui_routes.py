@@ -18,7 +18,7 @@ from aiohttp import web
 from .. import appkeys
 from ..auth.sessions import Principal, require_user
 from ..errors import ApiError, invalid
-from ..idempotency import fingerprint
+from ..idempotency import keyed_fingerprint
 from ..ids import idempotency_key, new_id
 from ..observability.tracing import request_trace_id
 from ..store.base import Exchange
@@ -130,7 +130,8 @@ async def post_chat(request: web.Request) -> web.StreamResponse:
                         options=options)
     header_key = request.headers.get("Idempotency-Key")
     key = idempotency_key(header_key) if header_key is not None else None
-    source, outcome = await start_reply(request, principal, exchange, False, key, fingerprint("POST", "/api/chat", body))
+    print_ = keyed_fingerprint(key, "POST", "/api/chat", body)
+    source, outcome = await start_reply(request, principal, exchange, False, key, print_)
     return await _stream(request, principal, source, outcome.replayed)
 
 

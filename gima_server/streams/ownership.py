@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, AsyncIterator, Callable, Protocol
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 log = logging.getLogger("gima.ownership")
+MAX_LATE_RELEASES = 10_000  # beyond it, expiry alone lets go of what could not be released
 
 class CancelBus(Protocol):
     async def request_cancel(self, session_id: str, requester: str) -> None:
@@ -86,6 +88,10 @@ class Ownership:
         self._locks = locks
         self._bus = bus
         self._settings = settings
+        # Leases whose release failed (Redis slow or away for a moment, or this loop too busy to read its answer):
+        # each is released again until it would have expired anyway, so the session's next reply does not wait
+        # out the whole lease (stream_busy for up to lease_s after a blip). Keyed by token: never someone else's.
+        self._late: dict[str, tuple[Lease, float]] = {}
 
     async def take_session(self, session_id: str, message_id: str) -> Lease:
         name = f"session:{session_id}"
@@ -119,8 +125,34 @@ class Ownership:
     async def give_back(self, lease: Lease) -> None:
         try:
             await self._locks.release(lease)
-        except Exception as exc:  # it expires by itself
-            log.warning("could not release %s (%s)", lease.name, type(exc).__name__)
+        except Exception as exc:
+            log.warning("could not release %s (%s); trying again shortly", lease.name, type(exc).__name__)
+            if len(self._late) < MAX_LATE_RELEASES:
+                self._late[lease.token] = (lease, time.monotonic() + self._settings.lease_s)
+
+    @property
+    def late_releases(self) -> int:
+        return len(self._late)
+
+    async def release_late(self) -> None:
+        """Try once more to release each lease whose release failed; forget those that have expired meanwhile.
+        A release names its token, so one that lands after the lease passed to someone else frees nothing."""
+        now = time.monotonic()
+        for token, (lease, expires_at) in list(self._late.items()):
+            if expires_at <= now:
+                del self._late[token]
+                continue
+            try:
+                await self._locks.release(lease)
+            except Exception:
+                continue  # still out of reach: the next round, or expiry
+            self._late.pop(token, None)
+
+    async def release_late_forever(self, every_s: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            if self._late:
+                await self.release_late()
 
     @asynccontextmanager
     async def chat_order(self, chat_id: str) -> AsyncIterator[None]:

@@ -17,7 +17,7 @@ from ..auth.sessions import Principal, require_user
 from ..context.reader import fitted
 from ..context.window import TooLarge
 from ..errors import ApiError, invalid, not_found
-from ..idempotency import fingerprint
+from ..idempotency import keyed_fingerprint
 from ..ids import body_id, idempotency_key, new_id, path_id
 from ..middleware import SERVER_SPAN
 from ..observability import otel
@@ -126,7 +126,8 @@ async def begin_reply(
     """Start (or attach to) the reply a message asks for; shared by the SSE route and the WebSocket."""
     exchange, message_exists = await _exchange(request, principal, body)
     # The same operation over SSE or WebSocket: one fingerprint, so a retry on the other transport replays.
-    return await start_reply(request, principal, exchange, message_exists, key, fingerprint("POST", "/api/chat/stream", body))
+    print_ = keyed_fingerprint(key, "POST", "/api/chat/stream", body)
+    return await start_reply(request, principal, exchange, message_exists, key, print_)
 
 
 async def start_reply(
