@@ -356,6 +356,11 @@ def _verdicts(rows: dict[str, dict[str, object]]) -> list[tuple[str, str, bool]]
                 ratio("gima_paced", "bare_paced") >= 1.0))
     out.append((f"paced TTFE p99 {ttfe['p99']} ms", "< 2000 ms", (ttfe["p99"] or 1e9) < 2000))
     out.append((f"paced TTFE p50 {ttfe['p50']} ms", "< 100 ms", (ttfe["p50"] or 1e9) < 100))
+    bare_ttfe = rows["bare_paced"]["ttfe_ms"]
+    assert isinstance(bare_ttfe, dict)
+    out.append((f"paced TTFE p50 {ttfe['p50']} ms vs bare {bare_ttfe['p50']} ms", "<= bare's (issue 26)",
+                (ttfe["p50"] or 1e9) <= (bare_ttfe["p50"] or 0)))
+    out.append((f"paced TTFE p99 {ttfe['p99']} ms", "< 1000 ms (issue 26)", (ttfe["p99"] or 1e9) < 1000))
     starve = gp["slowest_rate_vs_median"]
     out.append((f"slowest reply's rate / median {starve}", ">= 0.8", isinstance(starve, float) and starve >= 0.8))
     out.append((f"burst events/s ratio {ratio('gima_burst', 'bare_burst')}", ">= 1.2",
