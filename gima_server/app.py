@@ -175,7 +175,8 @@ async def _streams_context(app: web.Application) -> AsyncIterator[None]:
         retention_s=settings.replay_retention_s,
         max_events_total=settings.replay_max_events_total,
         max_retained_bytes=int(settings.replay_retention_mb * 1024 * 1024),
-        reply=ReplyLimits(settings.checkpoint_every, settings.replay_max_events_per_reply, settings.store_retry_s),
+        reply=ReplyLimits(settings.checkpoint_every, settings.replay_max_events_per_reply, settings.store_retry_s,
+                          settings.checkpoint_min_s),
     )
     interrupted_id = settings.replay_max_events_per_reply + 1  # above any id a reply can reach
     shared = _SharedLog(app, interrupted_id) if redis is not None else None

@@ -110,6 +110,7 @@ class Settings:
     sse_sndbuf_bytes: int = 256 * 1024
     sse_coalesce_max_ms: float = 50.0
     checkpoint_every: int = 32
+    checkpoint_min_s: float = 0.5  # and at most one checkpoint per this many seconds
     coalesce_window_ms: float = 300.0
     cancel_on_disconnect: bool = False
     replay_retention_s: float = 300.0
@@ -401,6 +402,7 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("sse_sndbuf_bytes", _non_negative, "must be >= 0 (0 = kernel default)"),
     ("sse_coalesce_max_ms", _non_negative, "must be >= 0 (0 = wake subscribers on every event)"),
     ("checkpoint_every", _positive, "must be > 0"),
+    ("checkpoint_min_s", _non_negative, "must be >= 0 (0 = every GIMA_CHECKPOINT_EVERY deltas, however fast)"),
     ("coalesce_window_ms", _non_negative, "must be >= 0"),
     ("replay_retention_s", _non_negative, "must be >= 0"),
     ("replay_max_events_per_reply", lambda n: n >= 10, "must be >= 10"),

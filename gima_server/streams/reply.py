@@ -117,6 +117,9 @@ class ReplyLimits:
     checkpoint_every: int
     max_events: int
     store_retry_s: float = 30.0  # how long a reply's writes wait out a store fault (disk full, read-only)
+    # At most one checkpoint per this many seconds: a reply that streams faster than that is written at its start
+    # and its end only (the final write follows within a moment, so a checkpoint would be overwritten unread).
+    checkpoint_min_s: float = 0.5
 
 
 class Reply:
@@ -157,6 +160,7 @@ class Reply:
         self.delta_count = 0
         self.usage: tuple[int, int] | None = None  # (input, output) tokens, when the upstream reports them
         self._checkpoints = Checkpointer(store, exchange.reply_message_id)
+        self._last_checkpoint_at = time.monotonic()  # the start: the exchange's own write carries what there is
         self._written: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._subscribers = Subscribers()
@@ -407,6 +411,16 @@ class Reply:
             return
         self.upstream_closed = True
 
+    def _checkpoint_due(self) -> bool:
+        """The exchange is stored and the last checkpoint (or the start) is at least checkpoint_min_s old."""
+        if not self._exchange_stored():
+            return False
+        now = time.monotonic()
+        if now - self._last_checkpoint_at < self._limits.checkpoint_min_s:
+            return False
+        self._last_checkpoint_at = now
+        return True
+
     def _exchange_stored(self) -> bool:
         """The exchange is in the store (a checkpoint of a message that was never written would read as stale)."""
         written = self._written
@@ -437,7 +451,7 @@ class Reply:
         self.delta_count += 1
         if self.delta_count == 1 and self.span is not None:
             self.span.add_event("first_token")
-        if self.delta_count % self._limits.checkpoint_every == 0 and self._exchange_stored():
+        if self.delta_count % self._limits.checkpoint_every == 0 and self._checkpoint_due():
             self._checkpoints.offer(lambda: self.text, self._fence)
             if self._checkpoints.stale:
                 raise _Stale

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from typing import Any
 
 from gima_server.store.sqlite import SqliteStore
@@ -138,7 +139,8 @@ class CountingStore(SqliteStore):
 
 async def test_reply_is_checkpointed_every_n_deltas_not_per_delta(make_client: MakeClient, tmp_path: Any) -> None:
     store = CountingStore(tmp_path / "count.sqlite3")
-    client = await make_client(store=store, checkpoint_every=10, demo_reply_words=300, demo_tokens_per_s=1000)
+    client = await make_client(store=store, checkpoint_every=10, checkpoint_min_s=0, demo_reply_words=300,
+                               demo_tokens_per_s=1000)
     alice = await sign_up(client, "alice@example.com")
     events, _ = await alice.stream("Count my writes")
     deltas = sum(e.name == "delta" for e in events)
@@ -146,6 +148,36 @@ async def test_reply_is_checkpointed_every_n_deltas_not_per_delta(make_client: M
     # One write per 10 deltas (a write still in flight when the next is due lets that one go: at most N, not more).
     assert 0.8 * (deltas // 10) <= store.checkpoints <= deltas // 10
     assert store.finishes == 1
+
+
+async def test_checkpoints_come_at_most_once_per_min_interval(make_client: MakeClient, tmp_path: Any) -> None:
+    """Every N deltas, but not more often than GIMA_CHECKPOINT_MIN_S: a fast reply is not rewritten many times
+    a second only to be overwritten by its final write a moment later."""
+    store = CountingStore(tmp_path / "count.sqlite3")
+    client = await make_client(store=store, checkpoint_every=10, checkpoint_min_s=0.3, demo_reply_words=300,
+                               demo_tokens_per_s=200)
+    alice = await sign_up(client, "alice@example.com")
+    started = time.monotonic()
+    events, _ = await alice.stream("Count my writes, paced")
+    took = time.monotonic() - started
+    deltas = sum(e.name == "delta" for e in events)
+    assert 2 <= store.checkpoints <= took / 0.3  # one per 0.3 s at most, and they still happen
+    assert store.checkpoints < deltas // 10 / 2  # where every 10 deltas alone would have written 30
+    stored = (await alice.messages(events[0].data["chatId"]))[-1]
+    assert stored["content"] == events[-1].data["content"] and store.finishes == 1
+
+
+async def test_a_reply_shorter_than_the_interval_is_written_at_its_start_and_end_only(
+        make_client: MakeClient, tmp_path: Any) -> None:
+    store = CountingStore(tmp_path / "count.sqlite3")
+    client = await make_client(store=store, checkpoint_every=10, checkpoint_min_s=30, demo_reply_words=300,
+                               demo_tokens_per_s=1000)
+    alice = await sign_up(client, "alice@example.com")
+    events, _ = await alice.stream("Quick, please")
+    assert sum(e.name == "delta" for e in events) > 300
+    assert store.checkpoints == 0 and store.finishes == 1
+    stored = (await alice.messages(events[0].data["chatId"]))[-1]
+    assert stored["content"] == events[-1].data["content"] and stored["status"] == "complete"
 
 
 class SlowCheckpointStore(CountingStore):
@@ -158,7 +190,8 @@ class SlowCheckpointStore(CountingStore):
 
 async def test_a_reply_faster_than_the_store_skips_checkpoints_not_deltas(make_client: MakeClient, tmp_path: Any) -> None:
     store = SlowCheckpointStore(tmp_path / "count.sqlite3")
-    client = await make_client(store=store, checkpoint_every=10, demo_reply_words=600, demo_tokens_per_s=2000)
+    client = await make_client(store=store, checkpoint_every=10, checkpoint_min_s=0, demo_reply_words=600,
+                               demo_tokens_per_s=2000)
     alice = await sign_up(client, "alice@example.com")
     events, _ = await alice.stream("As fast as possible")
     deltas = sum(e.name == "delta" for e in events)

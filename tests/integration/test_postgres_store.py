@@ -153,7 +153,7 @@ async def test_the_server_stopped_mid_reply_is_waited_out_and_the_reply_is_store
     own_server: PostgresServer, own_url: str, make_client: MakeClient
 ) -> None:
     client = await make_client(store_url=own_url, demo_tokens_per_s=60, demo_reply_words=60, checkpoint_every=5,
-                               store_retry_s=20, postgres_timeout_s=2)
+                               checkpoint_min_s=0, store_retry_s=20, postgres_timeout_s=2)
     alice = await quick_user(client, "alice@example.com")
     resp = await client.post("/api/chat/stream", json={"content": "write through the outage"}, headers=alice.headers)
     seen = await read_until(resp, lambda events: sum(e.name == "delta" for e in events) >= 3)

@@ -79,7 +79,8 @@ async def test_a_read_only_store_is_a_clear_503_reads_still_work_and_it_recovers
 
 
 async def test_a_store_fault_mid_reply_is_waited_out_and_the_reply_is_stored_whole(make_client: MakeClient) -> None:
-    client = await make_client(demo_tokens_per_s=60, demo_reply_words=60, checkpoint_every=5, store_retry_s=20)
+    client = await make_client(demo_tokens_per_s=60, demo_reply_words=60, checkpoint_every=5, checkpoint_min_s=0,
+                               store_retry_s=20)
     alice = await quick_user(client, "alice@example.com")
     resp = await client.post("/api/chat/stream", json={"content": "write through the fault"}, headers=alice.headers)
     seen = await read_until(resp, lambda events: sum(e.name == "delta" for e in events) >= 3)
