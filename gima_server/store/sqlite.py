@@ -58,6 +58,14 @@ def _in_one_transaction(
 ) -> list[tuple[Any, Exception | None]]:
     """Each write in a savepoint of its own inside one transaction: (its value, None) or (None, its refusal).
     An OperationalError (the disk: full, read-only, locked) is no refusal: it ends the whole transaction."""
+    if len(writes) > 1:
+        try:
+            with _transaction(conn):  # the usual case, every write accepted: no savepoint statements (2 per write)
+                return [(write(conn), None) for write in writes]
+        except sqlite3.OperationalError:
+            raise
+        except Exception:
+            pass  # one refused (a duplicate id, a missing chat): rolled back whole, each again in its own savepoint
     outcomes: list[tuple[Any, Exception | None]] = []
     with _transaction(conn):
         for write in writes:
@@ -460,7 +468,8 @@ class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin, Sqli
                 "UPDATE chats SET updated_at = ? WHERE id = ? AND user_id = ?", (ex.created_at, ex.chat_id, ex.user_id)
             ).rowcount:
                 raise LookupError(f"chat {ex.chat_id} not found")
-            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE chat_id = ?", (ex.chat_id,)).fetchone()[0]
+            seq = 0 if ex.new_chat_title is not None else conn.execute(  # a chat made just now has no message yet
+                "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE chat_id = ?", (ex.chat_id,)).fetchone()[0]
             try:
                 conn.executemany(
                     "INSERT INTO messages (id, chat_id, user_id, role, content, status, seq, created_at, fence, model,"
