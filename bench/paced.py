@@ -36,7 +36,7 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from .common import free_port, rss_kib
 from .load import _seed, _seed_api_key, _wait_healthy
@@ -85,6 +85,22 @@ class Stream:
         return (len(self.ids) - 1) / (self.last - self.first)
 
 
+async def sse_frames(reader: asyncio.StreamReader, clock: Callable[[], float] = time.perf_counter
+                     ) -> AsyncIterator[tuple[float, bytes]]:
+    """Whole SSE frames as they arrive (a frame split across reads waits for its end), each batch with the time its
+    read came back; until the server closes."""
+    carry = b""
+    while chunk := await reader.read(262_144):
+        now = clock()
+        data = carry + chunk
+        cut = data.rfind(b"\n\n")
+        if cut < 0:
+            carry = data
+            continue
+        complete, carry = data[: cut + 2], data[cut + 2:]
+        yield now, complete
+
+
 async def read_stream(server: Server, i: int, method: str, path: str, body: bytes, stop_after: int = 0) -> Stream:
     seen = Stream(started=time.perf_counter())
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -95,28 +111,18 @@ async def read_stream(server: Server, i: int, method: str, path: str, body: byte
         )
         head = await reader.readuntil(b"\r\n\r\n")
         seen.status = int(head.split(b" ", 2)[1])
-        carry = b""
-        while seen.status == 200:
-            chunk = await reader.read(262_144)
-            if not chunk:
-                break
-            now = time.perf_counter()
-            data = carry + chunk
-            cut = data.rfind(b"\n\n")
-            if cut < 0:
-                carry = data
-                continue
-            complete, carry = data[: cut + 2], data[cut + 2:]
-            ids = _ID.findall(complete)
-            if not seen.message_id and (found := _MESSAGE_ID.search(complete)):
-                seen.message_id = found.group(1).decode()
-            if ids:
-                seen.ids.extend(int(x) for x in ids)
-                seen.first = seen.first or now
-                seen.last = now
-            if _END.search(complete) or (stop_after and len(seen.ids) >= stop_after):
-                seen.ended = True
-                break
+        if seen.status == 200:
+            async for now, complete in sse_frames(reader):
+                ids = _ID.findall(complete)
+                if not seen.message_id and (found := _MESSAGE_ID.search(complete)):
+                    seen.message_id = found.group(1).decode()
+                if ids:
+                    seen.ids.extend(int(x) for x in ids)
+                    seen.first = seen.first or now
+                    seen.last = now
+                if _END.search(complete) or (stop_after and len(seen.ids) >= stop_after):
+                    seen.ended = True
+                    break
     finally:
         writer.close()
     return seen

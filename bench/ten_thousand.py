@@ -29,7 +29,7 @@ import sys
 import time
 from typing import Any
 
-from .paced import _ID, _MESSAGE_ID, _TASKSET, Server, _pct, bare, gima
+from .paced import _ID, _MESSAGE_ID, _TASKSET, Server, _pct, bare, gima, sse_frames
 
 _END = b"event: done"
 _ERROR = b"event: error"
@@ -51,29 +51,21 @@ async def _one(port: int, path: str, header: str, i: int) -> dict[str, Any]:
                      f"Content-Length: {len(body)}\r\n{header}Connection: close\r\n\r\n".encode() + body)
         head = await reader.readuntil(b"\r\n\r\n")
         record["status"] = int(head.split(b" ", 2)[1])
-        carry, expected = b"", 1
-        while record["status"] == 200:
-            chunk = await reader.read(262_144)
-            if not chunk:
-                break
-            now = time.monotonic()
-            data = carry + chunk
-            cut = data.rfind(b"\n\n")
-            if cut < 0:
-                carry = data
-                continue
-            complete, carry = data[: cut + 2], data[cut + 2:]
-            for raw in _ID.findall(complete):
-                record["in_order"] &= int(raw) == expected
-                expected += 1
-                record["count"] += 1
-                record["first"] = record["first"] or now
-                record["last"] = now
-            if _END in complete or _ERROR in complete:
-                record["end"] = "done" if _END in complete else "error"
-                if record["end"] == "error" and (found := _MESSAGE_ID.search(complete)):
-                    record["end"] += f" {found.group(1).decode()}"
-                break
+        expected = 1
+        # monotonic: comparable across the generator processes
+        if record["status"] == 200:
+            async for now, complete in sse_frames(reader, time.monotonic):
+                for raw in _ID.findall(complete):
+                    record["in_order"] &= int(raw) == expected
+                    expected += 1
+                    record["count"] += 1
+                    record["first"] = record["first"] or now
+                    record["last"] = now
+                if _END in complete or _ERROR in complete:
+                    record["end"] = "done" if _END in complete else "error"
+                    if record["end"] == "error" and (found := _MESSAGE_ID.search(complete)):
+                        record["end"] += f" {found.group(1).decode()}"
+                    break
     except OSError as exc:
         record["end"] = f"{type(exc).__name__}"
     finally:
