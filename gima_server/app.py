@@ -268,7 +268,7 @@ def _shared_locks(app: web.Application) -> FallbackLocks | LocalLocks:
     redis = app[appkeys.REDIS]
     if redis is None:
         return LocalLocks()
-    return FallbackLocks(RedisLocks(redis), LocalLocks(), app[appkeys.SETTINGS].redis_timeout_s)
+    return FallbackLocks(RedisLocks(redis), LocalLocks())
 
 
 async def _migration_context(app: web.Application) -> AsyncIterator[None]:

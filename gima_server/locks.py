@@ -12,12 +12,12 @@ import itertools
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from . import redis_keys
-from .backing import SHARED_FAILURES
+from .backing import SHARED_FAILURES, UNANSWERED
 from .observability import otel
 
 if TYPE_CHECKING:
@@ -32,6 +32,9 @@ class Lease:
     token: str
     fence: int
     local: bool = False  # taken from the in-process fall-back, not the shared backend
+    # A local lease taken because Redis did not answer an acquisition in time: Redis may still have run it and hold
+    # the lock under this token, which is released with the lease (the lock is then not left for its whole life).
+    in_doubt: str | None = None
 
 
 class Locks(Protocol):
@@ -113,8 +116,8 @@ class RedisLocks:
         self._extend = redis.register_script(_script("lock_extend.lua"))
         self._release = redis.register_script(_script("lock_release.lua"))
 
-    async def try_acquire(self, name: str, ttl_s: float) -> Lease | None:
-        token = secrets.token_hex(16)
+    async def try_acquire(self, name: str, ttl_s: float, token: str | None = None) -> Lease | None:
+        token = token or secrets.token_hex(16)
         keys = [redis_keys.lock(name), redis_keys.fence(name)]
         with otel.client_span("redis lock", {"db.system": "redis"}):
             fence = await self._acquire(keys=keys, args=[token, int(ttl_s * 1000)])
@@ -130,23 +133,30 @@ class RedisLocks:
 
 
 class FallbackLocks:
-    """Shared locks while Redis answers; this process's own locks while it does not (logged once per outage)."""
+    """Shared locks while Redis answers; this process's own locks while it does not (logged once per outage).
 
-    def __init__(self, shared: Locks, local: LocalLocks, timeout_s: float) -> None:
+    "Does not answer" is the client's own timeouts (connect, send, read: GIMA_REDIS_TIMEOUT_S) or its errors; waiting
+    for a free pooled connection is not, because that is this process being busy (bench.paced with Redis: ~80 false
+    outages a run when the whole call had one deadline), and a lease taken locally while Redis is up is one another
+    process cannot see. The pool's own wait is bounded (redis_client.py) and fails as an outage past it."""
+
+    def __init__(self, shared: RedisLocks, local: LocalLocks) -> None:
         self._shared = shared
         self._local = local
-        self._timeout_s = timeout_s
         self._down = False
 
     async def try_acquire(self, name: str, ttl_s: float) -> Lease | None:
+        token = secrets.token_hex(16)
         try:
-            async with asyncio.timeout(self._timeout_s):
-                lease = await self._shared.try_acquire(name, ttl_s)
+            lease = await self._shared.try_acquire(name, ttl_s, token)
         except SHARED_FAILURES as exc:
             if not self._down:
                 self._down = True
                 log.warning("lock backend failed (%s); locking within this process only", type(exc).__name__)
-            return await self._local.try_acquire(name, ttl_s)
+            local = await self._local.try_acquire(name, ttl_s)
+            if local is not None and isinstance(exc, UNANSWERED):
+                local = replace(local, in_doubt=token)
+            return local
         if self._down:
             self._down = False
             log.warning("lock backend answers again; locks are shared again")
@@ -155,11 +165,13 @@ class FallbackLocks:
     async def extend(self, lease: Lease, ttl_s: float) -> bool:
         if lease.local:
             return await self._local.extend(lease, ttl_s)
-        async with asyncio.timeout(self._timeout_s):
-            return await self._shared.extend(lease, ttl_s)
+        return await self._shared.extend(lease, ttl_s)
 
     async def release(self, lease: Lease) -> bool:
-        if lease.local:
-            return await self._local.release(lease)
-        async with asyncio.timeout(self._timeout_s):
+        """Raises when Redis cannot be reached for a release it needs (the caller retries later, ownership.py)."""
+        if not lease.local:
             return await self._shared.release(lease)
+        released = await self._local.release(lease)
+        if lease.in_doubt is not None:  # by its token: a lock someone else holds now is never touched
+            await self._shared.release(Lease(lease.name, lease.in_doubt, 0))
+        return released

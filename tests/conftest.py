@@ -15,6 +15,7 @@ from gima_server.config import Settings
 
 from .postgres_server import drop_database, fresh_database, own_postgres
 from .redis_cluster import RedisClusterSet, own_cluster
+from .redis_link import RedisLink
 from .redis_server import RedisServer, own_redis
 from .secrets_watch import leaks, remember
 from .sse import SseEvent, parse_sse
@@ -196,6 +197,15 @@ def redis_client(request: pytest.FixtureRequest) -> Any:
 def redis_server() -> Iterator[RedisServer]:
     """One redis-server for the session; a missing binary fails the tests (it is never a skip)."""
     yield from own_redis()
+
+
+@pytest.fixture
+async def redis_link(redis_server: RedisServer, redis_url: str) -> AsyncIterator[RedisLink]:
+    """A relay in front of the test server that can delay its answers or swallow commands (tests/redis_link.py)."""
+    relay = RedisLink(redis_server.port)
+    await relay.start()
+    yield relay
+    await relay.close()
 
 
 @pytest.fixture

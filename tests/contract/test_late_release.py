@@ -1,12 +1,11 @@
 """A lease whose release failed is released again once Redis answers (found by bench.paced with Redis on one busy
 core: releases timed out, and each such session's next reply would have waited out the whole lease, stream_busy).
-Against a real redis-server, paused with SIGSTOP for the failure."""
+Against a real redis-server; the release is lost on the way by a relay that swallows it (tests/redis_link.py: a
+SIGSTOP'd server sometimes ran the command it had received once continued, and the test then depended on timing)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 from typing import AsyncIterator
 
 import pytest
@@ -16,38 +15,37 @@ from gima_server.locks import FallbackLocks, LocalLocks, RedisLocks
 from gima_server.streams.ownership import Busy, LocalCancelBus, Ownership, OwnershipSettings
 
 from ..conftest import MakeClient, sign_up
-from ..redis_server import RedisServer
+from ..redis_link import RedisLink
 from ..sse import parse_sse, read_until
 
 TIMEOUT_S = 0.2
 
 
 @pytest.fixture
-async def redis(redis_server: RedisServer, redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url, socket_timeout=TIMEOUT_S)
+async def redis(redis_link: RedisLink) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_link.url, socket_timeout=TIMEOUT_S)
     yield client
     await client.aclose()
 
 
 def _ownership(redis: Redis, lease_s: float = 30.0) -> Ownership:
-    locks = FallbackLocks(RedisLocks(redis), LocalLocks(), TIMEOUT_S)
+    locks = FallbackLocks(RedisLocks(redis), LocalLocks())
     return Ownership(locks, LocalCancelBus(), OwnershipSettings(lease_s=lease_s, takeover_wait_s=0.3))
 
 
-async def _release_while_paused(server: RedisServer, ownership: Ownership, lease: object) -> None:
-    assert server.proc is not None
-    os.kill(server.proc.pid, signal.SIGSTOP)
+async def _release_lost(link: RedisLink, ownership: Ownership, lease: object) -> None:
+    link.drop_requests = True
     try:
         await ownership.give_back(lease)  # type: ignore[arg-type]
     finally:
-        os.kill(server.proc.pid, signal.SIGCONT)
+        link.drop_requests = False
 
 
 async def test_a_failed_release_is_retried_and_the_session_is_free_again(
-        redis_server: RedisServer, redis: Redis) -> None:
+        redis_link: RedisLink, redis: Redis) -> None:
     ownership = _ownership(redis)
     lease = await ownership.take_session("s1", "m1")
-    await _release_while_paused(redis_server, ownership, lease)
+    await _release_lost(redis_link, ownership, lease)
     assert ownership.late_releases == 1
     with pytest.raises(Busy):  # still held in Redis: the failed release did not land
         await ownership.take_session("s1", "m2")
@@ -56,10 +54,10 @@ async def test_a_failed_release_is_retried_and_the_session_is_free_again(
     assert (await ownership.take_session("s1", "m3")).token != lease.token  # free at once, not after 30 s
 
 
-async def test_a_late_release_never_frees_the_next_holder(redis_server: RedisServer, redis: Redis) -> None:
+async def test_a_late_release_never_frees_the_next_holder(redis_link: RedisLink, redis: Redis) -> None:
     ownership = _ownership(redis, lease_s=0.6)
     lease = await ownership.take_session("s2", "m1")
-    await _release_while_paused(redis_server, ownership, lease)
+    await _release_lost(redis_link, ownership, lease)
     await asyncio.sleep(0.7)  # the unreleased lease expires; someone else takes the session
     successor = await _ownership(redis).take_session("s2", "m2")
     await ownership.release_late()  # forgotten (expired), and even if sent it names the old token
@@ -69,10 +67,10 @@ async def test_a_late_release_never_frees_the_next_holder(redis_server: RedisSer
     assert await RedisLocks(redis).release(successor)
 
 
-async def test_the_background_job_releases_without_being_asked(redis_server: RedisServer, redis: Redis) -> None:
+async def test_the_background_job_releases_without_being_asked(redis_link: RedisLink, redis: Redis) -> None:
     ownership = _ownership(redis)
     lease = await ownership.take_session("s3", "m1")
-    await _release_while_paused(redis_server, ownership, lease)
+    await _release_lost(redis_link, ownership, lease)
     job = asyncio.create_task(ownership.release_late_forever(every_s=0.05))
     try:
         async with asyncio.timeout(5):
