@@ -73,6 +73,19 @@ async def hold(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def start(request: web.Request) -> web.StreamResponse:
+    """A reply's start and nothing after it: the body read, the response opened, the first event, then held open
+    (bench/start_cost.py's baseline for gima-server's reply start)."""
+    body = await request.json()
+    resp = web.StreamResponse(headers=_HEADERS)
+    await resp.prepare(request)
+    message_id = uuid.uuid4().hex
+    await resp.write(_frame(1, "meta", {"messageId": message_id, "chatId": "c", "streamId": message_id,
+                                        "traceId": "t", "content": len(body["content"])}))
+    await asyncio.Event().wait()
+    return resp
+
+
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -109,6 +122,7 @@ def main() -> None:
     app[SETTINGS] = args
     app.router.add_post("/stream", stream)
     app.router.add_get("/hold", hold)
+    app.router.add_post("/start", start)
     app.router.add_get("/health", health)
     try:
         import uvloop
