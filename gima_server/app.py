@@ -431,7 +431,7 @@ async def _webhooks_context(app: web.Application) -> AsyncIterator[None]:
     except Exception as exc:  # the store is away at start: deliveries wait in it all the same
         log.warning("the configured webhook endpoint could not be saved (%s)", type(exc).__name__)
     sender = WebhookSender(store, retry_schedule(settings.webhook_retry_schedule), settings.webhook_timeout_s,
-                           settings.webhook_poll_s, app[appkeys.METRICS])
+                           settings.webhook_poll_s, app[appkeys.METRICS], settings.webhook_retention_days * 86400)
     task = asyncio.create_task(sender.run_forever())
     yield
     await stop_tasks([task])

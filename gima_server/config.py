@@ -93,6 +93,7 @@ class Settings:
     webhook_retry_schedule: str = "5,300,1800,7200,18000"  # seconds before each retry (with ±20 % jitter)
     webhook_timeout_s: float = 10.0
     webhook_poll_s: float = 1.0  # how often each process looks for due deliveries
+    webhook_retention_days: float = 30.0  # delivered or given-up deliveries are deleted after this (pending: never)
     context_tokens: int = 0  # the history budget without an agents file (0: the agent kind's default; ADR 22)
     redis_timeout_s: float = 0.25
     redis_max_connections: int = 200
@@ -378,6 +379,7 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("context_tokens", _non_negative, "must be >= 0"),
     ("webhook_timeout_s", _positive, "must be > 0"),
     ("webhook_poll_s", _positive, "must be > 0"),
+    ("webhook_retention_days", _positive, "must be > 0"),
     ("redis_timeout_s", _positive, "must be > 0"),
     ("redis_max_connections", lambda n: n >= 4, "must be >= 4"),
     ("upstream_connect_timeout_s", _positive, "must be > 0"),

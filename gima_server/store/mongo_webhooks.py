@@ -79,6 +79,14 @@ class MongoWebhooksMixin:
     async def count_pending_webhook_deliveries(self) -> int:
         return int(await self._db.webhook_deliveries.count_documents({"status": "pending"}))
 
+    async def prune_webhook_deliveries(self, created_before: float, limit: int) -> int:
+        done = {"status": {"$ne": "pending"}, "created_at": {"$lt": created_before}}
+        ids = [d["_id"] async for d in self._db.webhook_deliveries.find(done, {"_id": 1}).limit(limit)]
+        if not ids:
+            return 0
+        result = await self._db.webhook_deliveries.delete_many({"_id": {"$in": ids}, **done})
+        return int(result.deleted_count)
+
     async def list_webhook_deliveries(self, endpoint_id: str, limit: int) -> list[Delivery]:
         cursor = self._db.webhook_deliveries.find({"endpoint_id": endpoint_id}).sort(
             [("created_at", DESCENDING), ("_id", ASCENDING)]).limit(limit)

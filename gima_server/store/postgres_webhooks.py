@@ -95,6 +95,11 @@ class PostgresWebhooksMixin:
         rows = await self._fetch("SELECT count(*) AS n FROM webhook_deliveries WHERE status = 'pending'")
         return int(rows[0]["n"])
 
+    async def prune_webhook_deliveries(self, created_before: float, limit: int) -> int:
+        return await self._execute(
+            "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries"
+            " WHERE status <> 'pending' AND created_at < $1 LIMIT $2)", created_before, limit)
+
     async def list_webhook_deliveries(self, endpoint_id: str, limit: int) -> list[Delivery]:
         rows = await self._fetch("SELECT * FROM webhook_deliveries WHERE endpoint_id = $1"
                                  " ORDER BY created_at DESC, id LIMIT $2", endpoint_id, limit)

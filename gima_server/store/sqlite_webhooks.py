@@ -105,6 +105,13 @@ class SqliteWebhooksMixin:
             "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'").fetchone())
         return int(row[0])
 
+    async def prune_webhook_deliveries(self, created_before: float, limit: int) -> int:
+        # Oldest rows first in rowid order, so the scan stops at the limit instead of reading the whole outbox.
+        deleted: int = await self._run(lambda c: c.execute(
+            "DELETE FROM webhook_deliveries WHERE rowid IN (SELECT rowid FROM webhook_deliveries"
+            " WHERE status != 'pending' AND created_at < ? LIMIT ?)", (created_before, limit)).rowcount)
+        return deleted
+
     async def list_webhook_deliveries(self, endpoint_id: str, limit: int) -> list[Delivery]:
         rows = await self._read(lambda c: c.execute(
             "SELECT * FROM webhook_deliveries WHERE endpoint_id = ? ORDER BY created_at DESC, id LIMIT ?",

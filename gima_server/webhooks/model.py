@@ -158,3 +158,8 @@ class WebhookStore(Protocol):
     async def count_pending_webhook_deliveries(self) -> int:
         """Deliveries not yet delivered nor given up (the backlog an alert watches)."""
         ...
+
+    async def prune_webhook_deliveries(self, created_before: float, limit: int) -> int:
+        """Delete up to `limit` deliveries made before `created_before` that were delivered or given up (a pending
+        one is never deleted); how many were."""
+        ...

@@ -22,13 +22,15 @@ from .model import Delivery, next_delay
 log = logging.getLogger("gima.webhooks")
 BATCH = 20
 MAX_IN_FLIGHT = 64  # tries at once per process
+PRUNE_EVERY_S = 3600.0  # at most; a short retention (tests, a small disk) prunes more often, never twice a second
+PRUNE_BATCH = 1000  # rows per statement: a long delete would hold the store's one writer
 BACKLOG_EVERY_S = 15.0
 MAX_ERROR_CHARS = 200
 
 
 class WebhookSender:
     def __init__(self, store: Store, schedule: Sequence[float], timeout_s: float, poll_s: float,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, retention_s: float = 30 * 86400) -> None:
         self._store = store
         self._schedule = tuple(schedule)
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -36,18 +38,23 @@ class WebhookSender:
         self._poll_s = poll_s
         self._metrics = metrics
         self._session: aiohttp.ClientSession | None = None
+        self._retention_s = retention_s
+        self._prune_every_s = max(1.0, min(PRUNE_EVERY_S, retention_s / 24))
 
     async def run_forever(self) -> None:
         """Claim what is due whenever there is room, without waiting for tries in flight: a receiver that hangs
         holds its own tries (up to the timeout), never the others'."""
         self._session = aiohttp.ClientSession(timeout=self._timeout, headers={"User-Agent": "gima-server webhooks"})
         in_flight: set[asyncio.Task[None]] = set()
-        counted_at = 0.0
+        counted_at, pruned_at = -BACKLOG_EVERY_S, -self._prune_every_s
         try:
             while True:
                 if self._metrics is not None and time.monotonic() - counted_at >= BACKLOG_EVERY_S:
                     counted_at = time.monotonic()
                     await self._count_backlog()
+                if time.monotonic() - pruned_at >= self._prune_every_s:
+                    pruned_at = time.monotonic()
+                    await self.prune()
                 room = MAX_IN_FLIGHT - len(in_flight)
                 claimed = 0
                 if room > 0:
@@ -66,6 +73,22 @@ class WebhookSender:
         finally:
             await stop_tasks(list(in_flight))  # shutting down: their leases run out and a later try takes them
             await self._session.close()
+
+    async def prune(self) -> int:
+        """Forget deliveries delivered or given up more than the retention ago (the outbox would grow with every
+        reply forever); a pending one stays however old. Each process may run it: the deletes do not conflict."""
+        created_before, deleted = time.time() - self._retention_s, 0
+        try:
+            while (batch := await self._store.prune_webhook_deliveries(created_before, PRUNE_BATCH)) > 0:
+                deleted += batch
+                if batch < PRUNE_BATCH:
+                    break
+                await asyncio.sleep(0)  # replies' writes queued meanwhile go between two batches
+        except Exception as exc:  # the store is away: the next round
+            log.warning("old webhook deliveries could not be pruned (%s)", type(exc).__name__)
+        if deleted:
+            log.info("pruned %d webhook deliveries older than %.0f days", deleted, self._retention_s / 86400)
+        return deleted
 
     async def _count_backlog(self) -> None:
         assert self._metrics is not None

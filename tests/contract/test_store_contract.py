@@ -590,6 +590,26 @@ async def test_deliveries_are_claimed_once_per_lease_and_record_each_try(store: 
     assert await store.list_webhook_deliveries("e1", 10) == []
 
 
+async def test_old_deliveries_are_pruned_once_delivered_or_given_up_and_pending_ones_never(store: Store) -> None:
+    from gima_server.webhooks.model import Endpoint
+
+    await store.save_webhook_endpoint(Endpoint("e1", "http://a.example/hook", "whsec_" + "A" * 32, created_at=1.0))
+    for n in range(5):
+        await _user(store, f"u{n}@example.com")  # a user.created delivery each
+    delivered, failed, *pending = await store.claim_webhook_deliveries(time.time(), 30, 10)
+    await store.record_webhook_try(delivered.id, True, None, 200, None)
+    await store.record_webhook_try(failed.id, False, None, None, "timeout")  # given up
+    await store.record_webhook_try(pending[0].id, False, time.time() + 60, 500, "HTTP 500")  # to be tried again
+    made_at = max(d.created_at for d in await store.list_webhook_deliveries("e1", 10))
+    assert await store.prune_webhook_deliveries(made_at - 3600, 100) == 0  # none is that old
+    assert await store.prune_webhook_deliveries(made_at + 1, 1) == 1  # at most the limit
+    assert await store.prune_webhook_deliveries(made_at + 1, 100) == 1
+    assert await store.prune_webhook_deliveries(made_at + 1, 100) == 0
+    left = {d.id: d.status for d in await store.list_webhook_deliveries("e1", 10)}
+    assert left == {d.id: "pending" for d in pending}  # the backlog is kept, however old
+    assert await store.count_pending_webhook_deliveries() == 3
+
+
 async def test_an_expired_lease_lets_another_process_claim_the_delivery(store: Store) -> None:
     from gima_server.webhooks.model import Endpoint
 

@@ -197,6 +197,26 @@ async def test_a_receiver_that_always_fails_is_given_up_after_the_schedule(
     assert len({r["id"] for r in records}) == 1
 
 
+async def test_deliveries_delivered_or_given_up_are_pruned_after_the_retention_and_pending_ones_kept(
+    make_client: MakeClient, receiver: Receiver,
+) -> None:
+    """The outbox does not grow with every reply forever (GIMA_WEBHOOK_RETENTION_DAYS; here about a second)."""
+    client = await _client(make_client, receiver, webhook_retention_days=1.5 / 86400, webhook_retry_schedule="60,60,60,60")
+    store = client.app[appkeys.STORE]
+    await sign_up(client, "alice@example.com")
+    await receiver.wait_for(lambda r: len(of_type(r, "user.created")) == 1)
+    assert [d.status for d in await store.list_webhook_deliveries("env", 10)] == ["delivered"]
+    await receiver.control(fail=1000)
+    await sign_up(client, "bob@example.com")  # fails and waits for its next try: pending
+    await receiver.wait_for(lambda r: any(x["answer"] == 500 for x in r))
+    async with asyncio.timeout(10):
+        while len(await store.list_webhook_deliveries("env", 10)) > 1:  # noqa: ASYNC110 - the sender's own rounds
+            await asyncio.sleep(0.1)
+    left = await store.list_webhook_deliveries("env", 10)
+    assert [d.status for d in left] == ["pending"]  # bob's, however old: its next try is a minute away
+    assert json.loads(left[0].body)["data"]["email"] == "bob@example.com"
+
+
 def _server(tmp_path: Path, port: int, **env: str) -> subprocess.Popen[bytes]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("GIMA_")}
     clean.update({"GIMA_DATA_DIR": str(tmp_path / "data"), "GIMA_WEBHOOK_POLL_S": "0.05", **env})
