@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -96,6 +97,20 @@ class Registry:
     def user_streaming(self, user_id: str) -> bool:
         """Whether any of this user's sessions has a reply running (the migration lane waits for it)."""
         return any(r.user_id == user_id and not r.finished for r in self._active.values())
+
+    async def chat_being_written(self, user_id: str, chat_id: str, wait_s: float = 10.0) -> bool:
+        """Whether one of this user's replies here is writing the chat's first exchange; if so, after waiting (up to
+        wait_s) for that write. A new chat is stored while its first reply streams, so a follow-up can name it first
+        (a Stop and send again). Only the rare "chat not found" path asks: a scan of the replies is fine there."""
+        pending = [r.exchange_settled for r in self._replies.values()
+                   if r.user_id == user_id and r.chat_id == chat_id and not r.exchange_settled.is_set()]
+        if not pending:
+            return False
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_s):
+                for settled in pending:
+                    await settled.wait()
+        return True
 
     def taken(self, message_id: str) -> bool:
         return message_id in self._replies

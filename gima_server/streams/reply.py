@@ -162,6 +162,9 @@ class Reply:
         self._checkpoints = Checkpointer(store, exchange.reply_message_id)
         self._last_checkpoint_at = time.monotonic()  # the start: the exchange's own write carries what there is
         self._written: asyncio.Task[None] | None = None
+        # Set once the exchange's write is over, whichever way (written, refused, or never tried): a follow-up naming
+        # a new chat waits for it (Registry.chat_being_written).
+        self.exchange_settled = asyncio.Event()
         self._changed = asyncio.Event()
         self._subscribers = Subscribers()
         self._parts: list[str] = []
@@ -286,6 +289,7 @@ class Reply:
             await self._end_unowned("internal_error", "error")
         finally:
             self.finished_at = time.monotonic()
+            self.exchange_settled.set()
             self._changed.set()
             self._subscribers.push()
             self._on_finish(self)
@@ -361,8 +365,11 @@ class Reply:
         return [*self.exchange.context, ("user", self.exchange.content)]
 
     async def _write_exchange(self) -> None:
-        async with self._ownership.chat_order(self.chat_id):
-            await self._stored(lambda: self._store.begin_exchange(replace(self.exchange, fence=self._fence)))
+        try:
+            async with self._ownership.chat_order(self.chat_id):
+                await self._stored(lambda: self._store.begin_exchange(replace(self.exchange, fence=self._fence)))
+        finally:
+            self.exchange_settled.set()
 
     async def _stored(self, write: Callable[[], Awaitable[T]]) -> T:
         """A store write that waits out a store fault (disk full, read-only) for up to store_retry_s, so that a
@@ -482,8 +489,11 @@ class Reply:
         self.append("error", self._error_data(code))
 
     async def _record_unstarted(self, code: str, status: str) -> None:
-        async with self._ownership.chat_order(self.chat_id):
-            await self._store.begin_exchange(self.exchange)
+        try:
+            async with self._ownership.chat_order(self.chat_id):
+                await self._store.begin_exchange(self.exchange)
+        finally:
+            self.exchange_settled.set()
         await self._store.finish_reply(self.message_id, "", status, code, len(self.events) + 1,
                                        receipt=self._stop_receipt(code), webhook=self._webhook(status, code))
 

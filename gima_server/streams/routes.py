@@ -95,7 +95,7 @@ async def _exchange(request: web.Request, principal: Principal, body: dict[str, 
     title: str | None = None
     if chat_id is None:
         chat_id, title = new_id(), new_chat_title(content)
-    elif await store.get_chat(user_id, body_id(str(chat_id), "chatId")) is None:
+    elif not await _chat_exists(request, user_id, body_id(str(chat_id), "chatId")):
         raise not_found("chat")
     message_id = body_id(str(body["messageId"]), "messageId") if body["messageId"] else new_id()
     owner = await store.message_owner(message_id) if body["messageId"] else None
@@ -104,6 +104,16 @@ async def _exchange(request: web.Request, principal: Principal, body: dict[str, 
     exchange = Exchange(user_id, str(chat_id), title, new_id(), message_id, content, time.time(),
                         model=model, options=options)
     return exchange, owner is not None
+
+
+async def _chat_exists(request: web.Request, user_id: str, chat_id: str) -> bool:
+    store = request.app[appkeys.STORE]
+    if await store.get_chat(user_id, chat_id) is not None:
+        return True
+    # A new chat is written while its first reply streams: a follow-up may name it before it is stored. (A
+    # follow-up that reaches another process in that moment is still refused: noted in ADR 2.)
+    return await request.app[appkeys.REGISTRY].chat_being_written(user_id, chat_id) and \
+        await store.get_chat(user_id, chat_id) is not None
 
 
 async def post_stream(request: web.Request) -> web.StreamResponse:
