@@ -33,24 +33,19 @@ class RedisLink:
 
     async def _relay(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         redis_reader, redis_writer = await asyncio.open_connection("127.0.0.1", self._redis_port)
-        for pump in (self._requests(client_reader, redis_writer), self._answers(redis_reader, client_writer)):
+        for pump in (self._pipe(client_reader, redis_writer, requests=True),
+                     self._pipe(redis_reader, client_writer, requests=False)):
             task = asyncio.create_task(pump)
             self._pumps.add(task)
             task.add_done_callback(self._pumps.discard)
 
-    async def _requests(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, requests: bool) -> None:
+        """One direction until either side closes: commands (which may be swallowed) or answers (which may wait)."""
         try:
             while chunk := await reader.read(65536):
-                if not self.drop_requests:
-                    writer.write(chunk)
-        finally:
-            with suppress(Exception):
-                writer.close()
-
-    async def _answers(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while chunk := await reader.read(65536):
-                if self.answer_delay_s:
+                if requests and self.drop_requests:
+                    continue
+                if not requests and self.answer_delay_s:
                     await asyncio.sleep(self.answer_delay_s)
                 writer.write(chunk)
         except (ConnectionError, OSError):
