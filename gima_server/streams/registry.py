@@ -102,14 +102,14 @@ class Registry:
         """Whether one of this user's replies here is writing the chat's first exchange; if so, after waiting (up to
         wait_s) for that write. A new chat is stored while its first reply streams, so a follow-up can name it first
         (a Stop and send again). Only the rare "chat not found" path asks: a scan of the replies is fine there."""
-        pending = [r.exchange_settled for r in self._replies.values()
-                   if r.user_id == user_id and r.chat_id == chat_id and not r.exchange_settled.is_set()]
+        pending = [r for r in self._replies.values()
+                   if r.user_id == user_id and r.chat_id == chat_id and not r.exchange_settled]
         if not pending:
             return False
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait_s):
-                for settled in pending:
-                    await settled.wait()
+                for reply in pending:
+                    await reply.wait_exchange_settled()
         return True
 
     def taken(self, message_id: str) -> bool:

@@ -162,9 +162,11 @@ class Reply:
         self._checkpoints = Checkpointer(store, exchange.reply_message_id)
         self._last_checkpoint_at = time.monotonic()  # the start: the exchange's own write carries what there is
         self._written: asyncio.Task[None] | None = None
-        # Set once the exchange's write is over, whichever way (written, refused, or never tried): a follow-up naming
-        # a new chat waits for it (Registry.chat_being_written).
-        self.exchange_settled = asyncio.Event()
+        # True once the exchange's write is over, whichever way (written, refused, or never tried): a follow-up naming
+        # a new chat waits for it (Registry.chat_being_written). The future exists only while someone waits: an
+        # Event per reply was ~860 B of every retained reply.
+        self.exchange_settled = False
+        self._settled_waiter: asyncio.Future[None] | None = None
         self._changed = asyncio.Event()
         self._subscribers = Subscribers()
         self._parts: list[str] = []
@@ -289,7 +291,7 @@ class Reply:
             await self._end_unowned("internal_error", "error")
         finally:
             self.finished_at = time.monotonic()
-            self.exchange_settled.set()
+            self._settle_exchange()
             self._changed.set()
             self._subscribers.push()
             self._on_finish(self)
@@ -369,7 +371,20 @@ class Reply:
             async with self._ownership.chat_order(self.chat_id):
                 await self._stored(lambda: self._store.begin_exchange(replace(self.exchange, fence=self._fence)))
         finally:
-            self.exchange_settled.set()
+            self._settle_exchange()
+
+    def _settle_exchange(self) -> None:
+        self.exchange_settled = True
+        waiter, self._settled_waiter = self._settled_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait_exchange_settled(self) -> None:
+        if self.exchange_settled:
+            return
+        if self._settled_waiter is None:
+            self._settled_waiter = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._settled_waiter)  # one waiter's timeout must not cancel the others' wait
 
     async def _stored(self, write: Callable[[], Awaitable[T]]) -> T:
         """A store write that waits out a store fault (disk full, read-only) for up to store_retry_s, so that a
@@ -493,7 +508,7 @@ class Reply:
             async with self._ownership.chat_order(self.chat_id):
                 await self._store.begin_exchange(self.exchange)
         finally:
-            self.exchange_settled.set()
+            self._settle_exchange()
         await self._store.finish_reply(self.message_id, "", status, code, len(self.events) + 1,
                                        receipt=self._stop_receipt(code), webhook=self._webhook(status, code))
 
