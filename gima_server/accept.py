@@ -30,7 +30,7 @@ class BurstAcceptSite(web.BaseSite):
         self._port = port
         self._batch = batch
         self._sockets: list[socket.socket] = []
-        self._pending: set[asyncio.Task[object]] = set()
+        self._pending: dict[asyncio.Task[object], socket.socket] = {}  # until the loop has taken the socket
         self._paused = False
 
     @property
@@ -82,13 +82,17 @@ class BurstAcceptSite(web.BaseSite):
                 return
             conn.setblocking(False)
             task = loop.create_task(loop.connect_accepted_socket(server, conn))
-            self._pending.add(task)
+            self._pending[task] = conn
             task.add_done_callback(self._connected)
 
     def _connected(self, task: asyncio.Task[object]) -> None:
-        self._pending.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.debug("an accepted connection could not start: %r", task.exception())
+        conn = self._pending.pop(task)
+        if task.cancelled() or task.exception() is not None:
+            # Never handed over (cancelled at shutdown, possibly before it started) or refused: the socket is still
+            # ours to close, or it is left to the garbage collector (a ResourceWarning in a test run).
+            conn.close()
+            if not task.cancelled():
+                log.debug("an accepted connection could not start: %r", task.exception())
 
     def _pause(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._paused:
