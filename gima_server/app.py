@@ -69,7 +69,7 @@ from .streams.registry import Registry, RegistryLimits
 from .streams.repair import OrphanRepair
 from .streams.reply import ReplyLimits
 from .streams.sources import ReplySources
-from .streams.wakeups import Wakeups
+from .streams.wakeups import BusyMeter, Wakeups
 from .webhooks.endpoints import sync_configured_endpoint
 from .webhooks.model import retry_schedule
 from .webhooks.sender import WebhookSender
@@ -182,7 +182,7 @@ async def _streams_context(app: web.Application) -> AsyncIterator[None]:
     shared = _SharedLog(app, interrupted_id) if redis is not None else None
     bus = app[appkeys.BUS] = RedisCancelBus(redis) if redis is not None else None
     ownership = Ownership(_shared_locks(app), bus) if bus is not None else None
-    wakeups = Wakeups(lambda: app[appkeys.LOAD].lag_s, settings.sse_coalesce_max_ms / 1000)
+    wakeups = Wakeups(lambda: app[appkeys.LOAD].lag_s, settings.sse_coalesce_max_ms / 1000, busy_share=BusyMeter().share)
     registry = Registry(
         store, app[appkeys.MODELS], app[appkeys.IDEMPOTENCY], limits, ownership,
         publisher=shared.publisher if shared else None,
