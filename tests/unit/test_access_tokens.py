@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 
+import jwt
+
 from gima_server.auth import tokens
+from gima_server.auth.keyring import kid_for
 from gima_server.auth.tokens import AccessClaims, TokenIssuer
 
 OLD, NEW = "o" * 40, "n" * 40
@@ -41,3 +46,31 @@ def test_memory_is_bounded() -> None:
     for n in range(tokens._VERIFIED_MAX + 50):
         assert issuer.verify(issuer.issue(f"u{n}", "s")) is not None
     assert len(issuer._verified) == tokens._VERIFIED_MAX
+
+
+def _claims() -> dict[str, object]:
+    now = int(time.time())
+    return {"sub": "u1", "sid": "s1", "iat": now, "exp": now + 600, "iss": "gima-server"}
+
+
+def test_a_token_of_any_key_in_the_ring_verifies_whatever_its_header_looks_like() -> None:
+    old_token = TokenIssuer((OLD,), ttl_s=600).issue("u1", "s1")
+    issuer = TokenIssuer((NEW,), ttl_s=600)
+    issuer.use(NEW, (NEW, OLD))  # rotated: signs with NEW, still accepts OLD's tokens
+    assert issuer.verify(old_token) == AccessClaims("u1", "s1")
+    assert issuer.verify(issuer.issue("u2", "s2")) == AccessClaims("u2", "s2")
+    # Another encoder's header for the same key (an extra field): not byte-identical to ours, read and accepted.
+    other = jwt.encode(_claims(), NEW, algorithm="HS256", headers={"kid": kid_for(NEW), "cty": "JWT"})
+    assert issuer.verify(other) == AccessClaims("u1", "s1")
+
+
+def test_a_header_copied_from_our_tokens_does_not_make_a_foreign_signature_valid() -> None:
+    issuer = TokenIssuer((OLD,), ttl_s=600)
+    # Byte-identical header to the issuer's own (its key's kid), signed with another key.
+    forged = jwt.encode(_claims(), NEW, algorithm="HS256", headers={"kid": kid_for(OLD)})
+    assert forged.partition(".")[0] == issuer.issue("u1", "s1").partition(".")[0]
+    assert issuer.verify(forged) is None
+    # And our header with alg none and no signature.
+    header = base64.urlsafe_b64encode(json.dumps({"alg": "none", "kid": kid_for(OLD)}).encode()).rstrip(b"=").decode()
+    payload = base64.urlsafe_b64encode(json.dumps(_claims()).encode()).rstrip(b"=").decode()
+    assert issuer.verify(f"{header}.{payload}.") is None
