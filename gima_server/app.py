@@ -179,10 +179,10 @@ async def _streams_context(app: web.Application) -> AsyncIterator[None]:
                           settings.checkpoint_min_s),
     )
     interrupted_id = settings.replay_max_events_per_reply + 1  # above any id a reply can reach
-    shared = _SharedLog(app, interrupted_id) if redis is not None else None
+    wakeups = Wakeups(lambda: app[appkeys.LOAD].lag_s, settings.sse_coalesce_max_ms / 1000, busy_share=BusyMeter().share)
+    shared = _SharedLog(app, interrupted_id, wakeups.window_s) if redis is not None else None
     bus = app[appkeys.BUS] = RedisCancelBus(redis) if redis is not None else None
     ownership = Ownership(_shared_locks(app), bus) if bus is not None else None
-    wakeups = Wakeups(lambda: app[appkeys.LOAD].lag_s, settings.sse_coalesce_max_ms / 1000, busy_share=BusyMeter().share)
     registry = Registry(
         store, app[appkeys.MODELS], app[appkeys.IDEMPOTENCY], limits, ownership,
         publisher=shared.publisher if shared else None,
@@ -236,7 +236,7 @@ def _bus_dispatch(
 class _SharedLog:
     """The reply log on Redis Streams: this process's publisher and its follower of other processes' replies."""
 
-    def __init__(self, app: web.Application, interrupted_id: int) -> None:
+    def __init__(self, app: web.Application, interrupted_id: int, busy_pause_s: Callable[[], float]) -> None:
 
         settings, redis, store = app[appkeys.SETTINGS], app[appkeys.REDIS], app[appkeys.STORE]
         assert redis is not None
@@ -257,11 +257,11 @@ class _SharedLog:
         async def interrupted(message_id: str, text: str, event_id: int) -> None:
             await store.interrupt_reply(message_id, text or None, event_id)
 
-        self.publisher = LogPublisher(redis, self.settings, app[appkeys.METRICS])
+        self.publisher = LogPublisher(redis, self.settings, app[appkeys.METRICS], busy_pause_s)
         self.follower = LogFollower(redis, self.blocking, self.settings, app[appkeys.METRICS], interrupted)
 
     def jobs(self) -> list[Coroutine[Any, Any, None]]:
-        return [self.publisher.run(), self.publisher.heartbeat(), self.follower.run()]
+        return [self.publisher.run(), self.publisher.announce(), self.publisher.heartbeat(), self.follower.run()]
 
 
 def _shared_locks(app: web.Application) -> FallbackLocks | LocalLocks:

@@ -15,7 +15,7 @@ import math
 import time
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import redis_keys
 from ..backing import SCRIPT_MISSING, SHARED_FAILURES
@@ -73,11 +73,16 @@ class _Sent:
     whole: bool = True  # the next write sends everything (first write, or after a failure)
 
 
+
 class LogPublisher:
-    def __init__(self, redis: Redis, settings: LogSettings, metrics: Metrics) -> None:
+    def __init__(self, redis: Redis, settings: LogSettings, metrics: Metrics,
+                 busy_pause_s: Callable[[], float] = lambda: 0.0) -> None:
         self._redis = redis
         self._settings = settings
         self._metrics = metrics
+        # On a busy loop, the pause between writes is as long as the one between local subscribers' wake-ups:
+        # each reply's script call then carries several events, and Redis runs a fraction of the calls.
+        self._busy_pause_s = busy_pause_s
         self._sha: str | None = None
         # Bounds: the replies running in this process; _dirty is emptied every write, an entry of _sent, _live and
         # _announced leaves when its reply's last event is written.
@@ -86,7 +91,9 @@ class LogPublisher:
         self._live: dict[str, Reply] = {}
         self._wake = asyncio.Event()
         self._backoff = False  # Redis refused a write: wait before the next one
-        self._urgent = False  # a new reply waits to be announced: write without the batching pause
+        self._urgent = asyncio.Event()  # a new reply waits to be announced (announce() writes it)
+        self._new: dict[str, Reply] = {}  # tracked, not yet being written: emptied by each announce() write
+        self._announcing: set[str] = set()  # in announce()'s write now: run() leaves them alone until it returns
         self._announced: dict[str, asyncio.Future[None]] = {}
         # Bound: replies whose last event was written in the last _RECENTLY_ENDED_S (pruned at each end).
         self._recently_ended: dict[str, tuple[Reply, float]] = {}
@@ -100,7 +107,8 @@ class LogPublisher:
 
     def track(self, reply: Reply) -> None:
         self._live[reply.message_id] = reply
-        self._urgent = True
+        self._new[reply.message_id] = reply
+        self._urgent.set()
 
     async def announced(self, reply: Reply, timeout_s: float) -> None:
         """Wait until the reply is in Redis, so that any process can serve its id once the client learns it."""
@@ -114,14 +122,17 @@ class LogPublisher:
             pass  # Redis is slow or away: the reply goes on here, readers elsewhere catch up
 
     async def run(self) -> None:
-        """Until cancelled: write what is new, one pipeline per turn."""
+        """Until cancelled: write what is new, one pipeline at a time, at most once per pause after the last write
+        returned. A reply not yet announced is left to announce(), so that its first write is not queued behind."""
         while True:
             await self._wake.wait()
-            if self._settings.publish_interval_s and not self._urgent:
-                await asyncio.sleep(self._settings.publish_interval_s)
-            self._urgent = False
+            pause = max(self._settings.publish_interval_s, self._busy_pause_s())
+            if pause:
+                await asyncio.sleep(pause)
             self._wake.clear()
             batch, self._dirty = self._dirty, {}
+            for message_id in self._new.keys() & batch.keys() | self._announcing & batch.keys():
+                self._dirty[message_id] = batch.pop(message_id)  # announce() writes it first
             try:
                 await self._write(batch)
             except SHARED_FAILURES as exc:
@@ -135,6 +146,27 @@ class LogPublisher:
                 if not self.healthy:
                     log.warning("reply log: Redis answers again; replies written during the outage are resent")
                     self.healthy = True
+
+    async def announce(self) -> None:
+        """Until cancelled: write each new reply's first events at once, beside run()'s write of every running
+        reply (with 1,000 of them that write took 100-150 ms on a saturated loop, and every start waited for it)."""
+        while True:
+            await self._urgent.wait()
+            self._urgent.clear()
+            batch, self._new = self._new, {}
+            self._announcing.update(batch)
+            try:
+                await self._write(batch)
+            except SHARED_FAILURES as exc:
+                self._failed(batch, exc)  # sent whole by run(), after its pause for a failure
+            finally:
+                self._announcing.difference_update(batch)
+            for message_id, reply in batch.items():
+                sent = self._sent.get(message_id)
+                if sent is None or (not sent.whole and sent.events == len(reply.events)):
+                    self._dirty.pop(message_id, None)  # all written (an ended reply is forgotten): nothing for run()
+            if self._dirty:
+                self._wake.set()
 
     def _failed(self, batch: dict[str, Reply], exc: BaseException) -> None:
         if self.healthy:
