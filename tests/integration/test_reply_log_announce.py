@@ -80,6 +80,15 @@ async def _logged_ids(redis: Redis, message_id: str) -> list[int]:
     return [int(entry_id.decode().split("-")[1]) for entry_id, _ in await redis.xrange(redis_keys.reply_log(message_id))]
 
 
+async def _all_logged(redis: Redis, reply: Reply) -> list[int]:
+    """The ids in Redis once the write that follows the reply's end has landed (or after 5 s)."""
+    for _ in range(100):
+        if len(await _logged_ids(redis, reply.message_id)) == len(reply.events):
+            break
+        await asyncio.sleep(0.05)
+    return await _logged_ids(redis, reply.message_id)
+
+
 async def _stop(jobs: list[asyncio.Task[None]]) -> None:
     for job in jobs:
         job.cancel()
@@ -88,16 +97,23 @@ async def _stop(jobs: list[asyncio.Task[None]]) -> None:
             await job
 
 
+def _publishing(store: SqliteStore, redis: GatedRedis, tokens_per_s: float, busy_pause_s: float = 0.0
+                ) -> tuple[LogPublisher, Registry, list[asyncio.Task[None]]]:
+    """A registry whose replies (demo agent, 30-40 words) are published through `redis`, and its two loops."""
+    settings = LogSettings(process_id="p1", owner_timeout_s=10, retention_s=60, stream_maxlen=1000,
+                           interrupted_id=10_001, publish_interval_s=0.005)
+    publisher = LogPublisher(redis, settings, Metrics(), busy_pause_s=lambda: busy_pause_s)  # type: ignore[arg-type]
+    limits = RegistryLimits(0.3, retention_s=60, max_events_total=1_000_000, reply=ReplyLimits(32, 10_000))
+    agent = DemoAgent(tokens_per_s, 0, 40)
+    registry = Registry(store, Models.single(agent, "gima-demo"), MemoryIdempotencyStore(60), limits,
+                        publisher=publisher, announce_timeout_s=3.0)
+    return publisher, registry, [asyncio.create_task(publisher.run()), asyncio.create_task(publisher.announce())]
+
+
 async def test_a_new_reply_is_announced_while_the_running_replies_write_waits(redis_url: str, store: SqliteStore) -> None:
     direct = Redis.from_url(redis_url)
     gated = GatedRedis(Redis.from_url(redis_url))
-    settings = LogSettings(process_id="p1", owner_timeout_s=10, retention_s=60, stream_maxlen=1000,
-                           interrupted_id=10_001, publish_interval_s=0.005)
-    publisher = LogPublisher(gated, settings, Metrics())  # type: ignore[arg-type]
-    limits = RegistryLimits(0.3, retention_s=60, max_events_total=1_000_000, reply=ReplyLimits(32, 10_000))
-    registry = Registry(store, Models.single(DemoAgent(20, 0, 30), "gima-demo"), MemoryIdempotencyStore(60), limits,
-                        publisher=publisher, announce_timeout_s=3.0)
-    jobs = [asyncio.create_task(publisher.run()), asyncio.create_task(publisher.announce())]
+    _, registry, jobs = _publishing(store, gated, 20)
     try:
         user = await store.create_user("announce@example.com", "h", "u", ("user",))
         running = await _start(registry, user.id, 1)
@@ -114,11 +130,7 @@ async def test_a_new_reply_is_announced_while_the_running_replies_write_waits(re
         gated.gate.set()
         await asyncio.gather(running.task, newcomer.task)
         for reply in (running, newcomer):
-            for _ in range(100):  # the last write follows the reply's end
-                if len(await _logged_ids(direct, reply.message_id)) == len(reply.events):
-                    break
-                await asyncio.sleep(0.05)
-            assert await _logged_ids(direct, reply.message_id) == list(range(1, len(reply.events) + 1))
+            assert await _all_logged(direct, reply) == list(range(1, len(reply.events) + 1))
     finally:
         await _stop(jobs)
         await registry.close()
@@ -129,14 +141,8 @@ async def test_a_new_reply_is_announced_while_the_running_replies_write_waits(re
 async def test_on_a_busy_loop_each_write_carries_several_events_of_a_reply(redis_url: str, store: SqliteStore) -> None:
     direct = Redis.from_url(redis_url)
     counting = GatedRedis(Redis.from_url(redis_url))
-    settings = LogSettings(process_id="p1", owner_timeout_s=10, retention_s=60, stream_maxlen=1000,
-                           interrupted_id=10_001, publish_interval_s=0.005)
     # The pause a busy loop asks for (Wakeups.window_s when the loop is saturated), long here to leave no doubt.
-    publisher = LogPublisher(counting, settings, Metrics(), busy_pause_s=lambda: 0.2)  # type: ignore[arg-type]
-    limits = RegistryLimits(0.3, retention_s=60, max_events_total=1_000_000, reply=ReplyLimits(32, 10_000))
-    registry = Registry(store, Models.single(DemoAgent(100, 0, 40), "gima-demo"), MemoryIdempotencyStore(60), limits,
-                        publisher=publisher, announce_timeout_s=3.0)
-    jobs = [asyncio.create_task(publisher.run()), asyncio.create_task(publisher.announce())]
+    _, registry, jobs = _publishing(store, counting, 100, busy_pause_s=0.2)
     try:
         user = await store.create_user("busy@example.com", "h", "u", ("user",))
         exchange = Exchange(user.id, "chat", "t", "u1", "m-busy", "a question", 1.0)
@@ -145,11 +151,7 @@ async def test_on_a_busy_loop_each_write_carries_several_events_of_a_reply(redis
         assert outcome.reply is not None
         await outcome.reply.task
         events = len(outcome.reply.events)
-        for _ in range(100):
-            if len(await _logged_ids(direct, "m-busy")) == events:
-                break
-            await asyncio.sleep(0.05)
-        assert await _logged_ids(direct, "m-busy") == list(range(1, events + 1))
+        assert await _all_logged(direct, outcome.reply) == list(range(1, events + 1))
         assert events >= 40 and counting.writes["m-busy"] <= events / 4, (events, counting.writes)
     finally:
         await _stop(jobs)
