@@ -24,6 +24,7 @@ BATCH = 20
 MAX_IN_FLIGHT = 64  # tries at once per process
 PRUNE_EVERY_S = 3600.0  # at most; a short retention (tests, a small disk) prunes more often, never twice a second
 PRUNE_BATCH = 1000  # rows per statement: a long delete would hold the store's one writer
+PRUNE_ROUND = 10  # statements per round at most: a round holds this process's deliveries; a full round comes back
 BACKLOG_EVERY_S = 15.0
 MAX_ERROR_CHARS = 200
 
@@ -54,7 +55,8 @@ class WebhookSender:
                     await self._count_backlog()
                 if time.monotonic() - pruned_at >= self._prune_every_s:
                     pruned_at = time.monotonic()
-                    await self.prune()
+                    if await self.prune() >= PRUNE_BATCH * PRUNE_ROUND:
+                        pruned_at = -self._prune_every_s  # more is old: another round after this turn's tries
                 room = MAX_IN_FLIGHT - len(in_flight)
                 claimed = 0
                 if room > 0:
@@ -76,10 +78,12 @@ class WebhookSender:
 
     async def prune(self) -> int:
         """Forget deliveries delivered or given up more than the retention ago (the outbox would grow with every
-        reply forever); a pending one stays however old. Each process may run it: the deletes do not conflict."""
+        reply forever), at most PRUNE_ROUND statements of PRUNE_BATCH rows; a pending one stays however old. Each
+        process may run it: the deletes do not conflict."""
         created_before, deleted = time.time() - self._retention_s, 0
         try:
-            while (batch := await self._store.prune_webhook_deliveries(created_before, PRUNE_BATCH)) > 0:
+            for _ in range(PRUNE_ROUND):
+                batch = await self._store.prune_webhook_deliveries(created_before, PRUNE_BATCH)
                 deleted += batch
                 if batch < PRUNE_BATCH:
                     break
