@@ -6,7 +6,7 @@ run on the CI machine (the contract suite runs it where GIMA_TEST_MONGODB_URI is
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, Collection
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
@@ -54,12 +54,14 @@ class MongoWebhooksMixin:
         await self._db.webhook_deliveries.delete_many({"endpoint_id": endpoint_id})
         return bool(removed)
 
-    async def claim_webhook_deliveries(self, now: float, lease_s: float, limit: int) -> list[Delivery]:
+    async def claim_webhook_deliveries(self, now: float, lease_s: float, limit: int,
+                                       skip_endpoints: Collection[str] = ()) -> list[Delivery]:
         endpoints = {e.id: e for e in await self.list_webhook_endpoints()}
         claimed = []
         for _ in range(limit):  # one at a time: find_one_and_update is the atomic claim
             doc = await self._db.webhook_deliveries.find_one_and_update(
-                {"status": "pending", "next_at": {"$lte": now}, "lease_until": {"$lte": now}},
+                {"status": "pending", "next_at": {"$lte": now}, "lease_until": {"$lte": now},
+                 "endpoint_id": {"$nin": list(skip_endpoints)}},
                 {"$set": {"lease_until": now + lease_s}}, sort=[("next_at", ASCENDING)],
                 return_document=ReturnDocument.AFTER)
             if doc is None:

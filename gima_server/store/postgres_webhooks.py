@@ -3,7 +3,7 @@ to in its own statement or transaction (ADR 23). Claims skip rows another proces
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Collection
 
 import asyncpg
 
@@ -75,12 +75,14 @@ class PostgresWebhooksMixin:
     async def remove_webhook_endpoint(self, endpoint_id: str) -> bool:
         return await self._execute("DELETE FROM webhook_endpoints WHERE id = $1", endpoint_id) > 0
 
-    async def claim_webhook_deliveries(self, now: float, lease_s: float, limit: int) -> list[Delivery]:
+    async def claim_webhook_deliveries(self, now: float, lease_s: float, limit: int,
+                                       skip_endpoints: Collection[str] = ()) -> list[Delivery]:
         rows = await self._fetch(
             "UPDATE webhook_deliveries d SET lease_until = $2 FROM webhook_endpoints e"
             " WHERE e.id = d.endpoint_id AND d.id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending'"
-            " AND next_at <= $1 AND lease_until <= $1 ORDER BY next_at LIMIT $3 FOR UPDATE SKIP LOCKED)"
-            " RETURNING d.*, e.url, e.secret, e.include_content", now, now + lease_s, limit)
+            " AND next_at <= $1 AND lease_until <= $1 AND NOT (endpoint_id = ANY($4::text[]))"
+            " ORDER BY next_at LIMIT $3 FOR UPDATE SKIP LOCKED)"
+            " RETURNING d.*, e.url, e.secret, e.include_content", now, now + lease_s, limit, list(skip_endpoints))
         return [_delivery(r) for r in rows]
 
     async def record_webhook_try(self, delivery_id: str, delivered: bool, next_at: float | None,

@@ -4,7 +4,7 @@ in its own transaction (ADR 23)."""
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 from ..webhooks.model import Delivery, Endpoint
 from .sqlite_util import transaction
@@ -78,14 +78,19 @@ class SqliteWebhooksMixin:
             "DELETE FROM webhook_endpoints WHERE id = ?", (endpoint_id,)).rowcount > 0)
         return removed
 
-    async def claim_webhook_deliveries(self, now: float, lease_s: float, limit: int) -> list[Delivery]:
+    async def claim_webhook_deliveries(self, now: float, lease_s: float, limit: int,
+                                       skip_endpoints: Collection[str] = ()) -> list[Delivery]:
+        skipped = tuple(skip_endpoints)
+        not_in = f" AND d.endpoint_id NOT IN ({','.join('?' * len(skipped))})" if skipped else ""
+
         def claim(conn: sqlite3.Connection) -> list[sqlite3.Row]:
             with transaction(conn):
                 rows = conn.execute(
                     "SELECT d.*, e.url, e.secret, e.include_content FROM webhook_deliveries d"
                     " JOIN webhook_endpoints e ON e.id = d.endpoint_id"
-                    " WHERE d.status = 'pending' AND d.next_at <= ? AND d.lease_until <= ? ORDER BY d.next_at LIMIT ?",
-                    (now, now, limit)).fetchall()
+                    f" WHERE d.status = 'pending' AND d.next_at <= ? AND d.lease_until <= ?{not_in}"
+                    " ORDER BY d.next_at LIMIT ?",
+                    (now, now, *skipped, limit)).fetchall()
                 conn.executemany("UPDATE webhook_deliveries SET lease_until = ? WHERE id = ?",
                                  [(now + lease_s, r["id"]) for r in rows])
             return rows

@@ -8,7 +8,7 @@ import random
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, Sequence
+from typing import Any, Collection, Protocol, Sequence
 
 EVENT_TYPES = ("reply.completed", "reply.failed", "reply.cancelled", "user.created", "user.deleted")
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0)  # seconds after each failed try (Standard Webhooks)
@@ -142,8 +142,10 @@ class WebhookStore(Protocol):
         """Remove the endpoint and its deliveries; False when there was none."""
         ...
 
-    async def claim_webhook_deliveries(self, now: float, lease_s: float, limit: int) -> list[Delivery]:
-        """Up to `limit` pending deliveries due by now that no process holds, each now held until now + lease_s."""
+    async def claim_webhook_deliveries(self, now: float, lease_s: float, limit: int,
+                                       skip_endpoints: Collection[str] = ()) -> list[Delivery]:
+        """Up to `limit` pending deliveries due by now that no process holds, each now held until now + lease_s;
+        none for the endpoints in skip_endpoints (those this process already has enough tries in flight for)."""
         ...
 
     async def record_webhook_try(self, delivery_id: str, delivered: bool, next_at: float | None,

@@ -5,9 +5,11 @@ timeout, and records the try: delivered, retried later by the schedule with jitt
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any, Sequence
 
@@ -22,6 +24,9 @@ from .model import Delivery, next_delay
 log = logging.getLogger("gima.webhooks")
 BATCH = 20
 MAX_IN_FLIGHT = 64  # tries at once per process
+# Tries at once per endpoint and process: one receiver that hangs holds at most half the slots, never the others'.
+# An endpoint is left out of a claim once it has more than this minus BATCH, so one claim cannot take it past.
+MAX_IN_FLIGHT_PER_ENDPOINT = 32
 PRUNE_EVERY_S = 3600.0  # at most; a short retention (tests, a small disk) prunes more often, never twice a second
 PRUNE_BATCH = 1000  # rows per statement: a long delete would hold the store's one writer
 PRUNE_ROUND = 10  # statements per round at most: a round holds this process's deliveries; a full round comes back
@@ -47,6 +52,7 @@ class WebhookSender:
         holds its own tries (up to the timeout), never the others'."""
         self._session = aiohttp.ClientSession(timeout=self._timeout, headers={"User-Agent": "gima-server webhooks"})
         in_flight: set[asyncio.Task[None]] = set()
+        per_endpoint: Counter[str] = Counter()
         counted_at, pruned_at = -BACKLOG_EVERY_S, -self._prune_every_s
         try:
             while True:
@@ -60,15 +66,18 @@ class WebhookSender:
                 room = MAX_IN_FLIGHT - len(in_flight)
                 claimed = 0
                 if room > 0:
+                    full = [e for e, n in per_endpoint.items() if n > MAX_IN_FLIGHT_PER_ENDPOINT - BATCH]
                     try:
-                        due = await self._store.claim_webhook_deliveries(time.time(), self._lease_s, min(BATCH, room))
+                        due = await self._store.claim_webhook_deliveries(
+                            time.time(), self._lease_s, min(BATCH, room), skip_endpoints=full)
                     except Exception as exc:  # the store is away: try again at the next poll
                         log.warning("webhook deliveries could not be claimed (%s)", type(exc).__name__)
                         due = []
                     for delivery in due:
                         task = asyncio.create_task(self._try(delivery))
                         in_flight.add(task)
-                        task.add_done_callback(in_flight.discard)
+                        per_endpoint[delivery.endpoint_id] += 1
+                        task.add_done_callback(functools.partial(_settled, in_flight, per_endpoint, delivery.endpoint_id))
                     claimed = len(due)
                 if claimed < BATCH:
                     await asyncio.sleep(self._poll_s)
@@ -150,3 +159,11 @@ class WebhookSender:
         async with self._session.post(delivery.url, data=body.encode(), headers=headers, allow_redirects=False) as resp:
             await resp.read()
             return resp.status
+
+
+def _settled(in_flight: set[asyncio.Task[None]], per_endpoint: Counter[str], endpoint_id: str,
+             task: asyncio.Task[None]) -> None:
+    in_flight.discard(task)
+    per_endpoint[endpoint_id] -= 1
+    if per_endpoint[endpoint_id] <= 0:
+        del per_endpoint[endpoint_id]

@@ -610,6 +610,20 @@ async def test_old_deliveries_are_pruned_once_delivered_or_given_up_and_pending_
     assert await store.count_pending_webhook_deliveries() == 3
 
 
+async def test_a_claim_leaves_out_the_endpoints_it_is_told_to_skip(store: Store) -> None:
+    from gima_server.webhooks.model import Endpoint
+
+    for endpoint_id in ("busy", "idle"):
+        await store.save_webhook_endpoint(Endpoint(endpoint_id, f"http://{endpoint_id}.example/hook", "whsec_" + "A" * 32,
+                                                   created_at=1.0))
+    for n in range(3):
+        await _user(store, f"skip{n}@example.com")  # a user.created delivery for each endpoint
+    now = time.time()
+    claimed = await store.claim_webhook_deliveries(now, 30, 10, skip_endpoints=["busy"])
+    assert sorted(d.endpoint_id for d in claimed) == ["idle"] * 3
+    assert sorted(d.endpoint_id for d in await store.claim_webhook_deliveries(now, 30, 10)) == ["busy"] * 3
+
+
 async def test_an_expired_lease_lets_another_process_claim_the_delivery(store: Store) -> None:
     from gima_server.webhooks.model import Endpoint
 

@@ -217,6 +217,31 @@ async def test_deliveries_delivered_or_given_up_are_pruned_after_the_retention_a
     assert json.loads(left[0].body)["data"]["email"] == "bob@example.com"
 
 
+async def test_a_receiver_that_hangs_holds_at_most_its_share_of_the_tries_and_never_another_endpoints(
+    make_client: MakeClient, receiver: Receiver, tmp_path: Path,
+) -> None:
+    """Two endpoints; the env one hangs on every delivery. The other still gets each of its deliveries at once,
+    and the hanging one never has more than MAX_IN_FLIGHT_PER_ENDPOINT tries open (its log: one line per try)."""
+    from gima_server.webhooks.model import Endpoint
+    from gima_server.webhooks.sender import MAX_IN_FLIGHT_PER_ENDPOINT
+
+    healthy = Receiver(tmp_path / "healthy")
+    (tmp_path / "healthy").mkdir()
+    healthy.start()
+    try:
+        client = await _client(make_client, receiver, webhook_timeout_s=30.0)
+        store = client.app[appkeys.STORE]
+        await store.save_webhook_endpoint(Endpoint("healthy", healthy.url, healthy.secret, created_at=time.time()))
+        await receiver.control(hang_s=60)
+        users = 80  # more than a process's 64 tries at once
+        for n in range(users):
+            await store.create_user(f"many{n}@example.com", "h", f"many{n}", ("user",))  # fans out to both
+        await healthy.wait_for(lambda r: len(of_type(r, "user.created")) == users, timeout_s=20)
+        assert len(receiver.records()) <= MAX_IN_FLIGHT_PER_ENDPOINT  # every try it got is still hanging
+    finally:
+        healthy.stop()
+
+
 def _server(tmp_path: Path, port: int, **env: str) -> subprocess.Popen[bytes]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("GIMA_")}
     clean.update({"GIMA_DATA_DIR": str(tmp_path / "data"), "GIMA_WEBHOOK_POLL_S": "0.05", **env})
