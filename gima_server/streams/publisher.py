@@ -73,7 +73,6 @@ class _Sent:
     whole: bool = True  # the next write sends everything (first write, or after a failure)
 
 
-
 class LogPublisher:
     def __init__(self, redis: Redis, settings: LogSettings, metrics: Metrics,
                  busy_pause_s: Callable[[], float] = lambda: 0.0) -> None:
