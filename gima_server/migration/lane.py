@@ -7,6 +7,8 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -75,6 +77,8 @@ class MigrationLane:
         # Bounds: jobs holds unfinished jobs (a finished one leaves at the next turn), _working at most
         # max_concurrent, _next_poll an entry per unfinished job polled (it leaves with its job).
         self._next_poll: dict[str, float] = {}
+        # Batches accepted by a request and not yet stored, per job (an entry leaves at zero).
+        self._receiving: dict[str, int] = {}
 
     async def load(self) -> None:
         for job in await self._store.unfinished_migration_jobs():
@@ -83,6 +87,18 @@ class MigrationLane:
     def track(self, job: MigrationJob) -> None:
         self.jobs[job.id] = job
         self._wake.set()
+
+    @contextmanager
+    def receiving(self, job_id: str) -> Iterator[None]:
+        """Around storing one accepted batch: the job is not finished while a batch it accepted is on its way."""
+        self._receiving[job_id] = self._receiving.get(job_id, 0) + 1
+        try:
+            yield
+        finally:
+            if self._receiving[job_id] == 1:
+                del self._receiving[job_id]
+            else:
+                self._receiving[job_id] -= 1
 
     def poll_wait_s(self, job_id: str) -> float:
         """How much sooner than pollAfterMs this poll comes (0: it is on time)."""
@@ -133,9 +149,11 @@ class MigrationLane:
                 del self.jobs[job.id]
                 self._next_poll.pop(job.id, None)
                 continue
+            # Read before counting: a batch and the completion may both arrive while the count is on its way.
+            finishing = job.complete_requested and job.id not in self._receiving
             pending = await self._store.pending_migration_batches(job.id)
             if not pending:
-                await self._set(job, "done" if job.complete_requested else "queued", None)
+                await self._set(job, "done" if finishing else "queued", None)
                 continue
             reason = self._blocked(job)
             if reason is not None:

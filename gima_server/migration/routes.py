@@ -71,10 +71,12 @@ async def put_batch(request: web.Request) -> web.Response:
     seq = whole_number(request.match_info["seq"], "seq", 0, _MAX_SEQ)
     if job.status in ("done", "failed") or job.complete_requested:
         raise ApiError(409, "conflict", f"the job is {job.status if not job.complete_requested else 'completing'}")
-    conversations = parse_batch(await _read_batch_body(request), request.app[appkeys.SETTINGS].migration_batch_limits)
-    payload = queued_form(conversations)
-    await request.app[appkeys.STORE].add_migration_batch(job.id, seq, payload)  # same seq again: no-op
-    request.app[appkeys.MIGRATION].track(job)
+    lane = request.app[appkeys.MIGRATION]
+    with lane.receiving(job.id):  # from the check above: a completion sent meanwhile waits for this batch
+        conversations = parse_batch(await _read_batch_body(request), request.app[appkeys.SETTINGS].migration_batch_limits)
+        payload = queued_form(conversations)
+        await request.app[appkeys.STORE].add_migration_batch(job.id, seq, payload)  # same seq again: no-op
+    lane.track(job)
     return _answer(request, job, 202)
 
 

@@ -341,3 +341,66 @@ async def test_batches_shaped_like_real_exports_are_imported_with_their_times(ma
     job = await wait_for(client, alice, again, "done")
     assert (job["imported"], job["skipped"], job["skippedMessages"]) == (0, 5, 3)
     assert len(await all_chats(alice)) == 4
+
+
+class HeldStore(SqliteStore):
+    """Holds the next count of pending batches after it was read, or the next batch insert before it is written."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.hold: dict[str, asyncio.Event] = {}
+        self.held: dict[str, asyncio.Event] = {"count": asyncio.Event(), "insert": asyncio.Event()}
+
+    async def _held(self, what: str) -> None:
+        gate = self.hold.pop(what, None)
+        if gate is not None:
+            self.held[what].set()
+            await gate.wait()
+
+    async def pending_migration_batches(self, job_id: str) -> int:
+        pending = await super().pending_migration_batches(job_id)
+        await self._held("count")
+        return pending
+
+    async def add_migration_batch(self, job_id: str, seq: int, payload: str) -> bool:
+        await self._held("insert")
+        return await super().add_migration_batch(job_id, seq, payload)
+
+
+async def test_a_batch_and_completion_arriving_while_the_lane_counts_are_both_imported(
+    make_client: MakeClient, tmp_path: Path,
+) -> None:
+    """The lane counted no pending batch, the batch and the completion came in before that count returned:
+    the job must not end done with the batch unimported (seen in CI: done with (0,0,0,0))."""
+    store = HeldStore(tmp_path / "held.sqlite3")
+    client = await make_client(store=store, migration_enabled=True, rate_limits="migration=600/min/100")
+    alice = await alpha_user(client)
+    job_id = await new_job(alice)
+    release = store.hold["count"] = asyncio.Event()
+    await asyncio.wait_for(store.held["count"].wait(), 5)  # the lane read 0 pending and waits here
+    assert (await put_batch(alice, job_id, 0, history(3, 2))).status == 202
+    assert (await alice.client.post(f"/api/migration/jobs/{job_id}/complete", headers=alice.headers)).status == 202
+    release.set()
+    job = await wait_for(client, alice, job_id, "done")
+    assert job["imported"] == 3
+    assert len(await all_chats(alice)) == 3
+
+
+async def test_completion_while_a_batch_is_still_being_stored_imports_that_batch(
+    make_client: MakeClient, tmp_path: Path,
+) -> None:
+    """A client that sends its last batch and the completion together: the batch answered 202 is imported."""
+    store = HeldStore(tmp_path / "held.sqlite3")
+    client = await make_client(store=store, migration_enabled=True, rate_limits="migration=600/min/100")
+    alice = await alpha_user(client)
+    job_id = await new_job(alice)
+    release = store.hold["insert"] = asyncio.Event()
+    putting = asyncio.create_task(put_batch(alice, job_id, 0, history(3, 2)))
+    await asyncio.wait_for(store.held["insert"].wait(), 5)  # accepted, not yet stored
+    assert (await alice.client.post(f"/api/migration/jobs/{job_id}/complete", headers=alice.headers)).status == 202
+    await asyncio.sleep(0.6)  # several lane turns (tick 0.2 s) while the batch's request is still open
+    release.set()
+    assert (await putting).status == 202
+    job = await wait_for(client, alice, job_id, "done")
+    assert job["imported"] == 3
+    assert len(await all_chats(alice)) == 3
