@@ -85,7 +85,11 @@ class MigrationLane:
             self.jobs[job.id] = job
 
     def track(self, job: MigrationJob) -> None:
-        self.jobs[job.id] = job
+        tracked = self.jobs.get(job.id)
+        if tracked is None:
+            self.jobs[job.id] = job
+        elif tracked is not job:
+            tracked.adopt(job)  # one object per job: a batch being imported holds it
         self._wake.set()
 
     @contextmanager
@@ -145,8 +149,11 @@ class MigrationLane:
         for job in list(self.jobs.values()):
             if job.id in self._working:
                 continue
-            if job.status in ("done", "failed"):
-                del self.jobs[job.id]
+            stored = await self._store.get_migration_job(job.user_id, job.id)  # other processes work on it too
+            if stored is not None:
+                job.adopt(stored)
+            if stored is None or job.finished:
+                self.jobs.pop(job.id, None)
                 self._next_poll.pop(job.id, None)
                 continue
             # Read before counting: a batch and the completion may both arrive while the count is on its way.
@@ -165,7 +172,9 @@ class MigrationLane:
     async def _set(self, job: MigrationJob, status: str, reason: str | None) -> None:
         if (job.status, job.paused_reason) != (status, reason):
             job.status, job.paused_reason = status, reason
-            await self._store.save_migration_job(job)
+            stored = await self._store.save_migration_state(job)
+            if stored is not None:
+                job.adopt(stored)  # finished elsewhere meanwhile: that stays, and this lane lets go of it
 
     async def _work(self, job: MigrationJob) -> None:
         lease = await self._locks.try_acquire(f"migration:{job.id}", 120.0)  # one process per job at a time

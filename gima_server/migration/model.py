@@ -13,6 +13,8 @@ from ..errors import ApiError, invalid
 
 JOB_STATUSES = ("queued", "running", "paused", "done", "failed")
 PAUSE_REASONS = ("chat_streaming", "load", "window", "capacity")
+# What a lane or a request decides about a job; its counts are only ever added to by a batch's import.
+STATE_FIELDS = ("status", "paused_reason", "error", "failed", "complete_requested")
 
 
 @dataclass
@@ -30,6 +32,19 @@ class MigrationJob:
     error: str | None = None
     complete_requested: bool = False
     created_at: float = 0.0
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("done", "failed")
+
+    def with_state_of(self, other: MigrationJob) -> MigrationJob:
+        """This job (as stored: its counts) with other's state: what a lane or a request decided about it."""
+        return dataclasses.replace(self, **{name: getattr(other, name) for name in STATE_FIELDS})
+
+    def adopt(self, stored: MigrationJob) -> None:
+        """Take the stored job's counts and state: other processes import and complete the same job."""
+        for each in dataclasses.fields(self):
+            setattr(self, each.name, getattr(stored, each.name))
 
     def counted(self, imported: int, skipped: int, batch: Sequence[ImportedConversation]) -> MigrationJob:
         """This job as it is once a batch is in (a copy: the job itself changes only after the commit)."""

@@ -28,11 +28,9 @@ async def _alpha(request: web.Request) -> Principal:
 
 
 async def _job(request: web.Request, principal: Principal) -> MigrationJob:
+    """As stored: another process may have imported into it or completed it since this one's lane last looked."""
     job_id = path_id(request.match_info["jobId"], "job")
-    lane = request.app[appkeys.MIGRATION]
-    job = lane.jobs.get(job_id)
-    if job is None or job.user_id != principal.user.id:
-        job = await request.app[appkeys.STORE].get_migration_job(principal.user.id, job_id)
+    job = await request.app[appkeys.STORE].get_migration_job(principal.user.id, job_id)
     if job is None:
         raise not_found("job")
     return job
@@ -69,7 +67,7 @@ async def put_batch(request: web.Request) -> web.Response:
     principal = await _alpha(request)
     job = await _job(request, principal)
     seq = whole_number(request.match_info["seq"], "seq", 0, _MAX_SEQ)
-    if job.status in ("done", "failed") or job.complete_requested:
+    if job.finished or job.complete_requested:
         raise ApiError(409, "conflict", f"the job is {job.status if not job.complete_requested else 'completing'}")
     lane = request.app[appkeys.MIGRATION]
     with lane.receiving(job.id):  # from the check above: a completion sent meanwhile waits for this batch
@@ -83,9 +81,9 @@ async def put_batch(request: web.Request) -> web.Response:
 async def complete_job(request: web.Request) -> web.Response:
     principal = await _alpha(request)
     job = await _job(request, principal)
-    if not job.complete_requested and job.status not in ("done", "failed"):
+    if not job.complete_requested and not job.finished:
         job.complete_requested = True
-        await request.app[appkeys.STORE].save_migration_job(job)
+        job = await request.app[appkeys.STORE].save_migration_state(job) or job
         request.app[appkeys.MIGRATION].track(job)
     return _answer(request, job, 202)
 

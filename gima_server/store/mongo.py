@@ -18,7 +18,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, InsertOne, ReturnDo
 from pymongo.errors import DuplicateKeyError
 
 from ..apikeys.model import ApiKey
-from ..migration.model import ImportedConversation, MigrationJob, message_times
+from ..migration.model import STATE_FIELDS, ImportedConversation, MigrationJob, message_times
 from ..webhooks.model import event_body, reply_event
 from .base import AuthSession, Chat, DuplicateError, Exchange, Message, Receipt, SchemaError, SearchHit, User
 from .mongo_webhooks import MongoWebhooksMixin
@@ -453,12 +453,14 @@ class MongoStore(MongoWebhooksMixin):
         doc = await self._db.migration_jobs.find_one({"_id": job_id, "user_id": user_id})
         return MigrationJob(**doc["data"]) if doc else None
 
-    async def save_migration_job(self, job: MigrationJob, session: Any = None) -> None:
+    async def save_migration_state(self, job: MigrationJob) -> MigrationJob | None:
+        # One conditional update: a finished job is never written again; counts are left as stored.
         await self._db.migration_jobs.update_one(
-            {"_id": job.id},
-            {"$set": {"data": dataclasses.asdict(job), "finished": job.status in ("done", "failed")}},
-            session=session,
+            {"_id": job.id, "finished": False},
+            {"$set": {**{f"data.{name}": getattr(job, name) for name in STATE_FIELDS}, "finished": job.finished}},
         )
+        doc = await self._db.migration_jobs.find_one({"_id": job.id})
+        return MigrationJob(**doc["data"]) if doc else None
 
     async def unfinished_migration_jobs(self) -> list[MigrationJob]:
         docs = await self._db.migration_jobs.find({"finished": False}).to_list(length=None)
@@ -514,8 +516,14 @@ class MongoStore(MongoWebhooksMixin):
             await self._db.migration_batches.update_one(
                 {"_id": f"{job.id}:{seq}"}, {"$set": {"status": "done", "payload": ""}}, session=session
             )
-            counted = job.counted(imported, skipped, conversations)
-            await self.save_migration_job(counted, session)
+            added = job.counted(imported, skipped, conversations)
+            doc = await self._db.migration_jobs.find_one_and_update(  # added to the stored counts, not job's copy
+                {"_id": job.id},
+                {"$inc": {"data.imported": imported, "data.skipped": skipped,
+                          "data.skipped_messages": added.skipped_messages - job.skipped_messages}},
+                return_document=ReturnDocument.AFTER, session=session,
+            )
+            counted = MigrationJob(**doc["data"]) if doc else added
         job.absorb(counted)  # only once the transaction has committed
         return imported, skipped
 

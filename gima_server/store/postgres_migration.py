@@ -32,8 +32,17 @@ class PostgresMigrationMixin:
         row = await self._fetchrow("SELECT data FROM migration_jobs WHERE id = $1 AND user_id = $2", job_id, user_id)
         return MigrationJob(**json.loads(row["data"])) if row else None
 
-    async def save_migration_job(self, job: MigrationJob) -> None:
-        await self._execute(*_save_job(job))
+    async def save_migration_state(self, job: MigrationJob) -> MigrationJob | None:
+        async def write(conn: asyncpg.Connection) -> MigrationJob | None:
+            stored = await _stored_job(conn, job.id)
+            if stored is None or stored.finished:
+                return stored
+            saved = stored.with_state_of(job)
+            await conn.execute(*_save_job(saved))
+            return saved
+
+        result: MigrationJob | None = await self._in_transaction(write)
+        return result
 
     async def unfinished_migration_jobs(self) -> list[MigrationJob]:
         rows = await self._fetch("SELECT data FROM migration_jobs WHERE NOT finished")
@@ -66,7 +75,8 @@ class PostgresMigrationMixin:
                     skipped += 1
             await conn.execute("UPDATE migration_batches SET status = 'done', payload = '' WHERE job_id = $1 AND seq = $2",
                                job.id, seq)
-            counted = job.counted(imported, skipped, conversations)
+            stored = await _stored_job(conn, job.id)  # another process may have counted batches since job was read
+            counted = (stored or job).counted(imported, skipped, conversations)
             await conn.execute(*_save_job(counted))
             return imported, skipped, counted
 
@@ -82,9 +92,14 @@ def _job_json(job: MigrationJob) -> str:
     return json.dumps(dataclasses.asdict(job))
 
 
+async def _stored_job(conn: asyncpg.Connection, job_id: str) -> MigrationJob | None:
+    """Locked until the transaction ends: the read and the write that follows are one step for other processes."""
+    row = await conn.fetchrow("SELECT data FROM migration_jobs WHERE id = $1 FOR UPDATE", job_id)
+    return MigrationJob(**json.loads(row["data"])) if row else None
+
+
 def _save_job(job: MigrationJob) -> tuple[str, str, bool, str]:
-    return ("UPDATE migration_jobs SET data = $1, finished = $2 WHERE id = $3", _job_json(job),
-            job.status in ("done", "failed"), job.id)
+    return ("UPDATE migration_jobs SET data = $1, finished = $2 WHERE id = $3", _job_json(job), job.finished, job.id)
 
 
 async def _import_one(conn: asyncpg.Connection, user_id: str, conversation: ImportedConversation) -> bool:

@@ -29,8 +29,18 @@ class SqliteMigrationMixin:
             "SELECT data FROM migration_jobs WHERE id = ? AND user_id = ?", (job_id, user_id)).fetchone())
         return MigrationJob(**json.loads(row["data"])) if row else None
 
-    async def save_migration_job(self, job: MigrationJob) -> None:
-        await self._run(lambda c: _save_job(c, job))
+    async def save_migration_state(self, job: MigrationJob) -> MigrationJob | None:
+        def write(conn: sqlite3.Connection) -> MigrationJob | None:
+            with _transaction(conn):
+                stored = _stored_job(conn, job.id)
+                if stored is None or stored.finished:
+                    return stored
+                saved = stored.with_state_of(job)
+                _save_job(conn, saved)
+                return saved
+
+        result: MigrationJob | None = await self._run(write)
+        return result
 
     async def unfinished_migration_jobs(self) -> list[MigrationJob]:
         rows = await self._read(lambda c: c.execute("SELECT data FROM migration_jobs WHERE finished = 0").fetchall())
@@ -69,7 +79,8 @@ class SqliteMigrationMixin:
                         skipped += 1
                 conn.execute("UPDATE migration_batches SET status = 'done', payload = '' WHERE job_id = ? AND seq = ?",
                              (job.id, seq))
-                counted = job.counted(imported, skipped, conversations)
+                stored = _stored_job(conn, job.id)  # another process may have counted batches since job was read
+                counted = (stored or job).counted(imported, skipped, conversations)
                 _save_job(conn, counted)
             job.absorb(counted)  # only once the transaction has committed
             return imported, skipped
@@ -86,8 +97,13 @@ def _job_json(job: MigrationJob) -> str:
     return json.dumps(dataclasses.asdict(job))
 
 
+def _stored_job(conn: sqlite3.Connection, job_id: str) -> MigrationJob | None:
+    row = conn.execute("SELECT data FROM migration_jobs WHERE id = ?", (job_id,)).fetchone()
+    return MigrationJob(**json.loads(row["data"])) if row else None
+
+
 def _save_job(conn: sqlite3.Connection, job: MigrationJob) -> None:
-    finished = 1 if job.status in ("done", "failed") else 0
+    finished = 1 if job.finished else 0
     conn.execute("UPDATE migration_jobs SET data = ?, finished = ? WHERE id = ?", (_job_json(job), finished, job.id))
 
 

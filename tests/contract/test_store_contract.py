@@ -285,12 +285,42 @@ async def test_migration_jobs_are_saved_and_listed_until_finished(store: Store) 
     assert await store.get_migration_job(user_id, "job1") == job
     assert await store.get_migration_job("someone-else", "job1") is None
     job.status, job.paused_reason = "paused", "load"
-    await store.save_migration_job(job)
+    assert await store.save_migration_state(job) == job
     assert (await store.get_migration_job(user_id, "job1")) == job
     assert [j.id for j in await store.unfinished_migration_jobs()] == ["job1"]
     job.status = "done"
-    await store.save_migration_job(job)
+    assert await store.save_migration_state(job) == job
     assert await store.unfinished_migration_jobs() == []
+
+
+async def test_a_migration_job_state_leaves_its_counts_and_a_finished_job_stays_finished(store: Store) -> None:
+    """Several processes' lanes hold copies of one job: a copy's state never writes back its stale counts, and
+    a job finished by one process is not reopened by another's late decision."""
+    import dataclasses
+
+    from gima_server.migration.model import BatchLimits, MigrationJob, parse_batch
+
+    user_id = await _user(store)
+    job = MigrationJob("job1", user_id, "indexeddb", None, created_at=1.0)
+    await store.create_migration_job(job)
+    stale = dataclasses.replace(job)  # another process's copy, read before anything was imported
+    batch = {"conversations": [{"title": "one", "messages": [{"role": "user", "content": "hi"}]}]}
+    await store.add_migration_batch("job1", 0, "x")
+    assert await store.import_migration_batch(job, 0, parse_batch(batch, BatchLimits())) == (1, 0)
+    stale.status, stale.paused_reason = "paused", "capacity"
+    saved = await store.save_migration_state(stale)
+    assert saved is not None and (saved.status, saved.paused_reason, saved.imported) == ("paused", "capacity", 1)
+    other = {"conversations": [{"title": "two", "messages": [{"role": "user", "content": "yo"}]}]}
+    await store.add_migration_batch("job1", 1, "y")
+    assert await store.import_migration_batch(stale, 1, parse_batch(other, BatchLimits())) == (1, 0)
+    assert stale.imported == 2  # added to the stored count, not to the copy's 0
+    stale.status, stale.paused_reason, stale.complete_requested = "done", None, True
+    assert await store.save_migration_state(stale) is not None
+    job.status, job.paused_reason = "queued", None  # a late decision from a lane that has not seen the end
+    after = await store.save_migration_state(job)
+    assert after is not None and (after.status, after.imported, after.complete_requested) == ("done", 2, True)
+    assert await store.get_migration_job(user_id, "job1") == after
+    assert await store.save_migration_state(MigrationJob("nope", user_id, "indexeddb", None)) is None
 
 
 async def test_migration_batches_are_queued_once_and_imported_all_or_nothing(store: Store) -> None:

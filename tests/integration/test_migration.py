@@ -404,3 +404,30 @@ async def test_completion_while_a_batch_is_still_being_stored_imports_that_batch
     job = await wait_for(client, alice, job_id, "done")
     assert job["imported"] == 3
     assert len(await all_chats(alice)) == 3
+
+
+async def test_a_job_fed_through_two_processes_ends_done_with_every_count_everywhere(
+    make_client: MakeClient, redis_url: str,
+) -> None:
+    """No sticky sessions: batches and the completion reach either process, and each process's lane tracks the
+    job. Whichever imports, the stored counts add up and every process answers the same finished job."""
+    one = await make_client(migration_enabled=True, redis_url=redis_url, rate_limits="migration=600/min/100")
+    two = await make_client(migration_enabled=True, redis_url=redis_url, rate_limits="migration=600/min/100")
+    alice_one = await alpha_user(one)
+    session = await two.app[appkeys.STORE].create_session(alice_one.user["id"], 3600)
+    alice_two = Api(two, two.app[appkeys.TOKENS].issue(alice_one.user["id"], session.id), alice_one.user)
+    job_id = await new_job(alice_one)
+    for seq in range(6):
+        api = alice_one if seq % 2 == 0 else alice_two
+        assert (await put_batch(api, job_id, seq, history(3, 2, tag=f"b{seq}-"))).status == 202
+        await asyncio.sleep(0.05 * (seq % 3))  # batches arrive while the lanes are importing, and between
+    assert (await alice_two.client.post(f"/api/migration/jobs/{job_id}/complete", headers=alice_two.headers)).status == 202
+    stored = await wait_for(one, alice_one, job_id, "done")
+    assert (stored["imported"], stored["skipped"]) == (18, 0)
+    await asyncio.sleep(0.6)  # a few more lane turns in both processes: nothing may write the job back
+    for api in (alice_one, alice_two):
+        job = (await (await api.client.get(f"/api/migration/jobs/{job_id}", headers=api.headers)).json())["job"]
+        assert (job["status"], job["imported"], job["skipped"]) == ("done", 18, 0), api.client.port
+    again = await one.app[appkeys.STORE].get_migration_job(alice_one.user["id"], job_id)
+    assert again is not None and (again.status, again.imported) == ("done", 18)
+    assert len(await all_chats(alice_one)) == 18
