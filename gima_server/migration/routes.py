@@ -73,7 +73,10 @@ async def put_batch(request: web.Request) -> web.Response:
     with lane.receiving(job.id):  # from the check above: a completion sent meanwhile waits for this batch
         conversations = parse_batch(await _read_batch_body(request), request.app[appkeys.SETTINGS].migration_batch_limits)
         payload = queued_form(conversations)
-        await request.app[appkeys.STORE].add_migration_batch(job.id, seq, payload)  # same seq again: no-op
+        if not await request.app[appkeys.STORE].add_migration_batch(job.id, seq, payload):
+            job = await _job(request, principal)  # the same seq again is a no-op; a job that ended meanwhile is not
+            if job.finished:
+                raise ApiError(409, "conflict", f"the job is {job.status}")
     lane.track(job)
     return _answer(request, job, 202)
 

@@ -455,6 +455,10 @@ class MongoStore(MongoWebhooksMixin):
 
     async def save_migration_state(self, job: MigrationJob) -> MigrationJob | None:
         # One conditional update: a finished job is never written again; counts are left as stored.
+        if job.status == "done" and await self._db.migration_batches.count_documents(
+                {"job_id": job.id, "status": "queued"}, limit=1):
+            doc = await self._db.migration_jobs.find_one({"_id": job.id})
+            return MigrationJob(**doc["data"]) if doc else None  # a batch got in before the job could end
         await self._db.migration_jobs.update_one(
             {"_id": job.id, "finished": False},
             {"$set": {**{f"data.{name}": getattr(job, name) for name in STATE_FIELDS}, "finished": job.finished}},
@@ -467,6 +471,9 @@ class MongoStore(MongoWebhooksMixin):
         return [MigrationJob(**d["data"]) for d in docs]
 
     async def add_migration_batch(self, job_id: str, seq: int, payload: str) -> bool:
+        # Checked, then inserted: unlike SQL here a batch racing a finishing job is not excluded (MongoDB).
+        if await self._db.migration_jobs.count_documents({"_id": job_id, "finished": False}) == 0:
+            return False
         try:
             await self._db.migration_batches.insert_one(
                 {"_id": f"{job_id}:{seq}", "job_id": job_id, "seq": seq, "payload": payload, "status": "queued"}

@@ -35,8 +35,9 @@ class PostgresMigrationMixin:
     async def save_migration_state(self, job: MigrationJob) -> MigrationJob | None:
         async def write(conn: asyncpg.Connection) -> MigrationJob | None:
             stored = await _stored_job(conn, job.id)
-            if stored is None or stored.finished:
-                return stored
+            if stored is None or stored.finished or job.status == "done" and await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM migration_batches WHERE job_id = $1 AND status = 'queued')", job.id):
+                return stored  # a batch got in before the job could end: it is imported first
             saved = stored.with_state_of(job)
             await conn.execute(*_save_job(saved))
             return saved
@@ -50,7 +51,9 @@ class PostgresMigrationMixin:
 
     async def add_migration_batch(self, job_id: str, seq: int, payload: str) -> bool:
         return await self._execute(
-            "INSERT INTO migration_batches (job_id, seq, payload, status) VALUES ($1,$2,$3,'queued')"
+            # FOR SHARE: waits for a finishing job's lock, and holds off finishing until this batch is in.
+            "INSERT INTO migration_batches (job_id, seq, payload, status) SELECT $1,$2,$3,'queued'"
+            " WHERE EXISTS (SELECT 1 FROM migration_jobs WHERE id = $1 AND NOT finished FOR SHARE)"
             " ON CONFLICT DO NOTHING", job_id, seq, payload) > 0
 
     async def next_migration_batch(self, job_id: str) -> tuple[int, str] | None:

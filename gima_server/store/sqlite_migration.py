@@ -33,8 +33,9 @@ class SqliteMigrationMixin:
         def write(conn: sqlite3.Connection) -> MigrationJob | None:
             with _transaction(conn):
                 stored = _stored_job(conn, job.id)
-                if stored is None or stored.finished:
-                    return stored
+                if stored is None or stored.finished or job.status == "done" and conn.execute(
+                        "SELECT 1 FROM migration_batches WHERE job_id = ? AND status = 'queued'", (job.id,)).fetchone():
+                    return stored  # a batch got in before the job could end: it is imported first
                 saved = stored.with_state_of(job)
                 _save_job(conn, saved)
                 return saved
@@ -49,8 +50,9 @@ class SqliteMigrationMixin:
     async def add_migration_batch(self, job_id: str, seq: int, payload: str) -> bool:
         def insert(conn: sqlite3.Connection) -> bool:
             return conn.execute(
-                "INSERT OR IGNORE INTO migration_batches (job_id, seq, payload, status) VALUES (?,?,?, 'queued')",
-                (job_id, seq, payload),
+                "INSERT OR IGNORE INTO migration_batches (job_id, seq, payload, status) SELECT ?,?,?, 'queued'"
+                " WHERE EXISTS (SELECT 1 FROM migration_jobs WHERE id = ? AND finished = 0)",
+                (job_id, seq, payload, job_id),
             ).rowcount > 0
 
         return bool(await self._run(insert))

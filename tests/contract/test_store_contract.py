@@ -321,6 +321,21 @@ async def test_a_migration_job_state_leaves_its_counts_and_a_finished_job_stays_
     assert after is not None and (after.status, after.imported, after.complete_requested) == ("done", 2, True)
     assert await store.get_migration_job(user_id, "job1") == after
     assert await store.save_migration_state(MigrationJob("nope", user_id, "indexeddb", None)) is None
+    assert not await store.add_migration_batch("job1", 2, "too late")  # the job is done: nothing queued
+    assert await store.pending_migration_batches("job1") == 0
+
+
+async def test_a_migration_job_does_not_end_while_a_batch_is_queued(store: Store) -> None:
+    from gima_server.migration.model import MigrationJob
+
+    user_id = await _user(store)
+    job = MigrationJob("job1", user_id, "indexeddb", None, created_at=1.0, complete_requested=True)
+    await store.create_migration_job(job)
+    assert await store.add_migration_batch("job1", 0, "in before the end")
+    job.status = "done"
+    kept = await store.save_migration_state(job)
+    assert kept is not None and kept.status == "queued" and not kept.finished
+    assert [j.id for j in await store.unfinished_migration_jobs()] == ["job1"]
 
 
 async def test_migration_batches_are_queued_once_and_imported_all_or_nothing(store: Store) -> None:

@@ -431,3 +431,35 @@ async def test_a_job_fed_through_two_processes_ends_done_with_every_count_everyw
     again = await one.app[appkeys.STORE].get_migration_job(alice_one.user["id"], job_id)
     assert again is not None and (again.status, again.imported) == ("done", 18)
     assert len(await all_chats(alice_one)) == 18
+
+
+async def test_a_batch_stored_by_one_process_while_another_completes_the_job_is_imported_or_refused(
+    make_client: MakeClient, redis_url: str, settings: Any,
+) -> None:
+    """The completion reaches one process while the other is still storing a batch it accepted: either the
+    batch gets in first and is imported before the job ends, or the job ended first and the batch is refused
+    (409, nothing stored) — never a 202 for a batch that is not imported."""
+    one = await make_client(migration_enabled=True, redis_url=redis_url, rate_limits="migration=600/min/100")
+    held = HeldStore(settings.sqlite_path)
+    two = await make_client(store=held, migration_enabled=True, redis_url=redis_url,
+                            rate_limits="migration=600/min/100")
+    alice_one = await alpha_user(one)
+    session = await two.app[appkeys.STORE].create_session(alice_one.user["id"], 3600)
+    alice_two = Api(two, two.app[appkeys.TOKENS].issue(alice_one.user["id"], session.id), alice_one.user)
+    job_id = await new_job(alice_one)
+    release = held.hold["insert"] = asyncio.Event()
+    putting = asyncio.create_task(put_batch(alice_two, job_id, 0, history(3, 2)))
+    await asyncio.wait_for(held.held["insert"].wait(), 5)  # accepted by two, not yet stored
+    assert (await alice_one.client.post(f"/api/migration/jobs/{job_id}/complete", headers=alice_one.headers)).status == 202
+    await wait_for(one, alice_one, job_id, "done")
+    release.set()
+    answer = await putting
+    await asyncio.sleep(0.6)  # lane turns in both processes
+    job = await one.app[appkeys.STORE].get_migration_job(alice_one.user["id"], job_id)
+    assert job is not None and job.status == "done"
+    if answer.status == 202:
+        assert job.imported == 3 and len(await all_chats(alice_one)) == 3
+    else:
+        assert answer.status == 409, await answer.text()
+        assert job.imported == 0 and await all_chats(alice_one) == []
+        assert await one.app[appkeys.STORE].pending_migration_batches(job_id) == 0
