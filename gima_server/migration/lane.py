@@ -186,8 +186,8 @@ class MigrationLane:
         finally:
             if lease is not None:
                 await self._locks.release(lease)
+                self._wake.set()  # the next batch now; while another process holds the job, the next tick
             del self._working[job.id]
-            self._wake.set()
 
     async def _import(self, job: MigrationJob, seq: int, payload: str) -> None:
         try:

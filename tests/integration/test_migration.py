@@ -463,3 +463,28 @@ async def test_a_batch_stored_by_one_process_while_another_completes_the_job_is_
         assert answer.status == 409, await answer.text()
         assert job.imported == 0 and await all_chats(alice_one) == []
         assert await one.app[appkeys.STORE].pending_migration_batches(job_id) == 0
+
+
+async def test_a_lane_waits_its_turn_while_another_process_imports_the_job(make_client: MakeClient) -> None:
+    """Another process holds the job's lease (importing a batch): this lane tries again at its next tick, it
+    does not spin on the lease and the store while that batch takes its time."""
+    client = await make_client(migration_enabled=True, rate_limits="migration=600/min/100")
+    lane = client.app[appkeys.MIGRATION]
+    alice = await alpha_user(client)
+    job_id = await new_job(alice)
+    other = await lane._locks.try_acquire(f"migration:{job_id}", 120.0)  # as another process would
+    assert other is not None
+    tries = 0
+    real_try = lane._locks.try_acquire
+
+    async def counted(name: str, ttl_s: float) -> Any:
+        nonlocal tries
+        tries += 1
+        return await real_try(name, ttl_s)
+
+    lane._locks.try_acquire = counted
+    await put_batch(alice, job_id, 0, history(2, 2))
+    await asyncio.sleep(1.0)
+    assert 1 <= tries <= 8, tries  # a tick is 0.2 s: about 5 in a second
+    await lane._locks.release(other)
+    assert (await wait_for(client, alice, job_id, "queued"))["imported"] == 2
