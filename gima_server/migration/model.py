@@ -38,8 +38,11 @@ class MigrationJob:
         return self.status in ("done", "failed")
 
     def with_state_of(self, other: MigrationJob) -> MigrationJob:
-        """This job (as stored: its counts) with other's state: what a lane or a request decided about it."""
-        return dataclasses.replace(self, **{name: getattr(other, name) for name in STATE_FIELDS})
+        """This job (as stored: its counts) with other's state: what a lane or a request decided about it. A
+        completion once asked for stays asked for: a lane's copy read before it must not take it back."""
+        state = {name: getattr(other, name) for name in STATE_FIELDS}
+        state["complete_requested"] = self.complete_requested or other.complete_requested
+        return dataclasses.replace(self, **state)
 
     def adopt(self, stored: MigrationJob) -> None:
         """Take the stored job's counts and state: other processes import and complete the same job."""

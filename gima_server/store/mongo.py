@@ -461,7 +461,8 @@ class MongoStore(MongoWebhooksMixin):
             return MigrationJob(**doc["data"]) if doc else None  # a batch got in before the job could end
         await self._db.migration_jobs.update_one(
             {"_id": job.id, "finished": False},
-            {"$set": {**{f"data.{name}": getattr(job, name) for name in STATE_FIELDS}, "finished": job.finished}},
+            {"$set": {**{f"data.{name}": getattr(job, name) for name in STATE_FIELDS  # a completion is never undone
+                         if name != "complete_requested" or job.complete_requested}, "finished": job.finished}},
         )
         doc = await self._db.migration_jobs.find_one({"_id": job.id})
         return MigrationJob(**doc["data"]) if doc else None

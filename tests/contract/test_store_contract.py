@@ -307,9 +307,12 @@ async def test_a_migration_job_state_leaves_its_counts_and_a_finished_job_stays_
     batch = {"conversations": [{"title": "one", "messages": [{"role": "user", "content": "hi"}]}]}
     await store.add_migration_batch("job1", 0, "x")
     assert await store.import_migration_batch(job, 0, parse_batch(batch, BatchLimits())) == (1, 0)
-    stale.status, stale.paused_reason = "paused", "capacity"
+    job.complete_requested = True
+    assert await store.save_migration_state(job) is not None
+    stale.status, stale.paused_reason = "paused", "capacity"  # the copy was read before the completion, too
     saved = await store.save_migration_state(stale)
     assert saved is not None and (saved.status, saved.paused_reason, saved.imported) == ("paused", "capacity", 1)
+    assert saved.complete_requested  # not taken back by a copy that never saw it
     other = {"conversations": [{"title": "two", "messages": [{"role": "user", "content": "yo"}]}]}
     await store.add_migration_batch("job1", 1, "y")
     assert await store.import_migration_batch(stale, 1, parse_batch(other, BatchLimits())) == (1, 0)
