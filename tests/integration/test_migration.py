@@ -367,15 +367,25 @@ class HeldStore(SqliteStore):
         return await super().add_migration_batch(job_id, seq, payload)
 
 
+async def _held_job(make_client: MakeClient, tmp_path: Path) -> tuple[HeldStore, TestClient, Api, str]:
+    store = HeldStore(tmp_path / "held.sqlite3")
+    client = await make_client(store=store, migration_enabled=True, rate_limits="migration=600/min/100")
+    alice = await alpha_user(client)
+    return store, client, alice, await new_job(alice)
+
+
+async def _same_user_on(other: TestClient, api: Api) -> Api:
+    """api's user signed in on another process (a session of its own; the shared secret signs the token)."""
+    session = await other.app[appkeys.STORE].create_session(api.user["id"], 3600)
+    return Api(other, other.app[appkeys.TOKENS].issue(api.user["id"], session.id), api.user)
+
+
 async def test_a_batch_and_completion_arriving_while_the_lane_counts_are_both_imported(
     make_client: MakeClient, tmp_path: Path,
 ) -> None:
     """The lane counted no pending batch, the batch and the completion came in before that count returned:
     the job must not end done with the batch unimported (seen in CI: done with (0,0,0,0))."""
-    store = HeldStore(tmp_path / "held.sqlite3")
-    client = await make_client(store=store, migration_enabled=True, rate_limits="migration=600/min/100")
-    alice = await alpha_user(client)
-    job_id = await new_job(alice)
+    store, client, alice, job_id = await _held_job(make_client, tmp_path)
     release = store.hold["count"] = asyncio.Event()
     await asyncio.wait_for(store.held["count"].wait(), 5)  # the lane read 0 pending and waits here
     assert (await put_batch(alice, job_id, 0, history(3, 2))).status == 202
@@ -390,10 +400,7 @@ async def test_completion_while_a_batch_is_still_being_stored_imports_that_batch
     make_client: MakeClient, tmp_path: Path,
 ) -> None:
     """A client that sends its last batch and the completion together: the batch answered 202 is imported."""
-    store = HeldStore(tmp_path / "held.sqlite3")
-    client = await make_client(store=store, migration_enabled=True, rate_limits="migration=600/min/100")
-    alice = await alpha_user(client)
-    job_id = await new_job(alice)
+    store, client, alice, job_id = await _held_job(make_client, tmp_path)
     release = store.hold["insert"] = asyncio.Event()
     putting = asyncio.create_task(put_batch(alice, job_id, 0, history(3, 2)))
     await asyncio.wait_for(store.held["insert"].wait(), 5)  # accepted, not yet stored
@@ -414,8 +421,7 @@ async def test_a_job_fed_through_two_processes_ends_done_with_every_count_everyw
     one = await make_client(migration_enabled=True, redis_url=redis_url, rate_limits="migration=600/min/100")
     two = await make_client(migration_enabled=True, redis_url=redis_url, rate_limits="migration=600/min/100")
     alice_one = await alpha_user(one)
-    session = await two.app[appkeys.STORE].create_session(alice_one.user["id"], 3600)
-    alice_two = Api(two, two.app[appkeys.TOKENS].issue(alice_one.user["id"], session.id), alice_one.user)
+    alice_two = await _same_user_on(two, alice_one)
     job_id = await new_job(alice_one)
     for seq in range(6):
         api = alice_one if seq % 2 == 0 else alice_two
@@ -444,8 +450,7 @@ async def test_a_batch_stored_by_one_process_while_another_completes_the_job_is_
     two = await make_client(store=held, migration_enabled=True, redis_url=redis_url,
                             rate_limits="migration=600/min/100")
     alice_one = await alpha_user(one)
-    session = await two.app[appkeys.STORE].create_session(alice_one.user["id"], 3600)
-    alice_two = Api(two, two.app[appkeys.TOKENS].issue(alice_one.user["id"], session.id), alice_one.user)
+    alice_two = await _same_user_on(two, alice_one)
     job_id = await new_job(alice_one)
     release = held.hold["insert"] = asyncio.Event()
     putting = asyncio.create_task(put_batch(alice_two, job_id, 0, history(3, 2)))
