@@ -323,9 +323,6 @@ class Subscription:
             self.end()
             await resp.wait()
         await EventSourceResponse.write_eof(resp, data)
-        # The response and its subscription refer to each other: left so, every finished reply (and all its events)
-        # waited for the cycle collector's rare full passes (bench/soak.py: RSS climbed with every round).
-        resp.subscription = None
 
     def _wrote(self, events: int) -> None:
         self._writes += 1
@@ -350,6 +347,9 @@ class Subscription:
         if self._ended:
             return
         self._ended = True
+        # The response and its subscription refer to each other: left so (an end of the body that failed, a client
+        # gone mid-reply), the connection and everything it holds waited for the collector's rare full passes.
+        self._resp.subscription = None
         if self._session_id is not None:
             self._request.app[appkeys.CONNECTIONS].discard(self._session_id, self._resp)
         self._source.unsubscribe(self)
