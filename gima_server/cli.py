@@ -124,11 +124,13 @@ def _tune_gc() -> None:
 
 def serve(settings: Settings) -> None:
     from .app import create_app
+    from .collector import pace_collector
     from .server import serve_until_signalled
 
     # aiohttp-session keeps its state under plain string keys; its warning about that is not ours to fix.
     warnings.filterwarnings("ignore", category=NotAppKeyWarning, module="aiohttp_session")
     app = create_app(settings)
+    app.cleanup_ctx.append(pace_collector)
     _tune_gc()
     loop = _new_loop()
     try:
