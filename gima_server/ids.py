@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 from .errors import ApiError, invalid
 
@@ -14,6 +15,28 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 def new_id() -> str:
     # 128 random bits as 32 hex digits, as uuid4().hex reads, without making a UUID (a few per reply: ~1 %)
     return os.urandom(16).hex()
+
+
+def new_chat_id() -> str:
+    """A new chat's id: the time it was made (milliseconds, 12 hex digits) and 80 random bits, so that another
+    process can tell a chat made a moment ago, whose first exchange may not be stored yet, from one never made."""
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+
+
+def chat_id_age_s(chat_id: str) -> float | None:
+    """How long ago new_chat_id made this id, or None when it cannot have (another shape, or a time that is not
+    the recent past: an id of random digits reads as a date centuries away)."""
+    if len(chat_id) != 32:
+        return None
+    try:
+        made_ms = int(chat_id[:12], 16)
+    except ValueError:
+        return None
+    age_s = time.time() - made_ms / 1000
+    return age_s if -_CLOCK_SKEW_S <= age_s <= 3600 else None
+
+
+_CLOCK_SKEW_S = 5.0  # processes on other machines: their clocks may run a little ahead of ours
 
 
 def is_valid_id(value: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from contextlib import suppress
 from dataclasses import replace
@@ -18,7 +19,7 @@ from ..context.reader import fitted
 from ..context.window import TooLarge
 from ..errors import ApiError, invalid, not_found
 from ..idempotency import keyed_fingerprint
-from ..ids import body_id, idempotency_key, new_id, path_id
+from ..ids import body_id, chat_id_age_s, idempotency_key, new_chat_id, new_id, path_id
 from ..middleware import SERVER_SPAN
 from ..observability import otel
 from ..observability.sentry import report_reply_end
@@ -94,7 +95,7 @@ async def _exchange(request: web.Request, principal: Principal, body: dict[str, 
     chat_id = body["chatId"]
     title: str | None = None
     if chat_id is None:
-        chat_id, title = new_id(), new_chat_title(content)
+        chat_id, title = new_chat_id(), new_chat_title(content)
     elif not await _chat_exists(request, user_id, body_id(str(chat_id), "chatId")):
         raise not_found("chat")
     message_id = body_id(str(body["messageId"]), "messageId") if body["messageId"] else new_id()
@@ -106,14 +107,27 @@ async def _exchange(request: web.Request, principal: Principal, body: dict[str, 
     return exchange, owner is not None
 
 
+NEW_CHAT_WAIT_S = 5.0  # how long after a chat was made another process's follow-up waits for its first exchange
+_NEW_CHAT_POLL_S = 0.05
+
+
 async def _chat_exists(request: web.Request, user_id: str, chat_id: str) -> bool:
     store = request.app[appkeys.STORE]
     if await store.get_chat(user_id, chat_id) is not None:
         return True
-    # A new chat is written while its first reply streams: a follow-up may name it before it is stored. (A
-    # follow-up that reaches another process in that moment is still refused: noted in ADR 2.)
-    return await request.app[appkeys.REGISTRY].chat_being_written(user_id, chat_id) and \
-        await store.get_chat(user_id, chat_id) is not None
+    # A new chat is written while its first reply streams: a follow-up may name it before it is stored.
+    registry = request.app[appkeys.REGISTRY]
+    if await registry.chat_being_written(user_id, chat_id):
+        return await store.get_chat(user_id, chat_id) is not None
+    if registry.chat_made_here_for_another(user_id, chat_id):
+        return False
+    # Made moments ago by another process (no sticky sessions), whose write may not have landed: look again until
+    # the chat is NEW_CHAT_WAIT_S old. Only ids new_chat_id made that recently wait; any other is 404 at once.
+    while (age_s := chat_id_age_s(chat_id)) is not None and age_s < NEW_CHAT_WAIT_S:
+        await asyncio.sleep(_NEW_CHAT_POLL_S)
+        if await store.get_chat(user_id, chat_id) is not None:
+            return True
+    return False
 
 
 async def post_stream(request: web.Request) -> web.StreamResponse:

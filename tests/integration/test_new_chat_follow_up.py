@@ -7,11 +7,14 @@ then — Stop and send again, or a second message that cancels the first — mus
 
 from __future__ import annotations
 
+import asyncio
 import time
+
+from aiohttp.test_utils import TestClient
 
 from gima_server import appkeys
 
-from ..conftest import MakeClient, sign_up
+from ..conftest import Api, MakeClient, sign_up
 from ..sse import read_until
 
 
@@ -46,3 +49,54 @@ async def test_a_chat_of_someone_else_still_being_written_is_not_found(make_clie
                              headers=bob.headers)
     assert resp.status == 404
     assert (await resp.json())["error"]["code"] == "not_found"
+
+
+async def _same_user_on(other: TestClient, api: Api) -> Api:
+    """api's user signed in on another process (the shared secret signs the token)."""
+    session = await other.app[appkeys.STORE].create_session(api.user["id"], 3600)
+    return Api(other, other.app[appkeys.TOKENS].issue(api.user["id"], session.id), api.user)
+
+
+async def test_a_message_into_a_chat_another_process_is_still_writing_is_accepted(
+    make_client: MakeClient, redis_url: str,
+) -> None:
+    """No sticky sessions: the follow-up reaches a second process (one store, one Redis) while the first is still
+    writing the new chat's first exchange. It was 404 there ("chat not found"), though the chat was a moment old."""
+    one = await make_client(redis_url=redis_url, demo_tokens_per_s=20, demo_reply_words=40, rate_limits="off")
+    two = await make_client(redis_url=redis_url, demo_tokens_per_s=20, demo_reply_words=40, rate_limits="off")
+    alice = await sign_up(one, "alice@example.com")
+    alice_two = await _same_user_on(two, alice)
+    store = one.app[appkeys.STORE]._inner  # type: ignore[attr-defined]
+    store._executor.submit(time.sleep, 1.0)  # the first process's writer is busy for a moment (a slow disk)
+    first = await one.post("/api/chat/stream", json={"content": "first thought"}, headers=alice.headers)
+    assert first.status == 200
+    chat_id = (await read_until(first, lambda ev: len(ev) >= 1))[0].data["chatId"]
+    assert await two.app[appkeys.STORE].get_chat(alice.user["id"], chat_id) is None  # not written yet
+
+    events, _ = await alice_two.stream("second thought", chatId=chat_id)
+    assert events[-1].name == "done", events[-1].data
+    assert events[0].data["chatId"] == chat_id
+    await first.read()  # the first reply ends (superseded or done) before the chat is read back
+    messages = await two.app[appkeys.STORE].list_messages(alice.user["id"], chat_id)
+    assert [m.content for m in messages if m.role == "user"] == ["first thought", "second thought"]
+
+
+async def test_a_chat_id_no_process_made_is_not_found_on_another_process(
+    make_client: MakeClient, redis_url: str,
+) -> None:
+    """Only a chat made moments ago is waited for: an id from long ago or never made, or a chat of someone else
+    being written on the other process, is still 404 (and nothing is written)."""
+    one = await make_client(redis_url=redis_url, demo_tokens_per_s=20, demo_reply_words=40, rate_limits="off")
+    two = await make_client(redis_url=redis_url, demo_tokens_per_s=20, demo_reply_words=40, rate_limits="off")
+    alice = await sign_up(one, "alice@example.com")
+    bob = await sign_up(two, "bob@example.com")
+    one.app[appkeys.STORE]._inner._executor.submit(time.sleep, 1.0)  # type: ignore[attr-defined]
+    first = await one.post("/api/chat/stream", json={"content": "first thought"}, headers=alice.headers)
+    chat_id = (await read_until(first, lambda ev: len(ev) >= 1))[0].data["chatId"]
+    for other_id in ("0123456789abcdef0123456789abcdef", "made-up-chat", chat_id):
+        resp = await two.post("/api/chat/stream", json={"content": "mine now", "chatId": other_id},
+                              headers=bob.headers)
+        assert resp.status == 404, other_id
+        assert (await resp.json())["error"]["code"] == "not_found"
+    await asyncio.sleep(0.1)
+    assert [chat["id"] for chat in (await (await two.get("/api/chats", headers=bob.headers)).json())["chats"]] == []
