@@ -1,0 +1,28 @@
+"""Server-made chat ids tell their age; no other id is taken for a recent one."""
+
+from __future__ import annotations
+
+import time
+
+from gima_server.ids import chat_id_age_s, is_valid_id, new_chat_id, new_id
+
+
+def test_a_new_chat_id_is_a_valid_id_of_the_old_length_and_reads_as_just_made() -> None:
+    chat_id = new_chat_id()
+    assert is_valid_id(chat_id) and len(chat_id) == len(new_id()) == 32
+    age = chat_id_age_s(chat_id)
+    assert age is not None and -0.01 <= age < 1.0
+    assert new_chat_id() != chat_id
+
+
+def test_an_id_made_a_minute_ago_reads_as_a_minute_old() -> None:
+    made_ms = int((time.time() - 60) * 1000)
+    age = chat_id_age_s(f"{made_ms:012x}{'ab' * 10}")
+    assert age is not None and 59 < age < 61
+
+
+def test_random_ids_old_ids_client_ids_and_far_future_ones_have_no_age() -> None:
+    future_ms = int((time.time() + 600) * 1000)
+    for value in (new_id(), "0123456789abcdef0123456789abcdef", "chat-from-the-ai-sdk", "zz" * 16,
+                  f"{future_ms:012x}{'00' * 10}"):
+        assert chat_id_age_s(value) is None, value
