@@ -10,6 +10,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gima_server import appkeys
 from gima_server.app import create_app
 from gima_server.config import Settings
 
@@ -99,6 +100,13 @@ class Api:
 def same_origin(client: TestClient) -> dict[str, str]:
     """What a browser on the server's own page sends with a write."""
     return {"Origin": f"http://{client.host}:{client.port}"}
+
+
+async def same_user_on(other: TestClient, api: Api) -> Api:
+    """api's user signed in on another process of one deployment (a session of its own; the shared secret signs
+    the token)."""
+    session = await other.app[appkeys.STORE].create_session(api.user["id"], 3600)
+    return Api(other, other.app[appkeys.TOKENS].issue(api.user["id"], session.id), api.user)
 
 
 async def sign_up(client: TestClient, email: str, password: str = "correct horse battery") -> Api:

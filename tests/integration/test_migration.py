@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from gima_server import appkeys
 from gima_server.store.sqlite import SqliteStore
 
-from ..conftest import Api, MakeClient, quick_user
+from ..conftest import Api, MakeClient, quick_user, same_user_on
 from ..sse import read_until
 
 
@@ -374,12 +374,6 @@ async def _held_job(make_client: MakeClient, tmp_path: Path) -> tuple[HeldStore,
     return store, client, alice, await new_job(alice)
 
 
-async def _same_user_on(other: TestClient, api: Api) -> Api:
-    """api's user signed in on another process (a session of its own; the shared secret signs the token)."""
-    session = await other.app[appkeys.STORE].create_session(api.user["id"], 3600)
-    return Api(other, other.app[appkeys.TOKENS].issue(api.user["id"], session.id), api.user)
-
-
 async def test_a_batch_and_completion_arriving_while_the_lane_counts_are_both_imported(
     make_client: MakeClient, tmp_path: Path,
 ) -> None:
@@ -421,7 +415,7 @@ async def test_a_job_fed_through_two_processes_ends_done_with_every_count_everyw
     one = await make_client(migration_enabled=True, redis_url=redis_url, rate_limits="migration=600/min/100")
     two = await make_client(migration_enabled=True, redis_url=redis_url, rate_limits="migration=600/min/100")
     alice_one = await alpha_user(one)
-    alice_two = await _same_user_on(two, alice_one)
+    alice_two = await same_user_on(two, alice_one)
     job_id = await new_job(alice_one)
     for seq in range(6):
         api = alice_one if seq % 2 == 0 else alice_two
@@ -450,7 +444,7 @@ async def test_a_batch_stored_by_one_process_while_another_completes_the_job_is_
     two = await make_client(store=held, migration_enabled=True, redis_url=redis_url,
                             rate_limits="migration=600/min/100")
     alice_one = await alpha_user(one)
-    alice_two = await _same_user_on(two, alice_one)
+    alice_two = await same_user_on(two, alice_one)
     job_id = await new_job(alice_one)
     release = held.hold["insert"] = asyncio.Event()
     putting = asyncio.create_task(put_batch(alice_two, job_id, 0, history(3, 2)))

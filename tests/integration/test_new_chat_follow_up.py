@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from aiohttp.test_utils import TestClient
-
 from gima_server import appkeys
 
-from ..conftest import Api, MakeClient, sign_up
+from ..conftest import MakeClient, same_user_on, sign_up
 from ..sse import read_until
 
 
@@ -51,12 +49,6 @@ async def test_a_chat_of_someone_else_still_being_written_is_not_found(make_clie
     assert (await resp.json())["error"]["code"] == "not_found"
 
 
-async def _same_user_on(other: TestClient, api: Api) -> Api:
-    """api's user signed in on another process (the shared secret signs the token)."""
-    session = await other.app[appkeys.STORE].create_session(api.user["id"], 3600)
-    return Api(other, other.app[appkeys.TOKENS].issue(api.user["id"], session.id), api.user)
-
-
 async def test_a_message_into_a_chat_another_process_is_still_writing_is_accepted(
     make_client: MakeClient, redis_url: str,
 ) -> None:
@@ -65,7 +57,7 @@ async def test_a_message_into_a_chat_another_process_is_still_writing_is_accepte
     one = await make_client(redis_url=redis_url, demo_tokens_per_s=20, demo_reply_words=40, rate_limits="off")
     two = await make_client(redis_url=redis_url, demo_tokens_per_s=20, demo_reply_words=40, rate_limits="off")
     alice = await sign_up(one, "alice@example.com")
-    alice_two = await _same_user_on(two, alice)
+    alice_two = await same_user_on(two, alice)
     store = one.app[appkeys.STORE]._inner  # type: ignore[attr-defined]
     store._executor.submit(time.sleep, 1.0)  # the first process's writer is busy for a moment (a slow disk)
     first = await one.post("/api/chat/stream", json={"content": "first thought"}, headers=alice.headers)
