@@ -101,7 +101,7 @@ async def test_a_stopped_pacer_hands_everything_back() -> None:
     share, collector = [1.0], Collector()
     pacer = CollectorPacer(lambda: share[0], freeze=collector.freeze, unfreeze=collector.unfreeze,
                            young_threshold=collector.young_threshold)
-    task = asyncio.create_task(pacer.run(interval_s=0.001))
+    task = asyncio.create_task(pacer.run(interval_s=0.001, idle_interval_s=0.001))
     for _ in range(100):
         await asyncio.sleep(0.005)
         if pacer.paused:
