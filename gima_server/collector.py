@@ -18,6 +18,7 @@ from typing import AsyncIterator, Callable
 
 from aiohttp import web
 
+from .background import stop_tasks
 from .streams.wakeups import BusyMeter
 
 log = logging.getLogger("gima.collector")
@@ -113,5 +114,4 @@ async def pace_collector(app: web.Application) -> AsyncIterator[None]:
     pacer = CollectorPacer(BusyMeter(interval_s=0.05).share)
     task = asyncio.create_task(pacer.run())
     yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await stop_tasks([task])
