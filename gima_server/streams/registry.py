@@ -86,6 +86,9 @@ class Registry:
         self._retained: OrderedDict[str, tuple[Reply, float, int]] = OrderedDict()  # (reply, finished at, bytes)
         self._retained_events = 0
         self._retained_bytes = 0
+        # Replies whose task has not returned: running, or past their last event and doing their book-keeping (which
+        # close must wait for, though they have left _active and maybe _replies). Bound: as _active, plus those few.
+        self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False  # draining or closed: no new replies
         self._idle = asyncio.Event()
         self._idle.set()
@@ -170,6 +173,8 @@ class Registry:
         if self._publisher is not None:
             self._publisher.track(reply)
         self._replies[reply.message_id] = reply
+        self._tasks.add(reply.task)
+        reply.task.add_done_callback(self._tasks.discard)
         self._active[request.session_id] = reply
         self._idle.clear()
         self._recent[request.session_id] = (_content_key(ex), reply, self._clock())
@@ -290,12 +295,13 @@ class Registry:
         await self._idle.wait()
 
     async def close(self) -> None:
-        """Stop every running reply (it stores its partial text and ends with shutting_down) and wait for it."""
+        """Stop every running reply (it stores its partial text and ends with shutting_down), and wait for it and for
+        the book-keeping of every reply that has ended (what it does needs the store and Redis, closed next)."""
         self._closing = True
-        running = [r for r in self._replies.values() if not r.finished]
-        for reply in running:
-            reply.cancel("shutting_down")
-        await asyncio.gather(*(reply.task for reply in running), return_exceptions=True)
+        for reply in self._replies.values():
+            if not reply.finished:
+                reply.cancel("shutting_down")
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def _content_key(exchange: Exchange) -> str:

@@ -6,8 +6,6 @@ import asyncio
 import gc
 import time
 import weakref
-from pathlib import Path
-from typing import AsyncIterator
 
 import pytest
 
@@ -25,16 +23,8 @@ from ..fakes import FakeClock
 from ..sse import parse_sse, read_until
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "bounds.sqlite3")
-    await s.open()
-    yield s
-    await s.close()
-
-
-async def _run_replies(registry: Registry, store: SqliteStore, count: int) -> list[str]:
-    user = await store.create_user(f"u{time.monotonic_ns()}@example.com", "h", "u", ("user",))
+async def _run_replies(registry: Registry, sqlite_store: SqliteStore, count: int) -> list[str]:
+    user = await sqlite_store.create_user(f"u{time.monotonic_ns()}@example.com", "h", "u", ("user",))
     ids = []
     for i in range(count):
         exchange = Exchange(user.id, f"chat{i}", "t", f"u{i}", f"m{i}", f"question number {i}", float(i))
@@ -45,11 +35,12 @@ async def _run_replies(registry: Registry, store: SqliteStore, count: int) -> li
     return ids
 
 
-async def test_finished_logs_are_kept_for_the_retention_time(store: SqliteStore) -> None:
+async def test_finished_logs_are_kept_for_the_retention_time(sqlite_store: SqliteStore) -> None:
     clock = FakeClock()
     limits = RegistryLimits(0.3, retention_s=60, max_events_total=1_000_000, reply=ReplyLimits(32, 10_000))
-    registry = Registry(store, Models.single(DemoAgent(0, 0, 20), "gima-demo"), MemoryIdempotencyStore(60), limits, clock=clock)
-    [message_id] = await _run_replies(registry, store, 1)
+    registry = Registry(sqlite_store, Models.single(DemoAgent(0, 0, 20), "gima-demo"), MemoryIdempotencyStore(60), limits,
+                        clock=clock)
+    [message_id] = await _run_replies(registry, sqlite_store, 1)
     user_id = registry._replies[message_id].user_id
     clock.now += 59
     registry.sweep()
@@ -59,10 +50,10 @@ async def test_finished_logs_are_kept_for_the_retention_time(store: SqliteStore)
     assert registry.find(user_id, message_id) is None
 
 
-async def test_total_bound_evicts_the_oldest_finished_logs(store: SqliteStore) -> None:
+async def test_total_bound_evicts_the_oldest_finished_logs(sqlite_store: SqliteStore) -> None:
     limits = RegistryLimits(0.3, retention_s=3600, max_events_total=200, reply=ReplyLimits(32, 10_000))
-    registry = Registry(store, Models.single(DemoAgent(0, 0, 20), "gima-demo"), MemoryIdempotencyStore(60), limits)
-    ids = await _run_replies(registry, store, 6)
+    registry = Registry(sqlite_store, Models.single(DemoAgent(0, 0, 20), "gima-demo"), MemoryIdempotencyStore(60), limits)
+    ids = await _run_replies(registry, sqlite_store, 6)
     kept = [i for i in ids if i in registry._replies]
     assert kept == ids[-len(kept):] and 0 < len(kept) < 6
     assert sum(len(registry._replies[i].events) for i in kept) <= 200
@@ -77,12 +68,12 @@ async def test_a_reply_over_its_event_bound_ends_with_too_long_and_keeps_its_tex
     assert stored["status"] == "error" and stored["content"] == "".join(e.data["text"] for e in events if e.name == "delta")
 
 
-async def test_the_byte_budget_evicts_the_oldest_finished_replies_first(store: SqliteStore) -> None:
+async def test_the_byte_budget_evicts_the_oldest_finished_replies_first(sqlite_store: SqliteStore) -> None:
     budget = 60_000
     limits = RegistryLimits(0.3, retention_s=3600, max_events_total=1_000_000, reply=ReplyLimits(32, 10_000),
                             max_retained_bytes=budget)
-    registry = Registry(store, Models.single(DemoAgent(0, 0, 20), "gima-demo"), MemoryIdempotencyStore(60), limits)
-    ids = await _run_replies(registry, store, 8)
+    registry = Registry(sqlite_store, Models.single(DemoAgent(0, 0, 20), "gima-demo"), MemoryIdempotencyStore(60), limits)
+    ids = await _run_replies(registry, sqlite_store, 8)
     kept = [i for i in ids if i in registry._replies]
     assert kept == ids[-len(kept):] and 0 < len(kept) < 8  # the newest stay, the oldest went first
     sizes = [registry._replies[i].retained_bytes() for i in kept]

@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
-import pytest
 from redis.asyncio import Redis
 
 from gima_server import redis_keys
@@ -61,14 +59,6 @@ class GatedRedis:
         return pipe
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "announce.sqlite3")
-    await s.open()
-    yield s
-    await s.close()
-
-
 async def _start(registry: Registry, user_id: str, n: int) -> Reply:
     exchange = Exchange(user_id, f"chat{n}", "t", f"u{n}", f"m{n}-{time.monotonic_ns()}", f"question {n}", float(n))
     outcome = await registry.start(StartRequest(exchange, f"session{n}", "trace", None, "fp"))
@@ -97,7 +87,7 @@ async def _stop(jobs: list[asyncio.Task[None]]) -> None:
             await job
 
 
-def _publishing(store: SqliteStore, redis: GatedRedis, tokens_per_s: float, busy_pause_s: float = 0.0
+def _publishing(sqlite_store: SqliteStore, redis: GatedRedis, tokens_per_s: float, busy_pause_s: float = 0.0
                 ) -> tuple[LogPublisher, Registry, list[asyncio.Task[None]]]:
     """A registry whose replies (demo agent, 30-40 words) are published through `redis`, and its two loops."""
     settings = LogSettings(process_id="p1", owner_timeout_s=10, retention_s=60, stream_maxlen=1000,
@@ -105,17 +95,17 @@ def _publishing(store: SqliteStore, redis: GatedRedis, tokens_per_s: float, busy
     publisher = LogPublisher(redis, settings, Metrics(), busy_pause_s=lambda: busy_pause_s)  # type: ignore[arg-type]
     limits = RegistryLimits(0.3, retention_s=60, max_events_total=1_000_000, reply=ReplyLimits(32, 10_000))
     agent = DemoAgent(tokens_per_s, 0, 40)
-    registry = Registry(store, Models.single(agent, "gima-demo"), MemoryIdempotencyStore(60), limits,
+    registry = Registry(sqlite_store, Models.single(agent, "gima-demo"), MemoryIdempotencyStore(60), limits,
                         publisher=publisher, announce_timeout_s=3.0)
     return publisher, registry, [asyncio.create_task(publisher.run()), asyncio.create_task(publisher.announce())]
 
 
-async def test_a_new_reply_is_announced_while_the_running_replies_write_waits(redis_url: str, store: SqliteStore) -> None:
+async def test_a_new_reply_is_announced_while_the_running_replies_write_waits(redis_url: str, sqlite_store: SqliteStore) -> None:
     direct = Redis.from_url(redis_url)
     gated = GatedRedis(Redis.from_url(redis_url))
-    _, registry, jobs = _publishing(store, gated, 20)
+    _, registry, jobs = _publishing(sqlite_store, gated, 20)
     try:
-        user = await store.create_user("announce@example.com", "h", "u", ("user",))
+        user = await sqlite_store.create_user("announce@example.com", "h", "u", ("user",))
         running = await _start(registry, user.id, 1)
         assert await direct.hexists(redis_keys.reply_info(running.message_id), "user")  # announced at its start
 
@@ -138,13 +128,13 @@ async def test_a_new_reply_is_announced_while_the_running_replies_write_waits(re
         await direct.aclose()
 
 
-async def test_on_a_busy_loop_each_write_carries_several_events_of_a_reply(redis_url: str, store: SqliteStore) -> None:
+async def test_on_a_busy_loop_each_write_carries_several_events_of_a_reply(redis_url: str, sqlite_store: SqliteStore) -> None:
     direct = Redis.from_url(redis_url)
     counting = GatedRedis(Redis.from_url(redis_url))
     # The pause a busy loop asks for (Wakeups.window_s when the loop is saturated), long here to leave no doubt.
-    _, registry, jobs = _publishing(store, counting, 100, busy_pause_s=0.2)
+    _, registry, jobs = _publishing(sqlite_store, counting, 100, busy_pause_s=0.2)
     try:
-        user = await store.create_user("busy@example.com", "h", "u", ("user",))
+        user = await sqlite_store.create_user("busy@example.com", "h", "u", ("user",))
         exchange = Exchange(user.id, "chat", "t", "u1", "m-busy", "a question", 1.0)
         counting.watched.add("m-busy")
         outcome = await registry.start(StartRequest(exchange, "session", "trace", None, "fp"))
