@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from . import appkeys
 from .auth.sessions import require_user
 from .errors import invalid, not_found
-from .ids import is_valid_id, path_id
+from .ids import chat_id_age_s, is_valid_id, path_id
 from .validation import Field, read_json, whole_number
 
 MAX_TITLE_CHARS = 200
@@ -15,6 +17,30 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 100
 
 CHAT_BODY = {"title": Field(str, max_chars=MAX_TITLE_CHARS)}
+
+
+NEW_CHAT_WAIT_S = 5.0  # how long after a chat was made a request naming it waits for its first exchange
+_NEW_CHAT_POLL_S = 0.05
+
+
+async def chat_exists(request: web.Request, user_id: str, chat_id: str) -> bool:
+    """Whether the user has this chat, waiting for it when it may still be on its way to the store: a new chat is
+    written while its first reply streams, so the client can name it (its `meta` event) before it is stored."""
+    store = request.app[appkeys.STORE]
+    if await store.get_chat(user_id, chat_id) is not None:
+        return True
+    registry = request.app[appkeys.REGISTRY]
+    if await registry.chat_being_written(user_id, chat_id):
+        return await store.get_chat(user_id, chat_id) is not None
+    if registry.chat_made_here_for_another(user_id, chat_id):
+        return False
+    # Made moments ago by another process (no sticky sessions), whose write may not have landed: look again until
+    # the chat is NEW_CHAT_WAIT_S old. Only ids new_chat_id made that recently wait; any other is 404 at once.
+    while (age_s := chat_id_age_s(chat_id)) is not None and age_s < NEW_CHAT_WAIT_S:
+        await asyncio.sleep(_NEW_CHAT_POLL_S)
+        if await store.get_chat(user_id, chat_id) is not None:
+            return True
+    return False
 
 
 async def create_chat(request: web.Request) -> web.Response:
@@ -45,7 +71,7 @@ async def list_messages(request: web.Request) -> web.Response:
     principal = await require_user(request)
     chat_id = path_id(request.match_info["chatId"], "chat")
     store = request.app[appkeys.STORE]
-    if await store.get_chat(principal.user.id, chat_id) is None:
+    if not await chat_exists(request, principal.user.id, chat_id):
         raise not_found("chat")
     messages = await store.list_messages(principal.user.id, chat_id)
     return web.json_response({"messages": [m.public() for m in messages]})
@@ -55,6 +81,8 @@ async def delete_chat(request: web.Request) -> web.Response:
     principal = await require_user(request)
     chat_id = path_id(request.match_info["chatId"], "chat")
     request.app[appkeys.REGISTRY].cancel_chat(principal.user.id, chat_id)
+    if not await chat_exists(request, principal.user.id, chat_id):
+        raise not_found("chat")
     if not await request.app[appkeys.STORE].delete_chat(principal.user.id, chat_id):
         raise not_found("chat")
     return web.Response(status=204)
@@ -69,6 +97,8 @@ async def rename_chat(request: web.Request) -> web.Response:
     title = (await read_json(request, RENAME_BODY))["title"].strip()
     if not title:
         raise invalid("title must not be blank")
+    if not await chat_exists(request, principal.user.id, chat_id):
+        raise not_found("chat")
     chat = await request.app[appkeys.STORE].rename_chat(principal.user.id, chat_id, title)
     if chat is None:
         raise not_found("chat")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from contextlib import suppress
 from dataclasses import replace
@@ -15,11 +14,12 @@ from ..admission import Priority
 from ..agents.models import UnknownModel
 from ..agents.sampling import SAMPLING_KEYS, SamplingError, check_sampling
 from ..auth.sessions import Principal, require_user
+from ..chats import chat_exists
 from ..context.reader import fitted
 from ..context.window import TooLarge
 from ..errors import ApiError, invalid, not_found
 from ..idempotency import keyed_fingerprint
-from ..ids import body_id, chat_id_age_s, idempotency_key, new_chat_id, new_id, path_id
+from ..ids import body_id, idempotency_key, new_chat_id, new_id, path_id
 from ..middleware import SERVER_SPAN
 from ..observability import otel
 from ..observability.sentry import report_reply_end
@@ -96,7 +96,7 @@ async def _exchange(request: web.Request, principal: Principal, body: dict[str, 
     title: str | None = None
     if chat_id is None:
         chat_id, title = new_chat_id(), new_chat_title(content)
-    elif not await _chat_exists(request, user_id, body_id(str(chat_id), "chatId")):
+    elif not await chat_exists(request, user_id, body_id(str(chat_id), "chatId")):
         raise not_found("chat")
     message_id = body_id(str(body["messageId"]), "messageId") if body["messageId"] else new_id()
     owner = await store.message_owner(message_id) if body["messageId"] else None
@@ -105,29 +105,6 @@ async def _exchange(request: web.Request, principal: Principal, body: dict[str, 
     exchange = Exchange(user_id, str(chat_id), title, new_id(), message_id, content, time.time(),
                         model=model, options=options)
     return exchange, owner is not None
-
-
-NEW_CHAT_WAIT_S = 5.0  # how long after a chat was made another process's follow-up waits for its first exchange
-_NEW_CHAT_POLL_S = 0.05
-
-
-async def _chat_exists(request: web.Request, user_id: str, chat_id: str) -> bool:
-    store = request.app[appkeys.STORE]
-    if await store.get_chat(user_id, chat_id) is not None:
-        return True
-    # A new chat is written while its first reply streams: a follow-up may name it before it is stored.
-    registry = request.app[appkeys.REGISTRY]
-    if await registry.chat_being_written(user_id, chat_id):
-        return await store.get_chat(user_id, chat_id) is not None
-    if registry.chat_made_here_for_another(user_id, chat_id):
-        return False
-    # Made moments ago by another process (no sticky sessions), whose write may not have landed: look again until
-    # the chat is NEW_CHAT_WAIT_S old. Only ids new_chat_id made that recently wait; any other is 404 at once.
-    while (age_s := chat_id_age_s(chat_id)) is not None and age_s < NEW_CHAT_WAIT_S:
-        await asyncio.sleep(_NEW_CHAT_POLL_S)
-        if await store.get_chat(user_id, chat_id) is not None:
-            return True
-    return False
 
 
 async def post_stream(request: web.Request) -> web.StreamResponse:
