@@ -3,9 +3,8 @@ newest first a page at a time (never the whole chat)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from ..agents.tokens import message_tokens
+from ..frozen import evolve
 from ..store.base import Exchange, Store
 from .window import Budget, TooLarge, Window, stored_turn
 
@@ -25,12 +24,12 @@ async def fitted(store: Store, exchange: Exchange, budget: Budget, *, strict: bo
         needed = sum(message_tokens(content) for _, content in exchange.context) + message_tokens(exchange.content)
         if needed > budget.for_messages:
             raise TooLarge(needed + budget.output_tokens + budget.instructions_tokens, budget.context_tokens)
-        return replace(exchange, context_messages=len(sent))
+        return evolve(exchange, context_messages=len(sent))
     if sent or exchange.new_chat_title is not None:
         window.offer_all(reversed(sent))
     else:
         await _offer_stored(store, exchange, window)
-    return replace(exchange, context=window.turns(), context_messages=window.earlier_messages)
+    return evolve(exchange, context=window.turns(), context_messages=window.earlier_messages)
 
 
 async def _offer_stored(store: Store, exchange: Exchange, window: Window) -> None:

@@ -6,12 +6,13 @@ import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, AsyncGenerator, AsyncIterator, Awaitable, Callable, Protocol, Sequence, TypeVar, cast
 
 from ..agents.base import Agent, AgentEvent, AgentRequest
 from ..agents.upstream import UpstreamError
 from ..background import stop_tasks
+from ..frozen import evolve
 from ..locks import Lease
 from ..observability import otel
 from ..observability.tracing import current_trace_id
@@ -369,7 +370,7 @@ class Reply:
     async def _write_exchange(self) -> None:
         try:
             async with self._ownership.chat_order(self.chat_id):
-                await self._stored(lambda: self._store.begin_exchange(replace(self.exchange, fence=self._fence)))
+                await self._stored(lambda: self._store.begin_exchange(evolve(self.exchange, fence=self._fence)))
         finally:
             self._settle_exchange()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from contextlib import suppress
-from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +17,7 @@ from ..chats import chat_exists
 from ..context.reader import fitted
 from ..context.window import TooLarge
 from ..errors import ApiError, invalid, not_found
+from ..frozen import evolve
 from ..idempotency import keyed_fingerprint
 from ..ids import body_id, idempotency_key, new_chat_id, new_id, path_id
 from ..middleware import SERVER_SPAN
@@ -145,7 +145,7 @@ async def start_reply(
     if await registry.attaches(start):
         outcome = await registry.start(start, message_exists=message_exists)  # a replay or double send: free
     else:
-        start = replace(start, exchange=await _fitted(request, exchange, all_context))
+        start = evolve(start, exchange=await _fitted(request, exchange, all_context))
         plans = request.app[appkeys.PLANS]
         plan = plans.of(principal.user.plan) if plans is not None else None
         outcome = await _start_new_reply(request, start, message_exists, chat_charge(principal), plan)
@@ -228,7 +228,7 @@ async def _start_new_reply(
             await budget.spend(user_id, receipt.input_tokens + receipt.output_tokens)
 
     try:
-        outcome = await app[appkeys.REGISTRY].start(replace(start, finalizers=(settle,)), message_exists=message_exists)
+        outcome = await app[appkeys.REGISTRY].start(evolve(start, finalizers=(settle,)), message_exists=message_exists)
     except BaseException:
         gate.release(slot)
         await limiter.adjust("tokens", bucket, -estimate)

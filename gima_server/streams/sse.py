@@ -8,7 +8,7 @@ import logging
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Coroutine, Mapping
+from typing import Any, Callable, Coroutine, Mapping, cast
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -24,6 +24,7 @@ from .heartbeat import Heartbeat
 from .reply import EventSource
 
 log = logging.getLogger("gima.sse")
+_TCP_USER_TIMEOUT: int | None = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux only, as aiohttp-sse
 _NEVER_PAUSES_BYTES = 64 * 1024  # asyncio's default write-buffer high-water mark
 
 
@@ -81,12 +82,25 @@ class BatchingEventSourceResponse(EventSourceResponse):
         return transport is None or transport.get_write_buffer_size() + size < _NEVER_PAUSES_BYTES
 
     def _set_tcp_user_timeout(self, request: BaseRequest) -> None:
-        super()._set_tcp_user_timeout(request)
-        # A capped kernel send buffer keeps a stalled reader from hiding megabytes in the kernel,
-        # so it shows up as lag (and is dropped) instead of as memory.
+        """aiohttp-sse's TCP_USER_TIMEOUT (the previous value kept for its restore), and a capped kernel send buffer:
+        a stalled reader cannot hide megabytes in the kernel, so it shows up as lag (and is dropped), not as memory.
+        Through one socket object: each call on uvloop's PseudoSocket makes a socket of its own (a getsockname)."""
         sock = request.transport.get_extra_info("socket") if request.transport else None
-        if self.sndbuf_bytes and sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf_bytes)
+        if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return
+        user_timeout = _TCP_USER_TIMEOUT if self._send_timeout is not None else None
+        if user_timeout is None and not self.sndbuf_bytes:
+            return
+        own = socket.socket(sock.family, sock.type, sock.proto, sock.fileno())
+        try:
+            if user_timeout is not None:
+                self._saved_tcp_user_timeout = own.getsockopt(socket.IPPROTO_TCP, user_timeout)
+                self._tcp_sock = sock
+                own.setsockopt(socket.IPPROTO_TCP, user_timeout, int(cast(float, self._send_timeout) * 1000))
+            if self.sndbuf_bytes:
+                own.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf_bytes)
+        finally:
+            own.detach()  # the transport owns the descriptor
 
     def write_now(self, frames: bytes) -> None:
         """Write without waiting: for a caller that checked can_write_now, after the first (awaited) write sent the

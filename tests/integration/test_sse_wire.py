@@ -124,3 +124,32 @@ async def test_a_reader_whose_socket_fills_gets_every_event_once_in_order(
     assert events[-1].name == "done" and sum(e.name == "delta" for e in events) > 8000
     stored = (await alice.messages(events[0].data["chatId"]))[-1]
     assert stored["content"] == events[-1].data["content"]
+
+
+async def test_a_stream_socket_gets_its_stall_timeout_and_send_buffer_and_gives_the_timeout_back(
+    make_client: MakeClient,
+) -> None:
+    """TCP_USER_TIMEOUT (aiohttp-sse's stall protection) and the capped send buffer are set on the stream's socket, and
+    the timeout is put back once the stream has ended, for the next request on the kept-alive connection."""
+    import socket
+
+    from gima_server import appkeys
+
+    client = await make_client(sse_send_timeout_s=7, sse_sndbuf_bytes=16384, demo_first_token_ms=300,
+                               demo_reply_words=2)
+    alice = await sign_up(client, "alice@example.com")
+    async with aiohttp.ClientSession() as session:  # one kept-alive connection for both requests
+        resp = await session.post(client.make_url("/api/chat/stream"), json={"content": "hold on"},
+                                  headers=alice.headers)
+        await resp.content.readuntil(b"\n\n")
+        (stream,) = list(client.app[appkeys.HEARTBEAT]._streams)
+        sock = stream._req.transport.get_extra_info("socket")  # type: ignore[attr-defined]
+        peer = sock.getpeername()
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 7000
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * 16384  # Linux doubles what it is given
+        events, _ = parse_sse(await resp.read())
+        assert events[-1].name == "done"
+        again = await session.get(client.make_url("/api/chats"), headers=alice.headers)
+        assert again.status == 200
+        assert sock.getpeername() == peer  # the same connection, not another one on a reused descriptor
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 0
