@@ -39,6 +39,7 @@ class Models:
         self._chains = chains or {m.id: (m.id,) for m in models}
         self._routed = {model_id: self._route(chain) for model_id, chain in self._chains.items()}
         self.catalog = catalog
+        self._budgets: dict[str, Budget] = {}  # a request that sets no output limit: the same budget every time
 
     @classmethod
     def single(cls, agent: Agent, model_id: str, plan: ContextPlan | None = None) -> Models:
@@ -47,6 +48,14 @@ class Models:
     def budget(self, model_id: str, options: Mapping[str, Any]) -> Budget:
         """The history budget of a request to model_id: the tightest along its fallback chain, so that whichever
         model answers, the history fits it."""
+        if options.get("max_tokens") or options.get("max_completion_tokens") or model_id not in self._chains:
+            return self._budget(model_id, options)
+        budget = self._budgets.get(model_id)  # bound: one per model this server offers
+        if budget is None:
+            budget = self._budgets[model_id] = self._budget(model_id, options)
+        return budget
+
+    def _budget(self, model_id: str, options: Mapping[str, Any]) -> Budget:
         plans = [self._plans.get(i) or ContextPlan(DEFAULT_CONTEXT_TOKENS["openai"]) for i in self.chain(model_id)]
         return min((plan.budget(options) for plan in plans), key=lambda budget: budget.for_messages)
 

@@ -405,7 +405,8 @@ class Reply:
     async def _exchange_written(self) -> None:
         """Wait for the exchange write, if one was started (every later write must come after it)."""
         if self._written is not None:
-            await asyncio.wait({self._written})
+            if not self._written.done():  # it usually is by the reply's end: no waiter to make
+                await asyncio.wait({self._written})
             error = None if self._written.cancelled() else self._written.exception()
             if error is not None:
                 raise error

@@ -76,6 +76,15 @@ def test_a_model_with_fallbacks_takes_the_tightest_budget_of_its_chain() -> None
     assert alone.budget("big", {}).context_tokens == 100_000
 
 
+def test_a_requests_own_output_limit_neither_takes_nor_changes_the_models_usual_budget() -> None:
+    agent = object()
+    models = Models([Model("m", "M", agent)], "m", plans={"m": ContextPlan(32_000)})  # type: ignore[arg-type]
+    assert models.budget("m", {"max_tokens": 10_000}).output_tokens == 10_000
+    assert models.budget("m", {}).output_tokens == 4_000  # an eighth, not the earlier request's limit
+    assert models.budget("m", {"max_completion_tokens": 700}).output_tokens == 700
+    assert models.budget("m", {"temperature": 0.5}).output_tokens == 4_000
+
+
 def test_the_agents_file_takes_context_tokens_and_names_a_bad_one() -> None:
     from gima_server.agents.catalog import check_catalog
 
