@@ -5,6 +5,7 @@ timeout, and records the try: delivered, retried later by the schedule with jitt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -53,6 +54,7 @@ class WebhookSender:
         self._session = aiohttp.ClientSession(timeout=self._timeout, headers={"User-Agent": "gima-server webhooks"})
         in_flight: set[asyncio.Task[None]] = set()
         per_endpoint: Counter[str] = Counter()
+        room = asyncio.Event()  # set when a settled try makes an endpoint, or the process, claimable again
         counted_at, pruned_at = -BACKLOG_EVERY_S, -self._prune_every_s
         try:
             while True:
@@ -63,13 +65,14 @@ class WebhookSender:
                     pruned_at = time.monotonic()
                     if await self.prune() >= PRUNE_BATCH * PRUNE_ROUND:
                         pruned_at = -self._prune_every_s  # more is old: another round after this turn's tries
-                room = MAX_IN_FLIGHT - len(in_flight)
+                room.clear()  # before the claim: a try settling while it runs is not missed
+                free = MAX_IN_FLIGHT - len(in_flight)
+                full = [e for e, n in per_endpoint.items() if n > MAX_IN_FLIGHT_PER_ENDPOINT - BATCH]
                 claimed = 0
-                if room > 0:
-                    full = [e for e, n in per_endpoint.items() if n > MAX_IN_FLIGHT_PER_ENDPOINT - BATCH]
+                if free > 0:
                     try:
                         due = await self._store.claim_webhook_deliveries(
-                            time.time(), self._lease_s, min(BATCH, room), skip_endpoints=full)
+                            time.time(), self._lease_s, min(BATCH, free), skip_endpoints=full)
                     except Exception as exc:  # the store is away: try again at the next poll
                         log.warning("webhook deliveries could not be claimed (%s)", type(exc).__name__)
                         due = []
@@ -77,9 +80,18 @@ class WebhookSender:
                         task = asyncio.create_task(self._try(delivery))
                         in_flight.add(task)
                         per_endpoint[delivery.endpoint_id] += 1
-                        task.add_done_callback(functools.partial(_settled, in_flight, per_endpoint, delivery.endpoint_id))
+                        task.add_done_callback(
+                            functools.partial(_settled, in_flight, per_endpoint, delivery.endpoint_id, room))
                     claimed = len(due)
-                if claimed < BATCH:
+                if claimed == BATCH:
+                    continue  # more may be due
+                if full or free < BATCH:
+                    # Held back by tries in flight, not by an empty outbox: go on as soon as they make room (a poll
+                    # per batch capped one endpoint at BATCH deliveries a poll: 20 a second by default).
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self._poll_s):
+                            await room.wait()
+                else:
                     await asyncio.sleep(self._poll_s)
         finally:
             await stop_tasks(list(in_flight))  # shutting down: their leases run out and a later try takes them
@@ -161,9 +173,11 @@ class WebhookSender:
             return resp.status
 
 
-def _settled(in_flight: set[asyncio.Task[None]], per_endpoint: Counter[str], endpoint_id: str,
+def _settled(in_flight: set[asyncio.Task[None]], per_endpoint: Counter[str], endpoint_id: str, room: asyncio.Event,
              task: asyncio.Task[None]) -> None:
     in_flight.discard(task)
     per_endpoint[endpoint_id] -= 1
+    if per_endpoint[endpoint_id] == MAX_IN_FLIGHT_PER_ENDPOINT - BATCH or len(in_flight) == MAX_IN_FLIGHT - BATCH:
+        room.set()  # the endpoint is claimable again, or the process has room for a whole batch
     if per_endpoint[endpoint_id] <= 0:
         del per_endpoint[endpoint_id]

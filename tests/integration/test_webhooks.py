@@ -310,3 +310,25 @@ async def test_a_hanging_receiver_delays_neither_a_reply_nor_the_shutdown(tmp_pa
         if server.poll() is None:
             server.kill()
         hooks.stop()
+
+
+async def test_a_backlog_for_one_endpoint_goes_out_batch_after_batch_without_waiting_for_the_next_poll(
+    sqlite_store: Any, receiver: Receiver,
+) -> None:
+    """More due deliveries for one endpoint than one claim takes: once a batch's tries settle the next batch is
+    claimed, not a poll interval later (one poll a batch capped an endpoint at BATCH deliveries per poll: 20 a second
+    by default, while replies end by the hundred). The poll here is 30 s, so only the first batch would arrive."""
+    from gima_server.webhooks.sender import BATCH, WebhookSender
+
+    await sqlite_store.save_webhook_endpoint(Endpoint("one", receiver.url, receiver.secret, created_at=time.time()))
+    backlog = BATCH * 5
+    for n in range(backlog):
+        await sqlite_store.create_user(f"u{n}@example.com", "h", f"u{n}", ("user",))  # a user.created delivery each
+    sender = WebhookSender(sqlite_store, (1.0,), 5.0, 30.0)
+    running = asyncio.create_task(sender.run_forever())
+    try:
+        records = await receiver.wait_for(lambda r: len(of_type(r, "user.created")) >= backlog, timeout_s=15)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    assert len({r["id"] for r in records}) == backlog  # each once
