@@ -72,6 +72,7 @@ async def test_someone_elses_message_id_is_refused(make_client: MakeClient) -> N
 async def _stalled_subscriber(port: int, path: str, token: str) -> socket.socket:
     """A client that asks for the stream and then stops reading."""
     sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: it stalls after a few KB
     sock.setblocking(False)
     loop = asyncio.get_running_loop()
     await loop.sock_connect(sock, ("127.0.0.1", port))
@@ -94,7 +95,7 @@ async def _drain(sock: socket.socket) -> bytes:
 
 async def test_slow_consumer_is_dropped_without_slowing_others(make_client: MakeClient) -> None:
     client = await make_client(
-        demo_reply_words=8_000, demo_tokens_per_s=4000, subscriber_max_lag=1_000, replay_max_events_per_reply=100_000,
+        demo_reply_words=20_000, demo_tokens_per_s=4000, subscriber_max_lag=5_000, replay_max_events_per_reply=100_000,
         sse_sndbuf_bytes=16_384,
     )
     alice = await sign_up(client, "alice@example.com")
@@ -102,10 +103,11 @@ async def test_slow_consumer_is_dropped_without_slowing_others(make_client: Make
     seen = await read_until(resp, lambda ev: len(ev) >= 1)
     message_id = seen[0].data["messageId"]
     # The reader that keeps up reads from now on: left unread while the stalled one connected, it fell 200 events
-    # behind itself on a loaded machine (4,000 events/s) and was dropped too (seen once in CI). The lag allowed is
-    # 1,000 events (250 ms at this pace): stalls of the shared loop of 50 ms, then of over 100 ms (CI, 2026-12-05),
-    # had dropped the keeping-up one at 200 and 400. The stalled reader (16 KB of socket buffer, 16,000 events)
-    # still falls far behind that.
+    # behind itself on a loaded machine (4,000 events/s) and was dropped too (seen once in CI). It shares the loop
+    # with the server, so a stall of that loop counts against it: stalls of 50 ms, of over 100 ms (CI, 2026-12-05)
+    # and of over 250 ms (CI, 2026-12-06) dropped it at a lag of 200, 400 and 1,000. The lag allowed is now 5,000
+    # events (1.25 s at this pace); the stalled reader (16 KB of server socket buffer, a 4 KB receive window, the
+    # transport's 64 KB: ~2,000 events) falls that far behind a third of the way into the reply's 20,000.
     keeping_up = asyncio.create_task(resp.read())
     stalled = await _stalled_subscriber(client.port, f"/api/chat/streams/{message_id}/events", alice.token)
     try:
