@@ -17,10 +17,22 @@ def new_id() -> str:
     return os.urandom(16).hex()
 
 
-def new_chat_id() -> str:
-    """A new chat's id: the time it was made (milliseconds, 12 hex digits) and 80 random bits, so that another
-    process can tell a chat made a moment ago, whose first exchange may not be stored yet, from one never made."""
+def new_ordered_id() -> str:
+    """The time it was made (milliseconds, 12 hex digits) and 80 random bits: ids made later sort later, so a row
+    keyed by one lands at the end of its index instead of on a random page (a group commit of 64 exchanges wrote
+    67 µs an exchange with random message ids, 31 µs with these: every random key dirtied a page of its own)."""
     return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+
+
+def new_chat_id() -> str:
+    """A new chat's id, ordered by time, so that another process can also tell a chat made a moment ago, whose
+    first exchange may not be stored yet, from one never made (chat_id_age_s)."""
+    return new_ordered_id()
+
+
+def new_message_id() -> str:
+    """A message's id made by the server (a client may name its own: any valid id)."""
+    return new_ordered_id()
 
 
 def chat_id_age_s(chat_id: str) -> float | None:

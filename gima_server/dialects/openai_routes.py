@@ -17,7 +17,7 @@ from ..agents.sampling import SAMPLING_KEYS, SamplingError, check_sampling
 from ..auth.sessions import require_user
 from ..errors import ApiError
 from ..idempotency import keyed_fingerprint
-from ..ids import idempotency_key, new_chat_id, new_id
+from ..ids import idempotency_key, new_chat_id, new_message_id
 from ..observability.tracing import request_trace_id
 from ..store.base import Exchange
 from ..streams.events import to_json
@@ -175,7 +175,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     content = checked_content(request, turns[-1][1])
     header_key = request.headers.get("Idempotency-Key")
     key = idempotency_key(header_key) if header_key is not None else None
-    exchange = Exchange(principal.user.id, new_chat_id(), new_chat_title(content), new_id(), new_id(), content, time.time(),
+    exchange = Exchange(principal.user.id, new_chat_id(), new_chat_title(content), new_message_id(), new_message_id(),
+                        content, time.time(),
                         context=tuple(turns[:-1]), model=str(body["model"]), options=sampling)
     source, outcome = await start_reply(request, principal, exchange, False, key,
                                         keyed_fingerprint(key, "POST", "/v1/chat/completions", body), all_context=True)

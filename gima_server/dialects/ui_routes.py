@@ -19,7 +19,7 @@ from .. import appkeys
 from ..auth.sessions import Principal, require_user
 from ..errors import ApiError, invalid
 from ..idempotency import keyed_fingerprint
-from ..ids import idempotency_key, new_id
+from ..ids import idempotency_key, new_message_id
 from ..observability.tracing import request_trace_id
 from ..store.base import Exchange
 from ..streams.events import to_json
@@ -125,7 +125,8 @@ async def post_chat(request: web.Request) -> web.StreamResponse:
     store, user_id = request.app[appkeys.STORE], principal.user.id
     chat_id = stored_chat_id(user_id, client_chat_id)
     known = await store.get_chat(user_id, chat_id) is not None
-    exchange = Exchange(user_id, chat_id, None if known else new_chat_title(content), new_id(), new_id(), content,
+    exchange = Exchange(user_id, chat_id, None if known else new_chat_title(content), new_message_id(), new_message_id(),
+                        content,
                         time.time(), context=() if known else tuple(turns[:-1]), model=model,
                         options=options)
     header_key = request.headers.get("Idempotency-Key")

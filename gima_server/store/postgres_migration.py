@@ -9,6 +9,7 @@ from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import asyncpg
 
+from ..ids import new_message_id
 from ..migration.model import ImportedConversation, MigrationJob, message_times
 from .postgres_text import fold, storable
 from .sqlite_util import new_id as _new_id
@@ -118,7 +119,7 @@ async def _import_one(conn: asyncpg.Connection, user_id: str, conversation: Impo
     rows = []
     for i, (m, at) in enumerate(zip(conversation.messages, message_times(conversation, created), strict=True)):
         text = storable(m.content)
-        rows.append((_new_id(), chat_id, user_id, m.role, text, i + 1, at, "stop" if m.role == "assistant" else None,
+        rows.append((new_message_id(), chat_id, user_id, m.role, text, i + 1, at, "stop" if m.role == "assistant" else None,
                      fold(text)))
     await conn.executemany(
         "INSERT INTO messages (id, chat_id, user_id, role, content, status, seq, created_at, finish_reason, search)"

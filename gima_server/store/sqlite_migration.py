@@ -8,6 +8,7 @@ import sqlite3
 import time
 from typing import Any, Callable, Sequence
 
+from ..ids import new_message_id
 from ..migration.model import ImportedConversation, MigrationJob, message_times
 from .sqlite_util import new_id as _new_id
 from .sqlite_util import transaction as _transaction
@@ -122,7 +123,7 @@ def _import_one(conn: sqlite3.Connection, user_id: str, conversation: ImportedCo
     conn.executemany(
         "INSERT INTO messages (id, chat_id, user_id, role, content, status, seq, created_at, finish_reason)"
         " VALUES (?,?,?,?,?, 'complete', ?,?,?)",
-        [(_new_id(), chat_id, user_id, m.role, m.content, i + 1, at, "stop" if m.role == "assistant" else None)
+        [(new_message_id(), chat_id, user_id, m.role, m.content, i + 1, at, "stop" if m.role == "assistant" else None)
          for i, (m, at) in enumerate(zip(conversation.messages, message_times(conversation, created), strict=True))],
     )
     return True

@@ -19,7 +19,7 @@ from ..context.window import TooLarge
 from ..errors import ApiError, invalid, not_found
 from ..frozen import evolve
 from ..idempotency import keyed_fingerprint
-from ..ids import body_id, idempotency_key, new_chat_id, new_id, path_id
+from ..ids import body_id, idempotency_key, new_chat_id, new_id, new_message_id, path_id
 from ..middleware import SERVER_SPAN
 from ..observability import otel
 from ..observability.sentry import report_reply_end
@@ -98,11 +98,11 @@ async def _exchange(request: web.Request, principal: Principal, body: dict[str, 
         chat_id, title = new_chat_id(), new_chat_title(content)
     elif not await chat_exists(request, user_id, body_id(str(chat_id), "chatId")):
         raise not_found("chat")
-    message_id = body_id(str(body["messageId"]), "messageId") if body["messageId"] else new_id()
+    message_id = body_id(str(body["messageId"]), "messageId") if body["messageId"] else new_message_id()
     owner = await store.message_owner(message_id) if body["messageId"] else None
     if owner is not None and owner != user_id:
         raise ApiError(409, "conflict", "this messageId is already in use")
-    exchange = Exchange(user_id, str(chat_id), title, new_id(), message_id, content, time.time(),
+    exchange = Exchange(user_id, str(chat_id), title, new_message_id(), message_id, content, time.time(),
                         model=model, options=options)
     return exchange, owner is not None
 

@@ -1,10 +1,11 @@
-"""Server-made chat ids tell their age; no other id is taken for a recent one."""
+"""Server-made chat ids tell their age; no other id is taken for a recent one; server-made message ids sort by the
+time they were made (their rows are appended to the id index, not scattered over it)."""
 
 from __future__ import annotations
 
 import time
 
-from gima_server.ids import chat_id_age_s, is_valid_id, new_chat_id, new_id
+from gima_server.ids import chat_id_age_s, is_valid_id, new_chat_id, new_id, new_message_id
 
 
 def test_a_new_chat_id_is_a_valid_id_of_the_old_length_and_reads_as_just_made() -> None:
@@ -26,3 +27,14 @@ def test_random_ids_old_ids_client_ids_and_far_future_ones_have_no_age() -> None
     for value in (new_id(), "0123456789abcdef0123456789abcdef", "chat-from-the-ai-sdk", "zz" * 16,
                   f"{future_ms:012x}{'00' * 10}"):
         assert chat_id_age_s(value) is None, value
+
+
+def test_message_ids_made_later_sort_later_and_never_repeat() -> None:
+    spaced = []
+    for _ in range(20):
+        spaced.append(new_message_id())
+        time.sleep(0.002)  # the next one in a later millisecond
+    assert spaced == sorted(spaced)
+    at_once = [new_message_id() for _ in range(1000)]
+    assert len(set(at_once)) == len(at_once)
+    assert all(is_valid_id(m) and len(m) == 32 for m in spaced + at_once)
