@@ -3,19 +3,25 @@ Everything above it holds a `redis.asyncio.Redis` and never asks which one."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from .config import Settings
+from .late_loop import responsive_timeout
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.connection import AbstractConnection
+
+# A read waits out the loop's own lateness for at most this many socket timeouts (late_loop.py).
+_LATE_LOOP_READS = 8
+_despite_late_loop: dict[type[AbstractConnection], type[AbstractConnection]] = {}  # bound: redis-py's few classes
 
 
 def connect(settings: Settings, socket_timeout: float, *, blocking_pool: bool = False) -> Redis:
     """A client with this socket timeout. blocking_pool: a burst waits for a free connection (the app's shared
     client) instead of failing at the pool's cap."""
-    from redis.asyncio import BlockingConnectionPool, Redis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -28,6 +34,49 @@ def connect(settings: Settings, socket_timeout: float, *, blocking_pool: bool = 
         common.update(max_connections=settings.redis_max_connections,
                       retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
                       retry_on_error=[RedisConnectionError])
+    client = _client(settings, common, blocking_pool)
+    if settings.redis_mode == "cluster":  # its nodes, made now and as the cluster names them, from these kwargs
+        kwargs = client.nodes_manager.connection_kwargs  # type: ignore[attr-defined]
+        kwargs["connection_class"] = reads_despite_late_loop(kwargs["connection_class"])
+        for node in client.startup_nodes:  # type: ignore[attr-defined]
+            node.connection_class = kwargs["connection_class"]
+    else:
+        client.connection_pool.connection_class = reads_despite_late_loop(client.connection_pool.connection_class)
+    return client
+
+
+def reads_despite_late_loop(base: type[AbstractConnection]) -> type[AbstractConnection]:
+    """This connection class, with a socket timeout on reads that does not count the time the event loop itself was
+    late (late_loop.py): a stalled loop is not Redis failing (a false outage falls locks and limits back to this
+    process and resends every running reply's log). Whatever class the pool picked (TLS, a Unix socket, Sentinel's)."""
+    if base in _despite_late_loop.values():
+        return base
+    if base in _despite_late_loop:
+        return _despite_late_loop[base]
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    class ReadsDespiteLateLoop(base):  # type: ignore[valid-type,misc]
+        async def read_response(self, disable_decoding: bool = False, timeout: float | None = None, *,  # noqa: ASYNC109 (redis-py's signature)
+                                disconnect_on_error: bool = True, push_request: bool | None = False) -> Any:
+            read = super().read_response
+            if timeout is not None or not disconnect_on_error or not self.socket_timeout:
+                return await read(disable_decoding, timeout, disconnect_on_error=disconnect_on_error,
+                                  push_request=push_request)
+            try:
+                async with responsive_timeout(self.socket_timeout, self.socket_timeout * _LATE_LOOP_READS):
+                    # math.inf: no timeout of redis-py's own; cancelled by ours, it disconnects (a read cut mid-way)
+                    return await read(disable_decoding, math.inf, push_request=push_request)
+            except TimeoutError:
+                raise RedisTimeoutError(f"Timeout reading from {self.host}:{self.port}") from None
+
+    ReadsDespiteLateLoop.__name__ = ReadsDespiteLateLoop.__qualname__ = f"{base.__name__}DespiteLateLoop"
+    _despite_late_loop[base] = ReadsDespiteLateLoop
+    return ReadsDespiteLateLoop
+
+
+def _client(settings: Settings, common: dict[str, Any], blocking_pool: bool) -> Redis:
+    from redis.asyncio import BlockingConnectionPool, Redis
+
     if settings.redis_mode == "sentinel":
         from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
