@@ -2,6 +2,7 @@
 
   python -m bench.ten_thousand                    # 10,000 streams, one generator process, then two
   python -m bench.ten_thousand --streams 2000     # smaller
+  python -m bench.ten_thousand --generators 1 --profile /tmp/p   # and each server's first 4 s (the ramp) py-spy'd
 
 All streams are opened at once (no ramp), each a reply of the demo agent at 5 tokens/s (10,000 × 5 = 50k events/s
 asked). gima-server gets every request over one API key (its per-user reply cap raised to fit: one program's
@@ -29,7 +30,10 @@ import sys
 import time
 from typing import Any
 
+from .common import start_py_spy, stop_py_spy
 from .paced import _ID, _MESSAGE_ID, _TASKSET, Server, _pct, bare, gima, sse_frames
+
+PROFILED_S = 4.0  # the ramp: every stream has started by then on either server (TTFE p99 2-7 s)
 
 _END = b"event: done"
 _ERROR = b"event: error"
@@ -85,8 +89,12 @@ def _generator_argv(server: Server, first: int, count: int) -> list[str]:
     return [_TASKSET, "-c", "1", *argv] if _TASKSET else argv
 
 
-async def run_generators(server: Server, streams: int, generators: int) -> list[dict[str, Any]]:
-    """Start the generator processes together; every stream's record from all of them."""
+async def run_generators(server: Server, streams: int, generators: int, profile: str = "") -> list[dict[str, Any]]:
+    """Start the generator processes together; every stream's record from all of them. profile: a path for a
+    py-spy profile of the server's first PROFILED_S seconds (bench/profile_steps.py reads it)."""
+    spy = await start_py_spy(server.pid, profile, 250) if profile else None
+    if spy is not None:
+        asyncio.get_running_loop().call_later(PROFILED_S, stop_py_spy, spy)
     share = -(-streams // generators)
     procs = [await asyncio.create_subprocess_exec(*_generator_argv(server, g * share, min(share, streams - g * share)),
                                                   stdout=asyncio.subprocess.PIPE)
@@ -127,14 +135,17 @@ def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-async def main_async(streams: int, generator_counts: list[int]) -> dict[str, dict[str, Any]]:
+async def main_async(streams: int, generator_counts: list[int], profile: str = "") -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     extra = {"GIMA_MAX_REPLIES_PER_USER": str(streams * 2)}  # one program's key, sized for its load
     for generators in generator_counts:
+        spied = profile and generators == generator_counts[0]
         async with bare(TOKENS_PER_S, WORDS) as b:
-            rows[f"bare_{generators}gen"] = summary(await run_generators(b, streams, generators))
+            rows[f"bare_{generators}gen"] = summary(await run_generators(
+                b, streams, generators, f"{profile}/ten_thousand_bare.txt" if spied else ""))
         async with gima(TOKENS_PER_S, 1, words=WORDS, api_key=True, extra_env=extra) as g:
-            rows[f"gima_{generators}gen"] = summary(await run_generators(g, streams, generators))
+            rows[f"gima_{generators}gen"] = summary(await run_generators(
+                g, streams, generators, f"{profile}/ten_thousand_gima.txt" if spied else ""))
     return rows
 
 
@@ -168,6 +179,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--streams", type=int, default=10_000)
     parser.add_argument("--generators", type=int, nargs="*", default=[1, 2], help="generator process counts to run")
+    parser.add_argument("--profile", default="", help="a directory: py-spy profiles of the first run's ramp")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
@@ -188,7 +200,9 @@ def main() -> None:
         os.environ["GIMA_BENCH_PINNED"] = "1"
         os.execv(_TASKSET, [_TASKSET, "-c", "1", sys.executable, "-m", "bench.ten_thousand", *sys.argv[1:]])
     began = time.monotonic()
-    rows = asyncio.run(main_async(args.streams, args.generators))
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
+    rows = asyncio.run(main_async(args.streams, args.generators, args.profile))
     for name, row in rows.items():
         print(json.dumps({"scenario": name, **row}))
     print(f"pinned: {'server core 0, load generator core 1' if _TASKSET else 'NO (taskset missing)'}; "

@@ -13,6 +13,7 @@ import asyncio
 import errno
 import logging
 import socket
+from typing import Sequence
 
 from aiohttp import web
 
@@ -22,13 +23,16 @@ _PAUSE_S = 1.0  # after running out of file descriptors, as asyncio's own accept
 
 
 class BurstAcceptSite(web.BaseSite):
-    __slots__ = ("_host", "_port", "_batch", "_sockets", "_pending", "_paused")
+    __slots__ = ("_host", "_port", "_batch", "_socket_options", "_sockets", "_pending", "_paused")
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, *, backlog: int, batch: int = 512) -> None:
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, *, backlog: int, batch: int = 512,
+                 socket_options: Sequence[tuple[int, int, int]] = ()) -> None:
+        """socket_options: (level, option, value) set on the listening sockets, so every accepted one has them."""
         super().__init__(runner, backlog=backlog)
         self._host = host
         self._port = port
         self._batch = batch
+        self._socket_options = tuple(socket_options)
         self._sockets: list[socket.socket] = []
         self._pending: dict[asyncio.Task[object], socket.socket] = {}  # until the loop has taken the socket
         self._paused = False
@@ -52,6 +56,8 @@ class BurstAcceptSite(web.BaseSite):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # the IPv4 socket takes IPv4
+                for level, option, value in self._socket_options:
+                    sock.setsockopt(level, option, value)
                 sock.bind(address)
                 sock.listen(self._backlog)
                 sock.setblocking(False)

@@ -62,3 +62,6 @@ TRUSTED_PROXIES: web.AppKey[tuple[Network, ...]] = web.AppKey("trusted_proxies")
 MIGRATION: web.AppKey[MigrationLane] = web.AppKey("migration")
 WEBSOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("websockets")
 WEBSOCKETS_PER_USER: web.AppKey[dict[str, int]] = web.AppKey("websockets_per_user")
+# Set by the server when its listening sockets carry the streams' socket options, which every accepted connection
+# inherits (sse.stream_socket_options): a stream then sets none of its own. Absent: each stream sets them.
+STREAM_OPTIONS_AT_ACCEPT: web.AppKey[bool] = web.AppKey("stream_options_at_accept")

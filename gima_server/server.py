@@ -18,6 +18,7 @@ from aiohttp import web
 from . import appkeys
 from .accept import BurstAcceptSite
 from .config import Settings
+from .streams.sse import stream_socket_options
 
 log = logging.getLogger("gima.server")
 _BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
@@ -27,6 +28,9 @@ async def serve_until_signalled(app: web.Application, settings: Settings) -> Non
     # A connection that sends no complete request within the idle timeout (at its start, or between two
     # requests) is closed: aiohttp's default is an hour, which lets slow-header clients hold sockets.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0, keepalive_timeout=settings.idle_connection_timeout_s)
+    # Every connection gets the streams' stall timeout and send-buffer cap from the listener (ADR 28), a stream none.
+    socket_options = stream_socket_options(settings.sse_send_timeout_s, settings.sse_sndbuf_bytes)
+    app[appkeys.STREAM_OPTIONS_AT_ACCEPT] = bool(socket_options)
     try:
         await runner.setup()
     except BaseException:
@@ -35,7 +39,7 @@ async def serve_until_signalled(app: web.Application, settings: Settings) -> Non
     try:
         # A deep accept queue: a burst of new streams (a deploy's reconnect wave) must queue, not be reset;
         # and every queued connection is taken each loop turn, not one (accept.py).
-        site = BurstAcceptSite(runner, settings.host, settings.port, backlog=_BACKLOG)
+        site = BurstAcceptSite(runner, settings.host, settings.port, backlog=_BACKLOG, socket_options=socket_options)
         await site.start()
         print(f"gima-server is running: open http://{settings.host}:{settings.port}/ in your browser (Ctrl+C to stop)",
               flush=True)

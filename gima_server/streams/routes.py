@@ -44,7 +44,7 @@ _TITLE_CHARS = 60
 def subscriber_options(request: web.Request) -> SubscriberOptions:
     s = request.app[appkeys.SETTINGS]
     return SubscriberOptions(s.heartbeat_s, s.sse_retry_ms, s.sse_send_timeout_s, s.subscriber_max_lag, s.sse_sndbuf_bytes,
-                             request.app[appkeys.HEARTBEAT])
+                             request.app[appkeys.HEARTBEAT], request.app.get(appkeys.STREAM_OPTIONS_AT_ACCEPT, False))
 
 
 def new_chat_title(content: str) -> str:

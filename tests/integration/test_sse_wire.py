@@ -9,6 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from gima_server.config import Settings
 from gima_server.streams.sse import BatchingEventSourceResponse
 
 from ..cluster import start_cluster
@@ -153,3 +154,60 @@ async def test_a_stream_socket_gets_its_stall_timeout_and_send_buffer_and_gives_
         assert again.status == 200
         assert sock.getpeername() == peer  # the same connection, not another one on a reused descriptor
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 0
+
+
+async def test_the_server_hands_every_connection_the_streams_socket_options_from_its_listener(
+    settings: Settings,
+) -> None:
+    """Served as `gima-server` serves (serve_until_signalled): the listening socket carries the stall timeout and the
+    send-buffer cap, every accepted connection inherits them, and a stream sets (and gives back) nothing of its own."""
+    import dataclasses
+    import signal
+    import socket
+
+    from gima_server import appkeys
+    from gima_server.app import create_app
+    from gima_server.server import serve_until_signalled
+
+    from ..redis_server import free_port
+
+    settings = dataclasses.replace(settings, host="127.0.0.1", port=free_port(), sse_send_timeout_s=7,
+                                   sse_sndbuf_bytes=16384, demo_first_token_ms=300, demo_reply_words=2)
+    app = create_app(settings)
+    served = asyncio.create_task(serve_until_signalled(app, settings))
+    base = f"http://127.0.0.1:{settings.port}"
+    set_per_stream = []
+    original = BatchingEventSourceResponse._set_tcp_user_timeout
+    try:
+        async with aiohttp.ClientSession() as session:  # one kept-alive connection for every request
+            for _ in range(200):
+                try:
+                    async with session.get(f"{base}/health") as health:
+                        if health.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)
+            signup = await session.post(f"{base}/api/auth/signup", headers={"Origin": base},
+                                        json={"email": "wire@example.com", "password": "correct horse battery"})
+            assert signup.status == 201, await signup.text()
+            token = (await signup.json())["accessToken"]
+            remember(token)
+            BatchingEventSourceResponse._set_tcp_user_timeout = (  # type: ignore[method-assign]
+                lambda self, request: set_per_stream.append(self.options_at_accept) or original(self, request))
+            resp = await session.post(f"{base}/api/chat/stream", json={"content": "hold on"},
+                                      headers={"Authorization": f"Bearer {token}"})
+            await resp.content.readuntil(b"\n\n")
+            (stream,) = list(app[appkeys.HEARTBEAT]._streams)
+            sock = stream._req.transport.get_extra_info("socket")  # type: ignore[attr-defined]
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 7000
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * 16384  # Linux doubles what it is given
+            assert set_per_stream == [True]  # the stream knew its connection had them: no system call of its own
+            events, _ = parse_sse(await resp.read())
+            assert events[-1].name == "done"
+            again = await session.get(f"{base}/api/chats", headers={"Authorization": f"Bearer {token}"})
+            assert again.status == 200
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 7000  # kept for the next request
+    finally:
+        BatchingEventSourceResponse._set_tcp_user_timeout = original  # type: ignore[method-assign]
+        signal.raise_signal(signal.SIGTERM)  # the server's own handler: it drains and returns
+        await asyncio.wait_for(served, 30)
