@@ -9,7 +9,7 @@ from .model import ApiKey, key_hash
 
 if TYPE_CHECKING:
     from ..auth.sessions import Principal
-    from ..store.base import Store, User
+    from ..store.base import Store
 
 _TOUCH_EVERY_S = 60.0  # lastUsedAt is kept to the minute: not a store write per call
 _MAX_ENTRIES = 10_000
@@ -20,7 +20,8 @@ class ApiKeyAuth:
 
     def __init__(self, ttl_s: float) -> None:
         self._ttl_s = ttl_s
-        self._entries: dict[str, tuple[ApiKey, User, float]] = {}  # key hash: (key, owner, cached until)
+        # key hash: (key, its principal, cached until); the principal is made once (a frozen dataclass: ~3 µs a call)
+        self._entries: dict[str, tuple[ApiKey, Principal, float]] = {}
         self._touched: dict[str, float] = {}
 
     async def principal(self, token: str, store: Store) -> Principal | None:
@@ -35,18 +36,18 @@ class ApiKeyAuth:
             if key is None or user is None:
                 self._entries.pop(digest, None)
                 return None
+            entry = (key, Principal(user, f"key:{key.id}", "api_key", key.id), now + self._ttl_s)
             if self._ttl_s > 0:
                 if len(self._entries) >= _MAX_ENTRIES:
                     self._entries.clear()
-                self._entries[digest] = (key, user, now + self._ttl_s)
-            entry = (key, user, now)
-        key, user, _ = entry
+                self._entries[digest] = entry
+        key, principal, _ = entry
         if now - self._touched.get(key.id, 0.0) >= _TOUCH_EVERY_S:
             self._touched[key.id] = now
             if len(self._touched) >= _MAX_ENTRIES:
                 self._touched.clear()
             await store.touch_api_key(key.id, now)
-        return Principal(user, f"key:{key.id}", "api_key", key.id)
+        return principal
 
     def forget(self, key_id: str) -> None:
         for digest, (key, _, _) in list(self._entries.items()):

@@ -369,10 +369,19 @@ class Reply:
 
     async def _write_exchange(self) -> None:
         try:
-            async with self._ownership.chat_order(self.chat_id):
-                await self._stored(lambda: self._store.begin_exchange(evolve(self.exchange, fence=self._fence)))
+            await self._stored(lambda: self._begin_exchange(evolve(self.exchange, fence=self._fence)))
         finally:
             self._settle_exchange()
+
+    async def _begin_exchange(self, exchange: Exchange) -> None:
+        """Writes into one chat take its lock, so that its messages are numbered in order across processes. A chat
+        this exchange makes has no other writer before it is stored (a follow-up naming it waits for that:
+        Registry.chat_being_written here, chats.chat_exists elsewhere), so it takes none (~9 µs of a start)."""
+        if exchange.new_chat_title is not None:
+            await self._store.begin_exchange(exchange)
+            return
+        async with self._ownership.chat_order(self.chat_id):
+            await self._store.begin_exchange(exchange)
 
     def _settle_exchange(self) -> None:
         self.exchange_settled = True
@@ -507,8 +516,7 @@ class Reply:
 
     async def _record_unstarted(self, code: str, status: str) -> None:
         try:
-            async with self._ownership.chat_order(self.chat_id):
-                await self._store.begin_exchange(self.exchange)
+            await self._begin_exchange(self.exchange)
         finally:
             self._settle_exchange()
         await self._store.finish_reply(self.message_id, "", status, code, len(self.events) + 1,
