@@ -59,13 +59,17 @@ async def _one(port: int, path: str, header: str, i: int) -> dict[str, Any]:
         # monotonic: comparable across the generator processes
         if record["status"] == 200:
             async for now, complete in sse_frames(reader, time.monotonic):
+                prev_last = record["last"]
                 for raw in _ID.findall(complete):
                     record["in_order"] &= int(raw) == expected
                     expected += 1
                     record["count"] += 1
                     record["first"] = record["first"] or now
+                    if record["count"] == 3:  # meta, the agent's start, the first token
+                        record["third"] = now
                     record["last"] = now
                 if _END in complete or _ERROR in complete:
+                    record["end_gap"] = now - (prev_last or now)  # from the last token to the end event
                     record["end"] = "done" if _END in complete else "error"
                     if record["end"] == "error" and (found := _MESSAGE_ID.search(complete)):
                         record["end"] += f" {found.group(1).decode()}"
@@ -108,6 +112,10 @@ async def run_generators(server: Server, streams: int, generators: int, profile:
     return records
 
 
+def _median(values: list[float]) -> float | None:
+    return round(sorted(values)[len(values) // 2], 3) if values else None
+
+
 def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in records if r["status"] == 200 and r["end"] == "done" and r["in_order"]]
     seen = [r for r in records if r["first"] is not None]
@@ -116,6 +124,7 @@ def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     ttfe = [r["first"] - r["started"] for r in seen]
     ttfe_connected = [r["first"] - r["connected"] for r in seen]
     connect = [r["connected"] - r["started"] for r in records if r["connected"] is not None]
+    durations = [r["last"] - r["first"] for r in seen]
     rates = sorted((r["count"] - 1) / (r["last"] - r["first"]) for r in seen if r["count"] > 2 and r["last"] > r["first"])
     median = rates[len(rates) // 2] if rates else 0.0
     bad: dict[str, int] = {}
@@ -131,6 +140,12 @@ def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         "ttfe_over_10s": sum(1 for t in ttfe if t > 10),
         "ttfe_from_connected_ms": {"p50": _pct(ttfe_connected, 0.5), "p99": _pct(ttfe_connected, 0.99)},
         "connect_ms": {"p50": _pct(connect, 0.5), "p99": _pct(connect, 0.99)},
+        # Where the events/s goes: the run's span is the last first event (the ramp) plus the longest reply after it,
+        # and a reply's length is its pace plus the wait for its first token and for its end (medians)
+        "first_token_after_s": _median([r["third"] - r["first"] for r in seen if "third" in r]),
+        "end_after_last_token_s": _median([r["end_gap"] for r in seen if "end_gap" in r]),
+        "span_s": round(t1 - t0, 2), "last_first_event_s": round(max(r["first"] for r in seen) - t0, 2) if seen else None,
+        "reply_s": {"p50": _median(durations), "max": round(max(durations, default=0.0), 2)},
         "slowest_rate_vs_median": round(rates[0] / median, 3) if rates and median else None,
     }
 

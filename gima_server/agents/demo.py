@@ -71,7 +71,8 @@ class DemoAgent:
 
     async def stream(self, request: AgentRequest) -> AsyncIterator[AgentEvent]:
         loop = asyncio.get_running_loop()
-        await asyncio.sleep(self._first_token_s)
+        if self._first_token_s:  # none: no turn of the loop before the first event (a saturated turn is ~0.5 s)
+            await asyncio.sleep(self._first_token_s)
         next_at = loop.time()
         left = token_limit(merged(self._defaults, request.options, self._overrides))
         for agent, text in compose(request.content, self._reply_words):
