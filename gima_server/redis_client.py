@@ -67,7 +67,8 @@ def reads_despite_late_loop(base: type[AbstractConnection]) -> type[AbstractConn
                     # math.inf: no timeout of redis-py's own; cancelled by ours, it disconnects (a read cut mid-way)
                     return await read(disable_decoding, math.inf, push_request=push_request)
             except TimeoutError:
-                raise RedisTimeoutError(f"Timeout reading from {self.host}:{self.port}") from None
+                where = getattr(self, "path", "") or f"{getattr(self, 'host', '?')}:{getattr(self, 'port', '?')}"
+                raise RedisTimeoutError(f"Timeout reading from {where}") from None  # a Unix socket has a path
 
     ReadsDespiteLateLoop.__name__ = ReadsDespiteLateLoop.__qualname__ = f"{base.__name__}DespiteLateLoop"
     _despite_late_loop[base] = ReadsDespiteLateLoop

@@ -10,8 +10,10 @@ clients the server itself makes.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -20,11 +22,27 @@ from gima_server.config import Settings
 from gima_server.late_loop import responsive_timeout
 from gima_server.redis_client import connect
 
+from ..redis_server import RedisServer, free_port
+
 TIMEOUT_S = 0.25
 KEY = "gima:test:empty"
 
 
+@pytest.fixture
+def unix_redis(tmp_path: Path) -> Iterator[str]:
+    """A redis-server of its own that also listens on a Unix socket: its url."""
+    path = tmp_path / "redis.sock"
+    server = RedisServer(free_port(), extra=("--unixsocket", str(path), "--unixsocketperm", "700"))
+    server.start()
+    yield f"unix://{path}"
+    server.stop()
+    shutil.rmtree(server.workdir, ignore_errors=True)
+
+
 def _client(request: pytest.FixtureRequest, mode: str) -> Any:
+    if mode == "unix":  # another connection class (and no host or port to name in an error)
+        return connect(Settings(redis_url=request.getfixturevalue("unix_redis"), redis_timeout_s=TIMEOUT_S),
+                       TIMEOUT_S, blocking_pool=True)
     if mode == "cluster":
         settings = Settings(redis_mode="cluster", redis_url=request.getfixturevalue("redis_cluster_url"),
                             redis_timeout_s=TIMEOUT_S)
@@ -47,12 +65,12 @@ async def _stalled_while_answered(client: Any, answer_after_s: float, stall_s: f
 
 async def _blpops_run(client: Any, mode: str) -> int:
     """How many BLPOPs the Redis holding KEY has run (the cluster client sends a command again after a timeout)."""
-    target = {"target_nodes": client.get_node_from_key(KEY)} if mode == "cluster" else {}
+    target = {"target_nodes": client.get_node_from_key(KEY)} if mode == "cluster" else {}  # type: dict[str, Any]
     stats = await client.info("commandstats", **target)
     return int(stats.get("cmdstat_blpop", {}).get("calls", 0))
 
 
-@pytest.mark.parametrize("mode", ["single", "cluster"])
+@pytest.mark.parametrize("mode", ["single", "cluster", "unix"])
 async def test_an_answer_that_came_during_a_stall_of_the_loop_is_read_not_timed_out(
         request: pytest.FixtureRequest, mode: str) -> None:
     client = _client(request, mode)
@@ -67,7 +85,7 @@ async def test_an_answer_that_came_during_a_stall_of_the_loop_is_read_not_timed_
         await client.aclose()
 
 
-@pytest.mark.parametrize("mode", ["single", "cluster"])
+@pytest.mark.parametrize("mode", ["single", "cluster", "unix"])
 async def test_a_redis_that_does_not_answer_still_times_out_on_a_free_loop_and_after_a_stall(
         request: pytest.FixtureRequest, mode: str) -> None:
     client = _client(request, mode)
