@@ -27,8 +27,8 @@ class Recorder:
 
 
 async def test_the_first_token_is_pushed_at_once_while_later_ones_wait_for_the_window(sqlite_store: SqliteStore) -> None:
-    held = Wakeups(lambda: 0.0, max_window_s=0.5, busy_share=lambda: 1.0)  # saturated: later events held 0.5 s
-    agent = DemoAgent(100, 0, 30)  # the multi-agent demo: meta, the planner's start, then its first token
+    held = Wakeups(lambda: 0.0, max_window_s=10, busy_share=lambda: 1.0)  # saturated: later events held (10 s)
+    agent = DemoAgent(50, 0, 30)  # the multi-agent demo: meta, the planner's start, then its first token
     limits = RegistryLimits(0.3, retention_s=60, max_events_total=1_000_000, reply=ReplyLimits(32, 10_000))
     registry = Registry(sqlite_store, Models.single(agent, "gima-demo"), MemoryIdempotencyStore(60), limits,
                         wakeups=held)
@@ -40,7 +40,7 @@ async def test_the_first_token_is_pushed_at_once_while_later_ones_wait_for_the_w
         assert reply is not None
         recorder = Recorder(reply)
         reply.subscribe(recorder)
-        await asyncio.sleep(0.2)  # ~20 tokens are due by then (10 ms each); the window holds all but the first
+        await asyncio.sleep(0.2)  # ~10 tokens are due by then (20 ms each); the window holds all but the first
         pushed = [names for names in recorder.seen if "delta" in names]
         assert pushed, recorder.seen  # the first token was pushed without waiting for the window
         assert pushed[0].count("delta") == 1 and pushed[0][:2] == ["meta", "agent"]
