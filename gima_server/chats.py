@@ -32,8 +32,8 @@ async def chat_exists(request: web.Request, user_id: str, chat_id: str) -> bool:
     registry = request.app[appkeys.REGISTRY]
     if await registry.chat_being_written(user_id, chat_id):
         return await store.get_chat(user_id, chat_id) is not None
-    if registry.chat_made_here_for_another(user_id, chat_id):
-        return False
+    if registry.chat_written_here(chat_id):
+        return False  # nothing of it is on its way here: someone else's, or deleted (it waited 5 s for its 404)
     # Made moments ago by another process (no sticky sessions), whose write may not have landed: look again until
     # the chat is NEW_CHAT_WAIT_S old. Only ids new_chat_id made that recently wait; any other is 404 at once.
     while (age_s := chat_id_age_s(chat_id)) is not None and age_s < NEW_CHAT_WAIT_S:

@@ -115,9 +115,10 @@ class Registry:
                     await reply.wait_exchange_settled()
         return True
 
-    def chat_made_here_for_another(self, user_id: str, chat_id: str) -> bool:
-        """Whether a reply of another user here made this chat (so that a lookup of it need not wait)."""
-        return any(r.chat_id == chat_id and r.user_id != user_id for r in self._replies.values())
+    def chat_written_here(self, chat_id: str) -> bool:
+        """Whether a reply here (of any user) wrote into this chat: asked once chat_being_written said no such write
+        of the caller's is still on its way, so the store's answer stands (another user's chat, or one deleted since)."""
+        return any(r.chat_id == chat_id for r in self._replies.values())
 
     def taken(self, message_id: str) -> bool:
         return message_id in self._replies

@@ -172,3 +172,29 @@ async def test_a_new_chats_messages_read_on_another_process_are_found(make_clien
     assert resp.status == 200, await resp.text()
     messages = (await resp.json())["messages"]
     assert [m["content"] for m in messages if m["role"] == "user"] == ["first thought"]
+
+
+async def test_a_new_chat_deleted_after_its_reply_is_not_found_at_once(make_client: MakeClient) -> None:
+    """Deleted once its first exchange was stored: a request naming it again is a 404 at once, not after polling the
+    store for the 5 s a chat made moments ago on another process is waited for (one store lookup a request)."""
+    client = await make_client(demo_reply_words=5, rate_limits="off")
+    alice = await sign_up(client, "alice@example.com")
+    first = await client.post("/api/chat/stream", json={"content": "first thought"}, headers=alice.headers)
+    events = await read_until(first, lambda ev: bool(ev) and ev[-1].name == "done")
+    chat_id = events[0].data["chatId"]
+    await client.app[appkeys.REGISTRY].wait_idle()
+    assert (await client.delete(f"/api/chats/{chat_id}", headers=alice.headers)).status == 204
+    store = client.app[appkeys.STORE]
+    lookups: list[str] = []
+    get_chat = store.get_chat
+
+    async def counted(user_id: str, asked: str) -> Any:
+        lookups.append(asked)
+        return await get_chat(user_id, asked)
+
+    store.get_chat = counted
+    for resp in (await client.get(f"/api/chats/{chat_id}/messages", headers=alice.headers),
+                 await client.patch(f"/api/chats/{chat_id}", json={"title": "again"}, headers=alice.headers),
+                 await client.delete(f"/api/chats/{chat_id}", headers=alice.headers)):
+        assert resp.status == 404
+    assert lookups == [chat_id] * 3
