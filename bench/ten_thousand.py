@@ -31,7 +31,7 @@ import time
 from typing import Any
 
 from .common import start_py_spy, stop_py_spy
-from .paced import _ID, _MESSAGE_ID, _TASKSET, Server, _pct, bare, gima, sse_frames
+from .paced import _ID, _MESSAGE_ID, _TASKSET, Server, _cpu_s, _pct, bare, gima, sse_frames
 
 PROFILED_S = 4.0  # the ramp: every stream has started by then on either server (TTFE p99 2-7 s)
 
@@ -93,7 +93,7 @@ def _generator_argv(server: Server, first: int, count: int) -> list[str]:
     return [_TASKSET, "-c", "1", *argv] if _TASKSET else argv
 
 
-async def run_generators(server: Server, streams: int, generators: int, profile: str = "") -> list[dict[str, Any]]:
+async def run_generators(server: Server, streams: int, generators: int, profile: str = "") -> tuple[list[dict[str, Any]], float]:
     """Start the generator processes together; every stream's record from all of them. profile: a path for a
     py-spy profile of the server's first PROFILED_S seconds (bench/profile_steps.py reads it)."""
     spy = await start_py_spy(server.pid, profile, 250) if profile else None
@@ -103,26 +103,32 @@ async def run_generators(server: Server, streams: int, generators: int, profile:
     procs = [await asyncio.create_subprocess_exec(*_generator_argv(server, g * share, min(share, streams - g * share)),
                                                   stdout=asyncio.subprocess.PIPE)
              for g in range(generators)]
+    cpu = _cpu_s(server.pid)
     outputs = await asyncio.gather(*(proc.communicate() for proc in procs))
+    server_cpu_s = _cpu_s(server.pid) - cpu
     records: list[dict[str, Any]] = []
     for proc, (out, _) in zip(procs, outputs, strict=True):
         if proc.returncode != 0:
             raise RuntimeError(f"a generator failed ({proc.returncode})")
         records.extend(json.loads(out))
-    return records
+    return records, server_cpu_s
 
 
 def _median(values: list[float]) -> float | None:
     return round(sorted(values)[len(values) // 2], 3) if values else None
 
 
-def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+def summary(run: tuple[list[dict[str, Any]], float]) -> dict[str, Any]:
+    """server_cpu_s: the server's CPU time over the run (user and system): against the span, whether it was saturated;
+    over the events, what an event cost it, its start and end included."""
+    records, server_cpu_s = run
     ok = [r for r in records if r["status"] == 200 and r["end"] == "done" and r["in_order"]]
     seen = [r for r in records if r["first"] is not None]
     t0 = min(r["started"] for r in records)
     t1 = max(r["last"] for r in seen) if seen else t0 + 1
     ttfe = [r["first"] - r["started"] for r in seen]
     ttfe_connected = [r["first"] - r["connected"] for r in seen]
+    ttft = [r["third"] - r["started"] for r in seen if "third" in r]
     connect = [r["connected"] - r["started"] for r in records if r["connected"] is not None]
     durations = [r["last"] - r["first"] for r in seen]
     rates = sorted((r["count"] - 1) / (r["last"] - r["first"]) for r in seen if r["count"] > 2 and r["last"] > r["first"])
@@ -138,12 +144,16 @@ def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         "ttfe_ms": {"p50": _pct(ttfe, 0.5), "p90": _pct(ttfe, 0.9), "p99": _pct(ttfe, 0.99)},
         # Past 10 s only a listener whose accept queue overflowed (the client retransmitting its handshake) is seen.
         "ttfe_over_10s": sum(1 for t in ttfe if t > 10),
+        # What a user waits for: the first piece of the reply's text (the third event: meta, the agent's start, it)
+        "ttft_ms": {"p50": _pct(ttft, 0.5), "p99": _pct(ttft, 0.99)},
         "ttfe_from_connected_ms": {"p50": _pct(ttfe_connected, 0.5), "p99": _pct(ttfe_connected, 0.99)},
         "connect_ms": {"p50": _pct(connect, 0.5), "p99": _pct(connect, 0.99)},
         # Where the events/s goes: the run's span is the last first event (the ramp) plus the longest reply after it,
         # and a reply's length is its pace plus the wait for its first token and for its end (medians)
         "first_token_after_s": _median([r["third"] - r["first"] for r in seen if "third" in r]),
         "end_after_last_token_s": _median([r["end_gap"] for r in seen if "end_gap" in r]),
+        "server_cpu_s": round(server_cpu_s, 2),
+        "server_cpu_us_per_event": round(server_cpu_s / max(1, sum(r["count"] for r in records)) * 1e6, 2),
         "span_s": round(t1 - t0, 2), "last_first_event_s": round(max(r["first"] for r in seen) - t0, 2) if seen else None,
         "reply_s": {"p50": _median(durations), "max": round(max(durations, default=0.0), 2)},
         "slowest_rate_vs_median": round(rates[0] / median, 3) if rates and median else None,
