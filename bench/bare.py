@@ -19,7 +19,7 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from gima_server.agents.demo import _BURST, compose
+from gima_server.agents.demo import _BURST, _until, compose
 
 _TOKEN = re.compile(r"\S+\s*")
 SETTINGS: web.AppKey[argparse.Namespace] = web.AppKey("settings", argparse.Namespace)
@@ -47,9 +47,14 @@ async def stream(request: web.Request) -> web.StreamResponse:
             n += 1
             await resp.write(_frame(n, "agent", {"agent": agent, "phase": "start"}))
             for i, token in enumerate(_TOKEN.findall(text)):
-                if interval:  # the demo agent's pace, exactly
+                # The demo agent's pace, exactly: its timer (no running-loop lookup a token), and tokens already due
+                # sent together, a burst a turn at most, when the loop is behind.
+                if interval:
                     next_at += interval
-                    await asyncio.sleep(max(0.0, next_at - loop.time()))
+                    if next_at > loop.time():
+                        await _until(loop, next_at)
+                    elif i % _BURST == 0:
+                        await asyncio.sleep(0)
                 elif i % _BURST == 0:
                     await asyncio.sleep(0)
                 parts.append(token)

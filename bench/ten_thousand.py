@@ -3,6 +3,7 @@
   python -m bench.ten_thousand                    # 10,000 streams, one generator process, then two
   python -m bench.ten_thousand --streams 2000     # smaller
   python -m bench.ten_thousand --generators 1 --profile /tmp/p   # and each server's first 4 s (the ramp) py-spy'd
+  python -m bench.ten_thousand --generators 1 --env GIMA_SSE_COALESCE_MAX_MS=400   # gima with a setting changed
 
 All streams are opened at once (no ramp), each a reply of the demo agent at 5 tokens/s (10,000 × 5 = 50k events/s
 asked). gima-server gets every request over one API key (its per-user reply cap raised to fit: one program's
@@ -160,9 +161,11 @@ def summary(run: tuple[list[dict[str, Any]], float]) -> dict[str, Any]:
     }
 
 
-async def main_async(streams: int, generator_counts: list[int], profile: str = "") -> dict[str, dict[str, Any]]:
+async def main_async(streams: int, generator_counts: list[int], profile: str = "",
+                     env: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     extra = {"GIMA_MAX_REPLIES_PER_USER": str(streams * 2)}  # one program's key, sized for its load
+    extra.update(env or {})
     for generators in generator_counts:
         spied = profile and generators == generator_counts[0]
         async with bare(TOKENS_PER_S, WORDS) as b:
@@ -205,6 +208,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=10_000)
     parser.add_argument("--generators", type=int, nargs="*", default=[1, 2], help="generator process counts to run")
     parser.add_argument("--profile", default="", help="a directory: py-spy profiles of the first run's ramp")
+    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for gima-server (repeatable)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
@@ -227,7 +231,8 @@ def main() -> None:
     began = time.monotonic()
     if args.profile:
         os.makedirs(args.profile, exist_ok=True)
-    rows = asyncio.run(main_async(args.streams, args.generators, args.profile))
+    rows = asyncio.run(main_async(args.streams, args.generators, args.profile,
+                                  dict(item.split("=", 1) for item in args.env)))
     for name, row in rows.items():
         print(json.dumps({"scenario": name, **row}))
     print(f"pinned: {'server core 0, load generator core 1' if _TASKSET else 'NO (taskset missing)'}; "

@@ -60,6 +60,22 @@ def compose(content: str, reply_words: int) -> list[tuple[str, str]]:
     return [("planner", plan), ("researcher", notes), ("writer", " ".join(answer))]
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+async def _until(loop: asyncio.AbstractEventLoop, when: float) -> None:
+    """asyncio.sleep on a loop already at hand: sleep() asks for the running loop each call, which on CPython 3.11 is
+    a getpid() system call (0.15-0.85 µs on this machine), paid once per token at every pace."""
+    waiter = loop.create_future()
+    timer = loop.call_at(when, _wake, waiter)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+
+
 class DemoAgent:
     def __init__(self, tokens_per_s: float, first_token_ms: float, reply_words: int,
                  defaults: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None) -> None:
@@ -86,9 +102,8 @@ class DemoAgent:
                     left -= 1
                 if self._interval_s:
                     next_at += self._interval_s
-                    delay = next_at - loop.time()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
+                    if next_at > loop.time():
+                        await _until(loop, next_at)
                     elif n % _BURST == 0:
                         # Behind its pace (a busy server): tokens already due come together, as the bytes a real
                         # upstream sent meanwhile would arrive in one read, but never more than a burst per turn.

@@ -48,3 +48,19 @@ async def test_fast_demo_yields_to_the_loop() -> None:
     await _collect(DemoAgent(0, 0, 2000), "busy loop check")  # ~2,100 tokens: at least one loop turn per 16
     task.cancel()
     assert ticks > 100
+
+
+async def test_a_demo_closed_while_it_waits_leaves_no_timer_armed() -> None:
+    loop = asyncio.get_running_loop()
+    stream = DemoAgent(0.1, 0, 30).stream(AgentRequest("Explain rainbows"))  # a token every 10 s
+    first = await anext(stream)  # the planner's start
+    waiting = asyncio.ensure_future(anext(stream))  # now waiting 10 s for the first token
+    await asyncio.sleep(0.01)
+    armed = [h for h in loop._scheduled if not h.cancelled()]  # type: ignore[attr-defined]  # asyncio's own heap
+    assert any(getattr(h, "_callback", None).__name__ == "_wake" for h in armed)
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    await stream.aclose()
+    assert first.name == "agent" and waiting.cancelled()
+    still = [h for h in loop._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
+    assert not any(getattr(h, "_callback", None).__name__ == "_wake" for h in still)
