@@ -86,7 +86,8 @@ class BurstAcceptSite(web.BaseSite):
                 log.warning("accept paused for %.0f s: %s", _PAUSE_S, exc.strerror)
                 self._pause(loop)
                 return
-            conn.setblocking(False)
+            # Left blocking here: both loops make it non-blocking as they take it (uv_tcp_open; asyncio's transport
+            # set-up), so a setblocking() of ours was a second ioctl() of every connection.
             task = loop.create_task(loop.connect_accepted_socket(server, conn))
             self._pending[task] = conn
             task.add_done_callback(self._connected)

@@ -182,7 +182,9 @@ class Reply:
         self.fallbacks: list[tuple[str, str, str]] = []  # (model, fallback from, reason), for the metrics
         self.span: Any = None  # its gima.reply span, when tracing is on
         self.append("meta", meta_data(self.message_id, self.chat_id, trace_id, self.model, exchange.context_messages))
-        self.task: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._run(), name=f"reply-{self.message_id}")
+        # The loop, asked for once: each asyncio.get_running_loop() is a getpid() system call on CPython 3.11.
+        self._loop = asyncio.get_running_loop()
+        self.task: asyncio.Task[None] = self._loop.create_task(self._run(), name=f"reply-{self.message_id}")
         self.task.add_done_callback(_let_go_of_cancellation)
 
     @property
@@ -332,9 +334,9 @@ class Reply:
 
         def start_keeper() -> None:
             nonlocal keeper
-            keeper = asyncio.create_task(self._ownership.keep(lease, lambda: self.cancel("superseded"), wait_first=False))
+            keeper = self._loop.create_task(self._ownership.keep(lease, lambda: self.cancel("superseded"), wait_first=False))
 
-        timer = asyncio.get_running_loop().call_later(self._ownership.renew_every_s, start_keeper)
+        timer = self._loop.call_later(self._ownership.renew_every_s, start_keeper)
         try:
             yield
         finally:
@@ -350,7 +352,7 @@ class Reply:
     async def _produce(self) -> None:
         history = self._history()
         # The model is asked while the store writes the exchange: the first token does not wait for the disk.
-        self._written = asyncio.create_task(self._write_exchange())
+        self._written = self._loop.create_task(self._write_exchange())
         await self._generate(history)
         await self._exchange_written()
         await self._checkpoints.settle()
@@ -396,7 +398,7 @@ class Reply:
         if self.exchange_settled:
             return
         if self._settled_waiter is None:
-            self._settled_waiter = asyncio.get_running_loop().create_future()
+            self._settled_waiter = self._loop.create_future()
         await asyncio.shield(self._settled_waiter)  # one waiter's timeout must not cancel the others' wait
 
     async def _stored(self, write: Callable[[], Awaitable[T]]) -> T:

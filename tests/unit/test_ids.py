@@ -38,3 +38,36 @@ def test_message_ids_made_later_sort_later_and_never_repeat() -> None:
     at_once = [new_message_id() for _ in range(1000)]
     assert len(set(at_once)) == len(at_once)
     assert all(is_valid_id(m) and len(m) == 32 for m in spaced + at_once)
+
+
+def test_ids_read_ahead_are_never_handed_out_twice_across_threads_and_a_fork() -> None:
+    import os
+    import threading
+
+    made: list[list[str]] = [[] for _ in range(8)]
+
+    def make(out: list[str]) -> None:
+        for _ in range(2_000):
+            out.append(new_id())
+            out.append(new_message_id()[12:])
+
+    threads = [threading.Thread(target=make, args=(out,)) for out in made]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    everything = [value for out in made for value in out]
+    assert len(set(everything)) == len(everything) == 32_000
+    assert all(len(v) == 32 for v in everything[::2]) and all(len(v) == 20 for v in everything[1::2])
+
+    new_id()  # some read ahead, waiting in this process
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child's next ids: none may be one the parent will hand out
+        os.write(write, ",".join(new_id() for _ in range(10)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    with os.fdopen(read) as fh:
+        from_child = set(fh.read().split(","))
+    assert len(from_child) == 10 and not from_child & {new_id() for _ in range(10)}
