@@ -195,10 +195,10 @@ def redis_cluster_url(redis_cluster_set: RedisClusterSet) -> str:
     return redis_cluster_set.url
 
 
-def redis_client(request: pytest.FixtureRequest) -> Any:
-    """A client of the shared backing a contract case runs on: "redis" (one server) or "redis-cluster" (three
-    masters), made by the server's own factory in cluster mode."""
-    if request.param == "redis-cluster":
+def redis_client(request: pytest.FixtureRequest, backing: str | None = None) -> Any:
+    """A client of the shared backing a contract case runs on (backing, else the case's parameter): "redis" (one
+    server) or "redis-cluster" (three masters), made by the server's own factory in cluster mode."""
+    if (backing or request.param) == "redis-cluster":
         from gima_server.redis_client import connect
 
         return connect(Settings(redis_mode="cluster", redis_url=request.getfixturevalue("redis_cluster_url")), 1.0)

@@ -4,7 +4,14 @@
 -- Returns the fencing token, or nil when the lock is held by someone else. Tokens only grow, and follow
 -- the clock (microseconds) so that tokens handed out by a process's local fall-back during a Redis outage
 -- order with these ones.
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  -- This acquisition delivered again (a client retrying a command whose answer it lost, as redis-py's cluster
+  -- client does on a timeout): tokens are never reused, so the lock is the caller's, with the fence it was given.
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tonumber(redis.call('GET', KEYS[2]))
+end
+if holder or not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return nil
 end
 local time = redis.call('TIME')

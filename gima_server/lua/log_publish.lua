@@ -16,13 +16,19 @@ local info = KEYS[2]
 if redis.call('HGET', info, 'closed') == '1' then
   return -1
 end
+-- An append whose text is already past what the caller wrote before has run already: the same command delivered
+-- again (a client retrying a write whose answer it lost, as redis-py's cluster client does on a timeout). Its events
+-- are skipped by id below; its text must not be appended a second time.
+local delivered_before = false
 if ARGV[4] == 'a' then
   if redis.call('HEXISTS', info, 'user') == 0 then
     return 0
   end
-  if tonumber(redis.call('HGET', info, 'upto') or '0') < tonumber(ARGV[13]) then
+  local reached = tonumber(redis.call('HGET', info, 'upto') or '0')
+  if reached < tonumber(ARGV[13]) then
     return 0
   end
+  delivered_before = reached > tonumber(ARGV[13])
 end
 for i = 15, #ARGV, 3 do
   -- An id at or below the stream's top is already there (resent after an outage): pcall skips it.
@@ -31,7 +37,7 @@ end
 if ARGV[4] == 's' then
   redis.call('SET', KEYS[3], ARGV[5])
   redis.call('HSET', info, 'user', ARGV[8], 'chat', ARGV[9], 'trace', ARGV[14])
-elseif #ARGV[5] > 0 then
+elseif #ARGV[5] > 0 and not delivered_before then
   redis.call('APPEND', KEYS[3], ARGV[5])
 end
 local upto = tonumber(redis.call('HGET', info, 'upto') or '0')

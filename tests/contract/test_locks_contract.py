@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import pytest
+from redis.commands.core import AsyncScript
 
 from gima_server.locks import LocalLocks, Locks, RedisLocks, acquire
 
@@ -70,3 +71,36 @@ async def test_acquire_waits_for_release(locks: Locks) -> None:
     await releaser
     assert lease is not None and lease.fence > held.fence
     assert await acquire(locks, "w", 5, wait_s=0.1) is None
+
+
+class Redelivering:
+    """The real client, except that each script is sent twice and the first answer is lost: a client retrying a
+    command whose answer it did not get in time (redis-py's cluster client does so on a timeout), after Redis ran it."""
+
+    def __init__(self, redis: Any) -> None:
+        self._redis = redis
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._redis, name)
+
+    def register_script(self, script: str) -> AsyncScript:
+        return AsyncScript(self, script)  # type: ignore[arg-type]
+
+    async def evalsha(self, *args: Any) -> Any:
+        await self._redis.evalsha(*args)
+        return await self._redis.evalsha(*args)
+
+
+@pytest.mark.parametrize("backing", ["redis", "redis-cluster"])
+async def test_an_acquisition_delivered_twice_still_holds_the_lock(request: pytest.FixtureRequest, backing: str) -> None:
+    client = redis_client(request, backing)
+    try:
+        locks, redelivered = RedisLocks(client), RedisLocks(Redelivering(client))
+        lease = await redelivered.try_acquire("twice", 5)
+        assert lease is not None  # it is the holder, not told "held by someone else" by its own first delivery
+        assert await locks.try_acquire("twice", 5) is None
+        assert await locks.extend(lease, 5) and await locks.release(lease)
+        newer = await locks.try_acquire("twice", 5)
+        assert newer is not None and newer.fence > lease.fence
+    finally:
+        await client.aclose()

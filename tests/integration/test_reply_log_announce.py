@@ -148,3 +148,41 @@ async def test_on_a_busy_loop_each_write_carries_several_events_of_a_reply(redis
         await registry.close()
         await counting.aclose()
         await direct.aclose()
+
+
+class RedeliveringRedis(GatedRedis):
+    """Every pipeline is sent twice and the first answer is lost: what redis-py's cluster client does when a
+    pipeline times out after Redis ran it (it retries on TimeoutError), or any client retrying a lost answer."""
+
+    def pipeline(self, transaction: bool = True) -> Any:
+        pipe = self._redis.pipeline(transaction=transaction)
+        send = pipe.execute
+
+        async def execute(raise_on_error: bool = True) -> list[Any]:
+            stack = list(pipe.command_stack)
+            await send(raise_on_error=raise_on_error)  # ran, but its answer never reached the caller
+            pipe.command_stack.extend(stack)
+            return await send(raise_on_error=raise_on_error)
+
+        pipe.execute = execute
+        return pipe
+
+
+async def test_a_write_delivered_twice_leaves_the_reply_as_it_was_written_once(
+    redis_url: str, sqlite_store: SqliteStore
+) -> None:
+    direct = Redis.from_url(redis_url)
+    redelivering = RedeliveringRedis(Redis.from_url(redis_url))
+    _, registry, jobs = _publishing(sqlite_store, redelivering, 200)
+    try:
+        user = await sqlite_store.create_user("twice@example.com", "h", "u", ("user",))
+        reply = await _start(registry, user.id, 1)
+        await reply.task
+        assert await _all_logged(direct, reply) == list(range(1, len(reply.events) + 1))
+        stored = await direct.get(redis_keys.reply_text(reply.message_id))
+        assert len(reply.text) > 100 and stored is not None and stored.decode() == reply.text
+    finally:
+        await _stop(jobs)
+        await registry.close()
+        await redelivering.aclose()
+        await direct.aclose()
