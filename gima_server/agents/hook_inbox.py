@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
+from importlib import resources
 from typing import Any, AsyncIterator
 
 from .. import redis_keys
@@ -14,11 +16,13 @@ from .upstream import UpstreamError
 
 MAX_EVENTS_KEPT_S = 3600  # a reply's inbox outlives any reply
 _POLL_S = 0.05
+_DELIVER_SCRIPT = resources.files("gima_server").joinpath("lua/hook_deliver.lua").read_text()
 
 
 class HookInbox:
     def __init__(self) -> None:
         self._redis: Any | None = None
+        self._deliver_script: Any | None = None
         self._queues: dict[str, asyncio.Queue[list[dict[str, Any]]]] = {}
         self._agents: dict[str, str] = {}  # reply id -> agent id, for replies awaiting events here
         self._seen: dict[str, set[str]] = {}
@@ -26,6 +30,7 @@ class HookInbox:
     def attach(self, redis: Any | None) -> None:
         """Redis, when configured (set once the connection exists)."""
         self._redis = redis
+        self._deliver_script = None
 
     async def open(self, reply_id: str, agent_id: str) -> None:
         """Expect events for this reply (before its turn is posted, so that an early callback is kept)."""
@@ -62,15 +67,12 @@ class HookInbox:
             seen.add(delivery_id)
             queue.put_nowait(events)
             return True
-        if not await self._redis.set(redis_keys.hook_delivery(reply_id, delivery_id), 1, nx=True,
-                                     ex=MAX_EVENTS_KEPT_S):
-            return False
-        key = redis_keys.hook_inbox(reply_id)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(key, {"events": json.dumps(events)})
-            pipe.expire(key, MAX_EVENTS_KEPT_S)
-            await pipe.execute()
-        return True
+        if self._deliver_script is None:
+            self._deliver_script = self._redis.register_script(_DELIVER_SCRIPT)
+        # One script, so that a resent call (its answer lost) neither reads as the backend's retry nor adds twice.
+        keys = [redis_keys.hook_delivery(reply_id, delivery_id), redis_keys.hook_inbox(reply_id)]
+        taken = await self._deliver_script(keys=keys, args=[secrets.token_hex(8), json.dumps(events), MAX_EVENTS_KEPT_S])
+        return bool(taken)
 
     async def events(self, reply_id: str, silence_s: float) -> AsyncIterator[dict[str, Any]]:
         """The reply's events in the order posted; upstream_timeout after silence_s without any."""
