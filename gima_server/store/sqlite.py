@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import json
 import sqlite3
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -87,12 +87,10 @@ def _in_one_transaction(
 _Group = list[tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]]
 
 
-def _write_group(conn: sqlite3.Connection, group: _Group, loop: asyncio.AbstractEventLoop) -> None:
-    """On the writer thread: the group's transaction, then its waiters settled from here, a turn of the loop sooner
-    than through the task that awaits this thread (on a saturated loop a turn lasts a quarter of a second, and a
-    reply's last event waits for its final write: bench.ten_thousand's end 1.2 s after the last token)."""
-    outcomes = _in_one_transaction(conn, [fn for fn, _ in group])
-    loop.call_soon_threadsafe(_settle_group, group, outcomes)
+def _fail_group(group: _Group, exc: BaseException) -> None:
+    for _, done in group:
+        if not done.done():
+            done.set_exception(exc) if isinstance(exc, Exception) else done.cancel()
 
 
 def _settle_group(group: _Group, outcomes: list[tuple[Any, Exception | None]]) -> None:
@@ -151,8 +149,11 @@ class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin, Sqli
         self._conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
         self._key_conn: sqlite3.Connection | None = None  # lookups by key, on the loop thread (ADR 10)
-        self._grouped: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
-        self._group_writer: asyncio.Task[None] | None = None
+        # Writes waiting for the writer thread's next group (_run_grouped), taken by that thread under the lock.
+        self._grouped: _Group = []
+        self._group_lock = threading.Lock()
+        self._group_writing = False  # a group is queued or being written on the writer thread
+        self._groups_idle = asyncio.Event()
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
@@ -168,24 +169,40 @@ class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin, Sqli
         its own (profile: the writer thread was a fifth of the one core while 1,000 replies started). Each runs
         in a savepoint of its own, so a write that refuses (a duplicate id, a missing chat) undoes only itself;
         a fault of the disk fails the whole group, and each caller retries as before."""
-        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._grouped.append((fn, done))
-        if self._group_writer is None or self._group_writer.done():
-            self._group_writer = asyncio.create_task(self._write_groups())
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+        with self._group_lock:
+            self._grouped.append((fn, done))
+            start, self._group_writing = not self._group_writing, True
+        if start:
+            self._groups_idle.clear()
+            self._executor.submit(self._write_next_group, loop)
         return cast(T, await done)
 
-    async def _write_groups(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._grouped:
+    def _write_next_group(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the writer thread: what is waiting, as one transaction; then the writes that queued meanwhile, at once.
+        The next group used to start from a task on the loop, a turn after this one ended: on a saturated loop a
+        turn lasts a second or more (bench.ten_thousand: 14 groups in a run, 1-3 s apart), and every reply's end
+        waited for its final write that much longer. Submitted again rather than looping, so that the store's other
+        writes (_run) take their turn between two groups."""
+        with self._group_lock:
             group, self._grouped = self._grouped, []
-            try:
-                await self._run(functools.partial(_write_group, group=group, loop=loop))
-            except BaseException as exc:
-                for _, done in group:
-                    if not done.done():
-                        done.set_exception(exc) if isinstance(exc, Exception) else done.cancel()
-                if not isinstance(exc, Exception):
-                    raise
+        try:
+            assert self._conn is not None, "store is not open"
+            with _unavailable_on_fault():
+                outcomes = _in_one_transaction(self._conn, [fn for fn, _ in group])
+        except BaseException as exc:
+            loop.call_soon_threadsafe(_fail_group, group, exc)
+        else:
+            # Settled from here, a turn of the loop sooner than through a task that awaits this thread.
+            loop.call_soon_threadsafe(_settle_group, group, outcomes)
+        finally:
+            with self._group_lock:
+                more = self._group_writing = bool(self._grouped)
+            if more:
+                self._executor.submit(self._write_next_group, loop)
+            else:
+                loop.call_soon_threadsafe(self._groups_idle.set)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
@@ -241,8 +258,9 @@ class SqliteStore(SqliteMigrationMixin, SqliteSearchMixin, SqliteRowsMixin, Sqli
                 self._read_conn.close()
                 self._read_conn = None
 
-        if self._group_writer is not None:
-            await asyncio.wait({self._group_writer})  # grouped writes still queued land before the connection closes
+        while self._group_writing:  # grouped writes still queued land before the connection closes
+            await self._groups_idle.wait()
+            self._groups_idle.clear()
         if self._key_conn is not None:
             self._key_conn.close()
             self._key_conn = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +127,30 @@ async def test_writes_queued_when_the_store_closes_still_land(tmp_path: Path) ->
     assert await first and await second
     with sqlite3.connect(tmp_path / "closing.sqlite3") as conn:
         assert conn.execute("SELECT content FROM messages WHERE id = 'a1'").fetchone() == ("written at close",)
+
+
+async def test_a_write_queued_behind_a_group_is_written_while_the_loop_is_busy(tmp_path: Path) -> None:
+    """The writer thread goes on to the writes that queued while it wrote, without waiting for a turn of the event
+    loop: on a saturated loop (ten thousand replies at once) a turn lasts a second or more, and each reply's end
+    waited for its final write that much longer. Here the loop is held still while the second group is due."""
+    store = SqliteStore(tmp_path / "busy.sqlite3")
+    await store.open()
+    gate, second_ran = threading.Event(), threading.Event()
+    try:
+        def first(conn: sqlite3.Connection) -> None:
+            gate.wait(5)
+
+        def second(conn: sqlite3.Connection) -> None:
+            second_ran.set()
+
+        writes = [asyncio.ensure_future(store._run_grouped(first))]
+        for _ in range(3):  # the first group on the writer thread, waiting at the gate
+            await asyncio.sleep(0)
+        writes.append(asyncio.ensure_future(store._run_grouped(second)))
+        await asyncio.sleep(0)  # queued behind it
+        gate.set()
+        assert second_ran.wait(5), "the second group waited for the event loop"  # the loop is blocked right here
+        await asyncio.gather(*writes)
+    finally:
+        gate.set()
+        await store.close()
