@@ -318,6 +318,7 @@ class Reply:
         """Book-keeping after the last event (idempotency record kept, token budget settled)."""
         with suppress(Exception):
             await self._exchange_written()  # ours to await on every path, even one that did not need it
+        await self._checkpoints.settle()  # a checkpoint the final write did not wait for: ours to collect
         for finalizer in self._finalizers:
             try:
                 await finalizer(self)
@@ -355,9 +356,11 @@ class Reply:
         self._written = self._loop.create_task(self._write_exchange())
         await self._generate(history)
         await self._exchange_written()
-        await self._checkpoints.settle()
-        if self._checkpoints.stale:
+        if self._checkpoints.stale:  # a checkpoint was refused already: a newer producer owns this reply
             raise _Stale
+        # Not after the checkpoint still on its way: every store applies a checkpoint only to a reply still
+        # streaming, so one that lands after the final write changes nothing, and the wait cost each reply's end
+        # two more turns of a busy loop (bench.ten_thousand). A newer producer's fence refuses the final write itself.
         final_id = len(self.events) + 1
         if not await asyncio.shield(self._stored(lambda: self._store.finish_reply(
                 self.message_id, self.text, "complete", self.finish_reason, final_id, self._fence, self.usage,

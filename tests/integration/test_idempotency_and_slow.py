@@ -201,3 +201,39 @@ async def test_a_reply_faster_than_the_store_skips_checkpoints_not_deltas(make_c
     assert 1 <= store.checkpoints < deltas // 10 / 2 and store.finishes == 1  # most due checkpoints were skipped
     stored = (await alice.messages(events[0].data["chatId"]))[-1]
     assert stored["content"] == events[-1].data["content"] and stored["status"] == "complete"
+
+
+class HeldCheckpointStore(CountingStore):
+    """Checkpoints wait at a gate before they reach the database (a store behind a busy loop or a slow disk)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.gate = asyncio.Event()
+        self.held = 0
+
+    async def checkpoint_reply(self, message_id: str, content: str, fence: int = 0) -> bool:
+        self.held += 1
+        await self.gate.wait()
+        return await super().checkpoint_reply(message_id, content, fence)
+
+
+async def test_a_reply_ends_without_waiting_for_a_checkpoint_in_flight(make_client: MakeClient, tmp_path: Any) -> None:
+    """The final write does not wait for an older checkpoint still on its way (on a busy loop that cost each reply's
+    end two more turns): the done event goes out while the checkpoint is held, and the checkpoint that lands after
+    the final write changes nothing (a checkpoint applies to a reply still streaming only)."""
+    store = HeldCheckpointStore(tmp_path / "held.sqlite3")
+    client = await make_client(store=store, checkpoint_every=5, checkpoint_min_s=0, demo_reply_words=40,
+                               demo_tokens_per_s=1000)
+    alice = await sign_up(client, "alice@example.com")
+    try:
+        events, _ = await asyncio.wait_for(alice.stream("Do not wait for the checkpoint"), 5)
+        assert events[-1].name == "done" and store.finishes == 1
+        assert store.held == 1 and store.checkpoints == 0  # one checkpoint on its way, not yet in the database
+    finally:
+        store.gate.set()  # the checkpoint lands after the final write
+    for _ in range(100):
+        if store.checkpoints:
+            break
+        await asyncio.sleep(0.02)
+    stored = (await alice.messages(events[0].data["chatId"]))[-1]
+    assert store.checkpoints == 1 and stored["content"] == events[-1].data["content"] and stored["status"] == "complete"
