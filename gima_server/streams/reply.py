@@ -11,7 +11,7 @@ from typing import Any, AsyncGenerator, AsyncIterator, Awaitable, Callable, Prot
 
 from ..agents.base import Agent, AgentEvent, AgentRequest
 from ..agents.upstream import UpstreamError
-from ..background import stop_tasks
+from ..background import kept, stop_tasks
 from ..frozen import evolve
 from ..locks import Lease
 from ..observability import otel
@@ -362,7 +362,7 @@ class Reply:
         # streaming, so one that lands after the final write changes nothing, and the wait cost each reply's end
         # two more turns of a busy loop (bench.ten_thousand). A newer producer's fence refuses the final write itself.
         final_id = len(self.events) + 1
-        if not await asyncio.shield(self._stored(lambda: self._store.finish_reply(
+        if not await kept(self._stored(lambda: self._store.finish_reply(
                 self.message_id, self.text, "complete", self.finish_reason, final_id, self._fence, self.usage,
                 sections=self.sections, model=self._moved_model(), webhook=self._webhook("complete", self.finish_reason)))):
             raise _Stale
@@ -557,7 +557,7 @@ class Reply:
         await self._checkpoints.settle()
         final_id = len(self.events) + 1
         try:
-            await asyncio.shield(self._stored(lambda: self._store.finish_reply(
+            await kept(self._stored(lambda: self._store.finish_reply(
                 self.message_id, self.text, status, code, final_id, self._fence, self.usage, self._stop_receipt(code),
                 self.sections, self._moved_model(), self._webhook(status, code))))
         except Exception:
