@@ -554,7 +554,7 @@ class Reply:
     async def _end_with_error(self, code: str, status: str, retry_after_s: float | None = None) -> None:
         with suppress(Exception):
             await self._exchange_written()  # failed: the finish below writes nothing, the error event still goes out
-        await self._checkpoints.settle()
+        # Not after a checkpoint still on its way (see _produce): the session's lease is held until this write.
         final_id = len(self.events) + 1
         try:
             await kept(self._stored(lambda: self._store.finish_reply(

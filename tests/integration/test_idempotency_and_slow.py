@@ -237,3 +237,29 @@ async def test_a_reply_ends_without_waiting_for_a_checkpoint_in_flight(make_clie
         await asyncio.sleep(0.02)
     stored = (await alice.messages(events[0].data["chatId"]))[-1]
     assert store.checkpoints == 1 and stored["content"] == events[-1].data["content"] and stored["status"] == "complete"
+
+
+async def test_a_stopped_reply_ends_without_waiting_for_a_checkpoint_in_flight(make_client: MakeClient, tmp_path: Any) -> None:
+    """The same for a reply that ends early (stopped, superseded, failed): it holds its session's lease until its
+    last write, so a newer message in the session waited for the old reply's checkpoint as well."""
+    store = HeldCheckpointStore(tmp_path / "held.sqlite3")
+    client = await make_client(store=store, checkpoint_every=5, checkpoint_min_s=0, demo_reply_words=300,
+                               demo_tokens_per_s=200)
+    alice = await sign_up(client, "alice@example.com")
+    try:
+        resp = await client.post("/api/chat/stream", json={"content": "Stop me"}, headers=alice.headers)
+        seen = await read_until(resp, lambda ev: sum(e.name == "delta" for e in ev) >= 10)
+        assert store.held == 1  # a checkpoint on its way, held
+        message_id = seen[0].data["messageId"]
+        assert (await client.post(f"/api/chat/streams/{message_id}/cancel", headers=alice.headers)).status == 202
+        rest = await asyncio.wait_for(read_until(resp, lambda ev: bool(ev) and ev[-1].name == "error"), 5)
+        assert rest[-1].data["code"] == "cancelled" and store.checkpoints == 0
+    finally:
+        store.gate.set()
+    for _ in range(100):
+        if store.checkpoints:
+            break
+        await asyncio.sleep(0.02)
+    stored = (await alice.messages(seen[0].data["chatId"]))[-1]
+    assert store.checkpoints == 1 and stored["status"] == "cancelled"
+    assert stored["content"] == "".join(e.data["text"] for e in seen + rest if e.name == "delta")
