@@ -318,12 +318,13 @@ class Reply:
         """Book-keeping after the last event (idempotency record kept, token budget settled)."""
         with suppress(Exception):
             await self._exchange_written()  # ours to await on every path, even one that did not need it
-        await self._checkpoints.settle()  # a checkpoint the final write did not wait for: ours to collect
         for finalizer in self._finalizers:
             try:
                 await finalizer(self)
             except Exception:
                 log.exception("finishing work for reply %s failed", self.message_id)
+        # Last, so that the book-keeping above never waits on it: a checkpoint the final write did not wait for.
+        await self._checkpoints.settle()
 
     @asynccontextmanager
     async def _owned(self) -> AsyncIterator[None]:
