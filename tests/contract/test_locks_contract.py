@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 import pytest
-from redis.commands.core import AsyncScript
 
 from gima_server.locks import LocalLocks, Locks, RedisLocks, acquire
 
 from ..conftest import redis_client
+from ..redelivering import Redelivering
 
 
 @pytest.fixture(params=["local", "redis", "redis-cluster"])
@@ -71,24 +71,6 @@ async def test_acquire_waits_for_release(locks: Locks) -> None:
     await releaser
     assert lease is not None and lease.fence > held.fence
     assert await acquire(locks, "w", 5, wait_s=0.1) is None
-
-
-class Redelivering:
-    """The real client, except that each script is sent twice and the first answer is lost: a client retrying a
-    command whose answer it did not get in time (redis-py's cluster client does so on a timeout), after Redis ran it."""
-
-    def __init__(self, redis: Any) -> None:
-        self._redis = redis
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._redis, name)
-
-    def register_script(self, script: str) -> AsyncScript:
-        return AsyncScript(self, script)  # type: ignore[arg-type]
-
-    async def evalsha(self, *args: Any) -> Any:
-        await self._redis.evalsha(*args)
-        return await self._redis.evalsha(*args)
 
 
 @pytest.mark.parametrize("backing", ["redis", "redis-cluster"])

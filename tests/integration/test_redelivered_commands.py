@@ -1,29 +1,22 @@
 """A command Redis ran whose answer the client lost, sent again (redis-py's cluster client retries a timed-out
 command; any client may resend after a dropped connection): what the server keeps in Redis must come out as if it
-had been sent once. Each case runs against a real redis-server through a client that sends everything twice."""
+had been sent once. Each case runs against a real redis-server through a client that sends each script and
+pipeline twice (tests/redelivering.py); the others live beside the code they test (the locks, the reply log)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from redis.asyncio import Redis
 
 from gima_server import redis_keys
 from gima_server.agents.hook_inbox import HookInbox
 
-
-class RedeliveringRedis(Redis):
-    """Every command is sent twice; the caller sees the second answer, as after a retry."""
-
-    async def execute_command(self, *args: Any, **options: Any) -> Any:
-        await super().execute_command(*args, **options)
-        return await super().execute_command(*args, **options)
+from ..redelivering import Redelivering
 
 
 async def test_a_callback_batch_delivered_twice_reaches_the_reply_once(redis_url: str) -> None:
     direct = Redis.from_url(redis_url)
-    inbox, redelivering = HookInbox(), RedeliveringRedis.from_url(redis_url)
-    inbox.attach(redelivering)
+    inbox, redelivering = HookInbox(), Redis.from_url(redis_url)
+    inbox.attach(Redelivering(redelivering))
     try:
         assert await inbox.deliver("reply-twice", "delivery-1", [{"type": "delta", "text": "hello"}])
         entries = await direct.xrange(redis_keys.hook_inbox("reply-twice"))

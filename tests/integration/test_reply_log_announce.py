@@ -26,6 +26,8 @@ from gima_server.streams.publisher import LogPublisher, LogSettings
 from gima_server.streams.registry import Registry, RegistryLimits, StartRequest
 from gima_server.streams.reply import Reply, ReplyLimits
 
+from ..redelivering import Redelivering
+
 
 class GatedRedis:
     """The real client, except that a pipeline naming a held reply waits at the gate before it is sent."""
@@ -87,7 +89,7 @@ async def _stop(jobs: list[asyncio.Task[None]]) -> None:
             await job
 
 
-def _publishing(sqlite_store: SqliteStore, redis: GatedRedis, tokens_per_s: float, busy_pause_s: float = 0.0
+def _publishing(sqlite_store: SqliteStore, redis: GatedRedis | Redelivering, tokens_per_s: float, busy_pause_s: float = 0.0
                 ) -> tuple[LogPublisher, Registry, list[asyncio.Task[None]]]:
     """A registry whose replies (demo agent, 30-40 words) are published through `redis`, and its two loops."""
     settings = LogSettings(process_id="p1", owner_timeout_s=10, retention_s=60, stream_maxlen=1000,
@@ -150,29 +152,11 @@ async def test_on_a_busy_loop_each_write_carries_several_events_of_a_reply(redis
         await direct.aclose()
 
 
-class RedeliveringRedis(GatedRedis):
-    """Every pipeline is sent twice and the first answer is lost: what redis-py's cluster client does when a
-    pipeline times out after Redis ran it (it retries on TimeoutError), or any client retrying a lost answer."""
-
-    def pipeline(self, transaction: bool = True) -> Any:
-        pipe = self._redis.pipeline(transaction=transaction)
-        send = pipe.execute
-
-        async def execute(raise_on_error: bool = True) -> list[Any]:
-            stack = list(pipe.command_stack)
-            await send(raise_on_error=raise_on_error)  # ran, but its answer never reached the caller
-            pipe.command_stack.extend(stack)
-            return await send(raise_on_error=raise_on_error)
-
-        pipe.execute = execute
-        return pipe
-
-
 async def test_a_write_delivered_twice_leaves_the_reply_as_it_was_written_once(
     redis_url: str, sqlite_store: SqliteStore
 ) -> None:
     direct = Redis.from_url(redis_url)
-    redelivering = RedeliveringRedis(Redis.from_url(redis_url))
+    redelivering = Redelivering(Redis.from_url(redis_url))
     _, registry, jobs = _publishing(sqlite_store, redelivering, 200)
     try:
         user = await sqlite_store.create_user("twice@example.com", "h", "u", ("user",))
