@@ -174,12 +174,11 @@ class Registry:
         if self._publisher is not None:
             self._publisher.track(reply)
         self._replies[reply.message_id] = reply
+        self._tasks.add(reply.task)
+        reply.task.add_done_callback(self._tasks.discard)
         self._active[request.session_id] = reply
         self._idle.clear()
         self._recent[request.session_id] = (_content_key(ex), reply, self._clock())
-        reply.start()  # known to the registry first: its first step runs now and may log (or, failing, end) it
-        self._tasks.add(reply.task)
-        reply.task.add_done_callback(self._tasks.discard)
         if self._publisher is not None:
             await self._publisher.announced(reply, self._announce_timeout_s)
         return StartOutcome(reply.message_id, reply, replayed=False)

@@ -11,7 +11,7 @@ from typing import Any, AsyncGenerator, AsyncIterator, Awaitable, Callable, Prot
 
 from ..agents.base import Agent, AgentEvent, AgentRequest
 from ..agents.upstream import UpstreamError
-from ..background import kept, started_task, stop_tasks
+from ..background import kept, stop_tasks
 from ..frozen import evolve
 from ..locks import Lease
 from ..observability import otel
@@ -184,18 +184,8 @@ class Reply:
         self.append("meta", meta_data(self.message_id, self.chat_id, trace_id, self.model, exchange.context_messages))
         # The loop, asked for once: each asyncio.get_running_loop() is a getpid() system call on CPython 3.11.
         self._loop = asyncio.get_running_loop()
-        self.task: asyncio.Task[None]  # made by start()
-        self._has_task = False
-
-    def start(self) -> None:
-        """Run the reply's first step now, up to its first wait (the model asked, the exchange's write begun), and
-        the rest as a task: a task's first step waits a loop turn, ~1 s of every first token in bench.ten_thousand's
-        saturated ramp. Called once the registry knows the reply: that step may already log its first events."""
-        self.task = started_task(self._loop, self._run(), name=f"reply-{self.message_id}")
-        self._has_task = True
+        self.task: asyncio.Task[None] = self._loop.create_task(self._run(), name=f"reply-{self.message_id}")
         self.task.add_done_callback(_let_go_of_cancellation)
-        if self.cancel_reason is not None and not self.finished:
-            self.task.cancel()  # cancelled while its first step ran, when there was no task to cancel yet
 
     @property
     def finished(self) -> bool:
@@ -262,8 +252,8 @@ class Reply:
         if not self.finished and self.cancel_reason is None:
             self.cancel_reason = reason
             # A task cancelled before its first step never runs its body (no finally, no last event):
-            # such a reply notices cancel_reason as it starts instead (or, during that step, start() cancels it).
-            if self._started and self._has_task:
+            # such a reply notices cancel_reason as it starts instead.
+            if self._started:
                 self.task.cancel()
 
     async def _run(self) -> None:
