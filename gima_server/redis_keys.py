@@ -9,6 +9,11 @@ def rate_limit(limit_name: str, key: str) -> str:
     return f"{PREFIX}rl:{{{limit_name}:{key}}}"
 
 
+def rate_limit_call(limit_name: str, key: str, call_id: str) -> str:
+    """One charge's answer, kept briefly so that the charge run twice takes its units once (ADR 29)."""
+    return f"{PREFIX}rl:{{{limit_name}:{key}}}:call:{call_id}"
+
+
 def idempotency(user_id: str, key: str) -> str:
     return f"{PREFIX}idem:{{{user_id}}}:{key}"
 

@@ -8,6 +8,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from .. import redis_keys
+from ..ids import new_id
 from ..observability import otel
 from .gcra import Decision, Limit, adjust, check
 
@@ -48,6 +49,9 @@ class MemoryBackend:
 
 
 _SCRIPT = resources.files("gima_server").joinpath("lua/ratelimit.lua").read_text()
+# How long a charge's answer is kept for a resend of the same call: the clients resend at once (one retry, no
+# backoff: redis_client.connect), so seconds would do; a minute covers a slow failover.
+CALL_RECORD_MS = 60_000
 
 
 class RedisBackend:
@@ -57,9 +61,10 @@ class RedisBackend:
         self._script = redis.register_script(_SCRIPT)
 
     async def _call(self, key: str, limit: Limit, cost: float, mode: str) -> list[object]:
-        args: list[float | str] = [limit.interval_s * 1000, limit.burst, cost, mode]
+        args: list[float | str] = [limit.interval_s * 1000, limit.burst, cost, mode, CALL_RECORD_MS]
+        keys = [redis_keys.rate_limit(limit.name, key), redis_keys.rate_limit_call(limit.name, key, new_id())]
         with otel.client_span("redis rate limit", {"db.system": "redis", "gima.limit": limit.name}):
-            result: list[object] = await self._script(keys=[redis_keys.rate_limit(limit.name, key)], args=args)
+            result: list[object] = await self._script(keys=keys, args=args)
         return result
 
     async def check(self, key: str, limit: Limit, cost: float) -> Decision:
