@@ -217,6 +217,14 @@ class HeldCheckpointStore(CountingStore):
         return await super().checkpoint_reply(message_id, content, fence)
 
 
+async def _until_landed(store: HeldCheckpointStore) -> None:
+    """Once its gate opens, the held checkpoint reaches the database (within 2 s)."""
+    for _ in range(100):
+        if store.checkpoints:
+            return
+        await asyncio.sleep(0.02)
+
+
 async def test_a_reply_ends_without_waiting_for_a_checkpoint_in_flight(make_client: MakeClient, tmp_path: Any) -> None:
     """The final write does not wait for an older checkpoint still on its way (on a busy loop that cost each reply's
     end two more turns): the done event goes out while the checkpoint is held, and the checkpoint that lands after
@@ -231,10 +239,7 @@ async def test_a_reply_ends_without_waiting_for_a_checkpoint_in_flight(make_clie
         assert store.held == 1 and store.checkpoints == 0  # one checkpoint on its way, not yet in the database
     finally:
         store.gate.set()  # the checkpoint lands after the final write
-    for _ in range(100):
-        if store.checkpoints:
-            break
-        await asyncio.sleep(0.02)
+    await _until_landed(store)
     stored = (await alice.messages(events[0].data["chatId"]))[-1]
     assert store.checkpoints == 1 and stored["content"] == events[-1].data["content"] and stored["status"] == "complete"
 
@@ -256,10 +261,7 @@ async def test_a_stopped_reply_ends_without_waiting_for_a_checkpoint_in_flight(m
         assert rest[-1].data["code"] == "cancelled" and store.checkpoints == 0
     finally:
         store.gate.set()
-    for _ in range(100):
-        if store.checkpoints:
-            break
-        await asyncio.sleep(0.02)
+    await _until_landed(store)
     stored = (await alice.messages(seen[0].data["chatId"]))[-1]
     assert store.checkpoints == 1 and stored["status"] == "cancelled"
     assert stored["content"] == "".join(e.data["text"] for e in seen + rest if e.name == "delta")
