@@ -145,8 +145,18 @@ def _summary(streams: list[Stream]) -> dict[str, object]:
         "streams": len(streams), "ok": sum(s.ok for s in streams),
         "events_per_s": round(sum(len(s.ids) for s in streams) / (t1 - t0)),
         "ttfe_ms": {"p50": _pct(ttfe, 0.5), "p90": _pct(ttfe, 0.9), "p99": _pct(ttfe, 0.99)},
+        # The median of each tenth of the streams in the order they started: where in a ramp a server fell behind
+        # (a p50 decided by whether that happened before the middle stream or after it)
+        "ttfe_p50_ms_by_tenth": _by_tenth([s.first - s.started if s.first is not None else None
+                                           for s in sorted(streams, key=lambda s: s.started)]),
         "slowest_rate_vs_median": round(rates[0] / median, 3) if rates and median else None,
     }
+
+
+def _by_tenth(ttfe_in_start_order: list[float | None]) -> list[float | None]:
+    size = max(1, len(ttfe_in_start_order) // 10)
+    tenths = [ttfe_in_start_order[i:i + size] for i in range(0, size * 10, size)]
+    return [_pct([t for t in tenth if t is not None], 0.5) for tenth in tenths if tenth]
 
 
 async def replies(server: Server, count: int, ramp_s: float) -> dict[str, object]:
