@@ -4,6 +4,7 @@
   python -m bench.ten_thousand --streams 2000     # smaller
   python -m bench.ten_thousand --generators 1 --profile /tmp/p   # and each server's first 4 s (the ramp) py-spy'd
   python -m bench.ten_thousand --generators 1 --env GIMA_SSE_COALESCE_MAX_MS=400   # gima with a setting changed
+  python -m bench.ten_thousand --generators 1 --runs 3   # three runs, then each target's count of passes
 
 All streams are opened at once (no ramp), each a reply of the demo agent at 5 tokens/s (10,000 × 5 = 50k events/s
 asked). gima-server gets every request over one API key (its per-user reply cap raised to fit: one program's
@@ -17,7 +18,8 @@ the moment its coroutine started (which includes waiting on the generator's own 
 
 Reported per server and generator count: events/s, time to first event p50/p99 (from the stream's start and from
 its connection), the slowest reply's event rate against the median's, streams with an error, a gap or no end.
-PASS/FAIL: events/s ≥ 1.0× bare, TTFE p99 ≤ bare's, slowest/median ≥ 0.8, no bad stream.
+PASS/FAIL: events/s ≥ 1.0× bare, TTFE p99 ≤ bare's, slowest/median ≥ 0.8, no bad stream. The machine's speed
+moves between minutes (one session's p99 verdict flipped on unchanged code), so README reports `--runs 3`'s count.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import resource
 import sys
 import time
@@ -209,6 +212,8 @@ def main() -> None:
     parser.add_argument("--generators", type=int, nargs="*", default=[1, 2], help="generator process counts to run")
     parser.add_argument("--profile", default="", help="a directory: py-spy profiles of the first run's ramp")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for gima-server (repeatable)")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="repeat the whole comparison; each target's verdict in each run, then how many passed")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
@@ -231,14 +236,27 @@ def main() -> None:
     began = time.monotonic()
     if args.profile:
         os.makedirs(args.profile, exist_ok=True)
-    rows = asyncio.run(main_async(args.streams, args.generators, args.profile,
-                                  dict(item.split("=", 1) for item in args.env)))
-    for name, row in rows.items():
-        print(json.dumps({"scenario": name, **row}))
-    print(f"pinned: {'server core 0, load generator core 1' if _TASKSET else 'NO (taskset missing)'}; "
-          f"{args.streams} streams at {TOKENS_PER_S} tokens/s; took {time.monotonic() - began:.0f} s")
-    for what, target, ok in verdicts(rows):
-        print(f"{'PASS' if ok else 'FAIL'}  {what}  (target {target})")
+    env = dict(item.split("=", 1) for item in args.env)
+    tallies: list[list[tuple[str, str, bool]]] = []
+    for run in range(1, args.runs + 1):
+        rows = asyncio.run(main_async(args.streams, args.generators, args.profile if run == 1 else "", env))
+        for name, row in rows.items():
+            print(json.dumps({"run": run, "scenario": name, **row}))
+        print(f"pinned: {'server core 0, load generator core 1' if _TASKSET else 'NO (taskset missing)'}; "
+              f"{args.streams} streams at {TOKENS_PER_S} tokens/s; took {time.monotonic() - began:.0f} s")
+        tallies.append(verdicts(rows))
+        for what, target, ok in tallies[-1]:
+            print(f"{'PASS' if ok else 'FAIL'}  {what}  (target {target})", flush=True)
+    if args.runs > 1:
+        print(f"over {args.runs} runs (this machine's speed moves between runs: a verdict is its count, not one run):")
+        for line, (what, target, _) in enumerate(tallies[0]):
+            passed = sum(run[line][2] for run in tallies)
+            print(f"{passed} of {args.runs} PASS  {_target_name(what)}  (target {target})")
+
+
+def _target_name(what: str) -> str:
+    """A verdict's line without its run's figures: "[1gen] events/s ratio 0.93" -> "[1gen] events/s ratio"."""
+    return re.split(r" [0-9]", what, maxsplit=1)[0]
 
 
 if __name__ == "__main__":
