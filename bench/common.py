@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -89,3 +90,23 @@ def stop_py_spy(spy: subprocess.Popen[bytes] | None) -> None:
     if spy is not None:
         spy.send_signal(signal.SIGINT)
         spy.wait(timeout=60)
+
+
+Verdict = tuple[str, str, bool]  # (what was measured, the target, whether it met it)
+
+
+def print_verdicts(verdicts: list[Verdict]) -> None:
+    for what, target, ok in verdicts:
+        print(f"{'PASS' if ok else 'FAIL'}  {what}  (target {target})", flush=True)
+
+
+def print_pass_counts(runs: list[list[Verdict]]) -> None:
+    """Each target's count of passes over several runs of one comparison: this machine's speed moves between
+    minutes, and a single run's verdict can flip on unchanged code."""
+    if len(runs) < 2 or any(len(run) != len(runs[0]) for run in runs):
+        return
+    print(f"over {len(runs)} runs (a verdict is its count, not one run):")
+    for line, (what, target, _) in enumerate(runs[0]):
+        passed = sum(run[line][2] for run in runs)
+        # the target without this run's figures: "[1gen] events/s ratio 0.93" -> "[1gen] events/s ratio"
+        print(f"{passed} of {len(runs)} PASS  {re.split(r' [0-9]', what, maxsplit=1)[0]}  (target {target})")

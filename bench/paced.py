@@ -2,6 +2,7 @@
 
   python -m bench.paced                  # every scenario (about 2 minutes)
   python -m bench.paced --replies 300    # a smaller paced phase
+  python -m bench.paced --holders 0 --runs 3   # three runs, then each target's count of passes
 
 Each server is pinned to core 0 and this load generator to core 1 (`taskset`). The client is raw asyncio
 (no HTTP library on the hot path), so the generator is not what is measured. Scenarios, each against both
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
-from .common import free_port, rss_kib
+from .common import Verdict, free_port, print_pass_counts, print_verdicts, rss_kib
 from .load import _seed, _seed_api_key, _wait_healthy
 
 _TASKSET = shutil.which("taskset")
@@ -361,7 +362,7 @@ async def main_async(count: int, holders: int, with_redis: bool, stores: bool = 
     return rows
 
 
-def _verdicts(rows: dict[str, dict[str, object]]) -> list[tuple[str, str, bool]]:
+def _verdicts(rows: dict[str, dict[str, object]]) -> list[Verdict]:
     def ratio(a: str, b: str, key: str = "events_per_s") -> float:
         return round(float(rows[a][key]) / max(1.0, float(rows[b][key])), 3)  # type: ignore[arg-type]
 
@@ -432,6 +433,8 @@ def main() -> None:
                         help="also paced with a webhook endpoint (bench/otlp_sink.py) receiving every reply's end")
     parser.add_argument("--stores", action="store_true",
                         help="also paced on PostgreSQL (vs SQLite) and with Redis Sentinel (vs single Redis)")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="repeat every scenario; each target's verdict in each run, then how many passed")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = max(soft, min(hard, args.holders * 2 + 4096)) if hard != resource.RLIM_INFINITY else args.holders * 2 + 4096
@@ -445,17 +448,21 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    rows = asyncio.run(main_async(args.replies, args.holders, not args.no_redis, args.stores, args.otel, args.webhooks))
-    for name, row in rows.items():
-        printable = {k: v for k, v in row.items() if k != "ttfe"}
-        if "ttfe" in row:
-            samples = row["ttfe"]
-            assert isinstance(samples, list)
-            printable["ttfe_ms"] = {"p50": _pct(samples, 0.5), "p99": _pct(samples, 0.99)}
-        print(json.dumps({"scenario": name, **printable}))
-    print(f"pinned: {'server core 0, load generator core 1' if _TASKSET else 'NO (taskset missing)'}")
-    for what, target, ok in _verdicts(rows):
-        print(f"{'PASS' if ok else 'FAIL'}  {what}  (target {target})")
+    tallies: list[list[Verdict]] = []
+    for run in range(1, args.runs + 1):
+        rows = asyncio.run(main_async(args.replies, args.holders, not args.no_redis, args.stores, args.otel,
+                                      args.webhooks))
+        for name, row in rows.items():
+            printable = {k: v for k, v in row.items() if k != "ttfe"}
+            if "ttfe" in row:
+                samples = row["ttfe"]
+                assert isinstance(samples, list)
+                printable["ttfe_ms"] = {"p50": _pct(samples, 0.5), "p99": _pct(samples, 0.99)}
+            print(json.dumps({"run": run, "scenario": name, **printable}))
+        print(f"pinned: {'server core 0, load generator core 1' if _TASKSET else 'NO (taskset missing)'}")
+        tallies.append(_verdicts(rows))
+        print_verdicts(tallies[-1])
+    print_pass_counts(tallies)
 
 
 if __name__ == "__main__":

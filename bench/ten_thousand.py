@@ -28,13 +28,12 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import resource
 import sys
 import time
 from typing import Any
 
-from .common import start_py_spy, stop_py_spy
+from .common import Verdict, print_pass_counts, print_verdicts, start_py_spy, stop_py_spy
 from .paced import _ID, _MESSAGE_ID, _TASKSET, Server, _cpu_s, _pct, bare, gima, sse_frames
 
 PROFILED_S = 4.0  # the ramp: every stream has started by then on either server (TTFE p99 2-7 s)
@@ -180,7 +179,7 @@ async def main_async(streams: int, generator_counts: list[int], profile: str = "
     return rows
 
 
-def verdicts(rows: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool]]:
+def verdicts(rows: dict[str, dict[str, Any]]) -> list[Verdict]:
     out = []
     for gen in sorted({name.split("_", 1)[1] for name in rows}):
         g, b = rows[f"gima_{gen}"], rows[f"bare_{gen}"]
@@ -237,7 +236,7 @@ def main() -> None:
     if args.profile:
         os.makedirs(args.profile, exist_ok=True)
     env = dict(item.split("=", 1) for item in args.env)
-    tallies: list[list[tuple[str, str, bool]]] = []
+    tallies: list[list[Verdict]] = []
     for run in range(1, args.runs + 1):
         rows = asyncio.run(main_async(args.streams, args.generators, args.profile if run == 1 else "", env))
         for name, row in rows.items():
@@ -245,18 +244,8 @@ def main() -> None:
         print(f"pinned: {'server core 0, load generator core 1' if _TASKSET else 'NO (taskset missing)'}; "
               f"{args.streams} streams at {TOKENS_PER_S} tokens/s; took {time.monotonic() - began:.0f} s")
         tallies.append(verdicts(rows))
-        for what, target, ok in tallies[-1]:
-            print(f"{'PASS' if ok else 'FAIL'}  {what}  (target {target})", flush=True)
-    if args.runs > 1:
-        print(f"over {args.runs} runs (this machine's speed moves between runs: a verdict is its count, not one run):")
-        for line, (what, target, _) in enumerate(tallies[0]):
-            passed = sum(run[line][2] for run in tallies)
-            print(f"{passed} of {args.runs} PASS  {_target_name(what)}  (target {target})")
-
-
-def _target_name(what: str) -> str:
-    """A verdict's line without its run's figures: "[1gen] events/s ratio 0.93" -> "[1gen] events/s ratio"."""
-    return re.split(r" [0-9]", what, maxsplit=1)[0]
+        print_verdicts(tallies[-1])
+    print_pass_counts(tallies)
 
 
 if __name__ == "__main__":
