@@ -44,7 +44,7 @@ if os.environ.get("GIMA_BENCH_CALLS_OUT"):
 
 
 @contextmanager
-def _counted_env(tmp: Path, name: str) -> Iterator[dict[str, str]]:
+def counted_env(tmp: Path, name: str) -> Iterator[dict[str, str]]:
     """The environment that makes a server count its calls into tmp/name.prof (set in os.environ as well: the bare
     server inherits it)."""
     (tmp / "sitecustomize.py").write_text(_SITECUSTOMIZE)
@@ -71,10 +71,10 @@ async def _counted_starts(server: Server, path: str, count: int, offset: int) ->
     await asyncio.sleep(0.5)
 
 
-def calls_per_start(stats_file: Path, count: int, top: int) -> tuple[float, list[tuple[float, str]]]:
-    """All calls a start (Python and C functions), and the functions that made the most of them a start: each
-    function with the calls it made itself (its own callees, one level), so a helper that calls many small
-    functions shows as one line."""
+def calls_per(stats_file: Path, count: int, top: int) -> tuple[float, list[tuple[float, str]]]:
+    """All calls per unit of work (a start here, an event in bench.steady; Python and C functions), and the
+    functions that made the most of them per unit: each function with the calls it made itself (its own callees,
+    one level), so a helper that calls many small functions shows as one line."""
     stats = pstats.Stats(str(stats_file))
     table = stats.stats  # type: ignore[attr-defined]
     total = sum(row[1] for row in table.values()) / count
@@ -98,15 +98,15 @@ async def main_async(count: int, top: int) -> list[tuple[str, float, list[tuple[
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp_dir:
         tmp = Path(tmp_dir)
-        with _counted_env(tmp, "bare"):
+        with counted_env(tmp, "bare"):
             async with bare(0) as server:
                 await _counted_starts(server, "/start", count, 0)
-        rows.append(("bare", *calls_per_start(tmp / "bare.prof", count, top)))
-        with _counted_env(tmp, "gima") as env:
+        rows.append(("bare", *calls_per(tmp / "bare.prof", count, top)))
+        with counted_env(tmp, "gima") as env:
             extra = {"GIMA_MAX_REPLIES_PER_USER": str(count * 3), **env}
             async with gima(0, 0, first_token_ms=600_000, api_key=True, extra_env=extra) as server:
                 await _counted_starts(server, server.path, count, 0)
-        rows.append(("gima", *calls_per_start(tmp / "gima.prof", count, top)))
+        rows.append(("gima", *calls_per(tmp / "gima.prof", count, top)))
     return rows
 
 
