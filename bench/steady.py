@@ -4,7 +4,7 @@
   python -m bench.steady                         # 3,000 streams (15k events/s asked: neither server saturated)
   python -m bench.steady --streams 10000         # saturated: the window then shows a CPU share of ~1.0
   python -m bench.steady --profile /tmp/p        # and py-spy --native over the first round's window
-  python -m bench.steady --calls --rounds 1      # Python calls an event (cProfile over the window), by caller
+  python -m bench.steady --calls --rounds 1 --streams 1000   # Python calls an event (cProfile), by caller
 
 bench.ten_thousand's CPU an event includes each reply's start and end; this one leaves them out, so the two
 together tell the per-event path from the per-reply one. Each server pinned to core 0, the generator (the
