@@ -28,6 +28,7 @@ import json
 import os
 import re
 import resource
+import secrets
 import shutil
 import signal
 import subprocess
@@ -219,11 +220,18 @@ async def idle(server: Server, holders: int, path: str, body: bytes) -> dict[str
 
 
 @asynccontextmanager
-async def bare(tokens_per_s: float, words: int = WORDS) -> AsyncIterator[Server]:
+async def bare(tokens_per_s: float, words: int = WORDS, chat: bool = False) -> AsyncIterator[Server]:
+    """bench/bare.py; chat: as the chat baseline (an API key, checks, the SQLite exchange and final write)."""
     from .bare import running_bare
 
-    async with running_bare(tokens_per_s, words, _pinned(0, [])) as (port, pid):
-        yield Server("bare", port, pid, "/stream")
+    if not chat:
+        async with running_bare(tokens_per_s, words, _pinned(0, [])) as (port, pid):
+            yield Server("bare", port, pid, "/stream")
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-bare-chat-") as tmp:
+        key = "bench-chat-" + secrets.token_urlsafe(24)
+        async with running_bare(tokens_per_s, words, _pinned(0, []), (f"{tmp}/chat.sqlite3", key)) as (port, pid):
+            yield Server("bare", port, pid, "/stream", [key])
 
 
 @asynccontextmanager

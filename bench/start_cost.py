@@ -4,6 +4,7 @@ aiohttp in the same run.
   python -m bench.start_cost                    # 3,000 starts each, 100 at a time
   python -m bench.start_cost --profile /tmp/p   # and a py-spy'd gima phase split into steps (bench/profile_steps.py)
   python -m bench.start_cost --api-key --whole  # and whole one-word replies: what a reply costs beyond its start
+  python -m bench.start_cost --api-key --baseline chat   # against bench/bare.py's chat baseline instead
 
 Each server is pinned to core 0, this generator to core 1. A start is a POST answered up to its first event: gima's
 demo agent is told to wait ten minutes before its first token, so what the server spends is the start alone —
@@ -66,9 +67,9 @@ async def whole_replies(count: int, api_key: bool) -> list[dict[str, object]]:
     return rows
 
 
-async def main_async(count: int, api_key: bool, profile: str) -> list[dict[str, object]]:
+async def main_async(count: int, api_key: bool, profile: str, chat: bool = False) -> list[dict[str, object]]:
     rows = []
-    async with bare(0) as server:
+    async with bare(0, chat=chat) as server:
         await starts(server, "/start", BATCH)  # warm up
         rows.append(await starts(server, "/start", count))
     extra = {"GIMA_MAX_REPLIES_PER_USER": str(count * 3)}  # every start's reply stays open to the phase's end
@@ -86,6 +87,8 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=3_000)
     parser.add_argument("--api-key", action="store_true", help="every request over one API key (else a user each)")
     parser.add_argument("--profile", default="", help="a directory for gima's py-spy profile (raw format)")
+    parser.add_argument("--baseline", choices=("bare", "chat"), default="bare",
+                        help="chat: bench/bare.py as the chat baseline (signs in, checks, writes the exchange)")
     parser.add_argument("--whole", action="store_true",
                         help="also whole one-word replies, unpaced: what a reply's events and end cost beyond its start")
     args = parser.parse_args()
@@ -100,7 +103,7 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    rows = asyncio.run(main_async(args.starts, args.api_key, args.profile))
+    rows = asyncio.run(main_async(args.starts, args.api_key, args.profile, args.baseline == "chat"))
     for row in rows:
         print(json.dumps(row))
     bare_us, gima_us = (float(str(row["cpu_us_per_start"])) for row in rows[:2])

@@ -164,13 +164,13 @@ def summary(run: tuple[list[dict[str, Any]], float]) -> dict[str, Any]:
 
 
 async def main_async(streams: int, generator_counts: list[int], profile: str = "",
-                     env: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+                     env: dict[str, str] | None = None, chat: bool = False) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     extra = {"GIMA_MAX_REPLIES_PER_USER": str(streams * 2)}  # one program's key, sized for its load
     extra.update(env or {})
     for generators in generator_counts:
         spied = profile and generators == generator_counts[0]
-        async with bare(TOKENS_PER_S, WORDS) as b:
+        async with bare(TOKENS_PER_S, WORDS, chat=chat) as b:
             rows[f"bare_{generators}gen"] = summary(await run_generators(
                 b, streams, generators, f"{profile}/ten_thousand_bare.txt" if spied else ""))
         async with gima(TOKENS_PER_S, 1, words=WORDS, api_key=True, extra_env=extra) as g:
@@ -213,6 +213,9 @@ def main() -> None:
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for gima-server (repeatable)")
     parser.add_argument("--runs", type=int, default=1,
                         help="repeat the whole comparison; each target's verdict in each run, then how many passed")
+    parser.add_argument("--baseline", choices=("bare", "chat"), default="bare",
+                        help="chat: bench/bare.py as the chat baseline (signs in, checks, writes the exchange and the "
+                             "final write before done), in the bare server's place")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
@@ -238,7 +241,8 @@ def main() -> None:
     env = dict(item.split("=", 1) for item in args.env)
     tallies: list[list[Verdict]] = []
     for run in range(1, args.runs + 1):
-        rows = asyncio.run(main_async(args.streams, args.generators, args.profile if run == 1 else "", env))
+        rows = asyncio.run(main_async(args.streams, args.generators, args.profile if run == 1 else "", env,
+                                      args.baseline == "chat"))
         for name, row in rows.items():
             print(json.dumps({"run": run, "scenario": name, **row}))
         print(f"pinned: {'server core 0, load generator core 1' if _TASKSET else 'NO (taskset missing)'}; "
