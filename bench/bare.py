@@ -78,18 +78,27 @@ class GroupWriter:
                     group.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            conn.execute("BEGIN")
-            for statements, _ in group:
-                for sql, args in statements:
-                    conn.execute(sql, args)
-            conn.execute("COMMIT")
-            self._loop.call_soon_threadsafe(_settle, [done for _, done in group])
+            failed: Exception | None = None
+            try:
+                conn.execute("BEGIN")
+                for statements, _ in group:
+                    for sql, args in statements:
+                        conn.execute(sql, args)
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:  # the group's replies fail (a 500 to the bench, not a hang)
+                failed = exc
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            self._loop.call_soon_threadsafe(_settle, [done for _, done in group], failed)
 
 
-def _settle(futures: list[asyncio.Future[None]]) -> None:
+def _settle(futures: list[asyncio.Future[None]], failed: Exception | None) -> None:
     for done in futures:
         if not done.done():
-            done.set_result(None)
+            if failed is None:
+                done.set_result(None)
+            else:
+                done.set_exception(failed)
 
 
 class Chat:
