@@ -6,10 +6,12 @@ receiver that delays neither a reply nor the shutdown."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -204,7 +206,7 @@ async def test_a_receiver_that_always_fails_is_given_up_after_the_schedule(
     records = await receiver.wait_for(lambda r: len(r) >= 5)
     await asyncio.sleep(0.6)  # a sixth try would come within the schedule's 0.2 s (+20 %)
     assert len(receiver.records()) == 5  # the first try and the schedule's four retries
-    deliveries = await client.app[appkeys.STORE].list_webhook_deliveries("env", 10)
+    deliveries = await _settled(client)
     assert [(d.status, d.attempts, d.last_error) for d in deliveries] == [("failed", 5, "HTTP 500")]
     assert len({r["id"] for r in records}) == 1
 
@@ -217,7 +219,7 @@ async def test_deliveries_delivered_or_given_up_are_pruned_after_the_retention_a
     store = client.app[appkeys.STORE]
     await sign_up(client, "alice@example.com")
     await receiver.wait_for(lambda r: len(of_type(r, "user.created")) == 1)
-    assert [d.status for d in await store.list_webhook_deliveries("env", 10)] == ["delivered"]
+    assert [d.status for d in await _settled(client)] == ["delivered"]
     await receiver.control(fail=1000)
     await sign_up(client, "bob@example.com")  # fails and waits for its next try: pending
     await receiver.wait_for(lambda r: any(x["answer"] == 500 for x in r))
@@ -254,6 +256,17 @@ async def test_a_receiver_that_hangs_holds_at_most_its_share_of_the_tries_and_ne
         healthy.stop()
 
 
+async def _first_try_recorded(db: Path, timeout_s: float = 10.0) -> None:
+    """Until the server's store shows the failed first try (a fixed pause raced it on a loaded machine: killed before
+    the record, the delivery stays leased for longer than the test waits)."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            with contextlib.closing(sqlite3.connect(db)) as conn:
+                if conn.execute("SELECT 1 FROM webhook_deliveries WHERE attempts >= 1").fetchone():
+                    return
+            await asyncio.sleep(0.05)
+
+
 def _server(tmp_path: Path, port: int, **env: str) -> subprocess.Popen[bytes]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("GIMA_")}
     clean.update({"GIMA_DATA_DIR": str(tmp_path / "data"), "GIMA_WEBHOOK_POLL_S": "0.05", **env})
@@ -272,7 +285,7 @@ async def test_a_pending_delivery_survives_a_sigkilled_process_and_is_sent_after
             async with session.post(f"http://127.0.0.1:{port}/api/auth/signup",
                                     json={"email": "kill@example.com", "password": "a good password"}) as resp:
                 assert resp.status == 201
-            await asyncio.sleep(0.3)  # the first try has failed: the delivery waits for its retry
+            await _first_try_recorded(tmp_path / "data" / "gima.sqlite3")  # the delivery now waits for its retry
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
     finally:
