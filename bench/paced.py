@@ -224,14 +224,11 @@ async def bare(tokens_per_s: float, words: int = WORDS, chat: bool = False) -> A
     """bench/bare.py; chat: as the chat baseline (an API key, checks, the SQLite exchange and final write)."""
     from .bare import running_bare
 
-    if not chat:
-        async with running_bare(tokens_per_s, words, _pinned(0, [])) as (port, pid):
-            yield Server("bare", port, pid, "/stream")
-        return
-    with tempfile.TemporaryDirectory(prefix="bench-bare-chat-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-bare-") as tmp:
         key = "bench-chat-" + secrets.token_urlsafe(24)
-        async with running_bare(tokens_per_s, words, _pinned(0, []), (f"{tmp}/chat.sqlite3", key)) as (port, pid):
-            yield Server("bare", port, pid, "/stream", [key])
+        as_chat = (f"{tmp}/chat.sqlite3", key) if chat else None
+        async with running_bare(tokens_per_s, words, _pinned(0, []), as_chat) as (port, pid):
+            yield Server("bare --chat" if chat else "bare", port, pid, "/stream", [key] if chat else [])
 
 
 @asynccontextmanager

@@ -53,13 +53,13 @@ async def starts(server: Server, path: str, count: int, profile: str = "", offse
             "ttfe_ms": {"p50": _pct(ttfe, 0.5), "p99": _pct(ttfe, 0.99)}}
 
 
-async def whole_replies(count: int, api_key: bool) -> list[dict[str, object]]:
+async def whole_replies(count: int, api_key: bool, chat: bool = False) -> list[dict[str, object]]:
     """A whole one-word reply, unpaced, each server (its start, events and end): against the start alone, what the
     rest of a reply costs."""
     rows = []
-    async with bare(0, words=1) as server:
+    async with bare(0, words=1, chat=chat) as server:
         await starts(server, server.path, BATCH, whole=True)
-        rows.append({**await starts(server, server.path, count, whole=True), "server": "bare (whole reply)"})
+        rows.append({**await starts(server, server.path, count, whole=True), "server": f"{server.name} (whole reply)"})
     extra = {"GIMA_MAX_REPLIES_PER_USER": str(count * 3)}
     async with gima(0, count * 2 + BATCH, api_key=api_key, extra_env=extra, words=1) as server:
         await starts(server, server.path, BATCH, offset=count * 2, whole=True)
@@ -107,15 +107,16 @@ def main() -> None:
     for row in rows:
         print(json.dumps(row))
     bare_us, gima_us = (float(str(row["cpu_us_per_start"])) for row in rows[:2])
-    print(f"server CPU per reply start: bare {bare_us:.0f} µs, gima {gima_us:.0f} µs ({gima_us / bare_us:.2f}×)")
+    baseline = rows[0]["server"]
+    print(f"server CPU per reply start: {baseline} {bare_us:.0f} µs, gima {gima_us:.0f} µs ({gima_us / bare_us:.2f}×)")
     if args.profile:
         for step, micros in steps_per_reply(Path(args.profile) / "start_cost.txt", float(str(rows[2]["cpu_us_per_start"]))):
             print(f"  {step:38} {micros:7.0f} µs per start")
     if args.whole:
-        wholes = asyncio.run(whole_replies(args.starts, args.api_key))
+        wholes = asyncio.run(whole_replies(args.starts, args.api_key, args.baseline == "chat"))
         for row in wholes:
             print(json.dumps(row))
-        for name, start_us, row in (("bare", bare_us, wholes[0]), ("gima", gima_us, wholes[1])):
+        for name, start_us, row in ((baseline, bare_us, wholes[0]), ("gima", gima_us, wholes[1])):
             whole_us = float(str(row["cpu_us_per_start"]))
             print(f"{name}: a whole one-word reply {whole_us:.0f} µs, its start {start_us:.0f} µs, "
                   f"the rest (events and end) {whole_us - start_us:.0f} µs")
